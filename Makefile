@@ -1,0 +1,30 @@
+# Two entry points (see README): `make run` trains the default suite and writes the report;
+# `make test` runs the test suite. Both create the virtualenv .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+RLKIT   = $(VENV)/bin/rlkit
+JOBS   ?= 2
+SEEDS  ?= 0-2
+SUITE  ?= params/cartpole.yaml params/acrobot.yaml params/pendulum.yaml
+
+.PHONY: install run test full clean-venv
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name rlkit --display-name "Python (rlkit)" >/dev/null
+	touch $@
+
+run: install
+	$(RLKIT) run $(SUITE) --seeds $(SEEDS) --jobs $(JOBS)
+	$(RLKIT) report results
+
+test: install
+	$(PY) -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)
