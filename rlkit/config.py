@@ -1,0 +1,280 @@
+"""Configuration: one YAML file per experiment -> one typed, validated `Config`.
+
+Every key has a default here, so a params file only says what differs. Errors are
+`ConfigError` with one line that names the key and the fix; the CLI prints it and exits 2.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, described in one line that names the key and the fix."""
+
+
+@dataclass
+class EnvConfig:
+    id: str = "CartPole-v1"  # anything gymnasium.make accepts, including "module:EnvName-v0"
+    max_episode_steps: int | None = None  # policy steps; None -> the env's own limit / action_repeat
+    action_repeat: int = 1  # simulator frames per policy step
+    kwargs: dict = field(default_factory=dict)  # passed to gymnasium.make
+
+
+@dataclass
+class ParallelConfig:
+    num_threads: int = 1  # T: worker threads (or processes for backend "process")
+    envs_per_thread: int = 8  # E: environments each worker owns
+    backend: str = "thread"  # thread | process
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10_000  # policy steps between deterministic evaluations; 0 disables
+    episodes: int = 10
+
+
+@dataclass
+class AlgoConfig:
+    # The seed document's PPO parameters, names and defaults as given there.
+    has_continuous: bool | None = None  # inferred from the action space
+    action_dim: int | None = None  # inferred: number of actions (discrete) or action size
+    observ_dim: int | None = None  # inferred: flattened observation size
+    action_scaling: float | None = None  # inferred for Box actions: half the (symmetric) range
+    actor_lr: float = 0.001
+    critic_lr: float = 0.0025
+    k_epochs: int = 23
+    policy_clip: float = 0.2
+    GAE_lambda: float = 0.95
+    gamma: float = 0.995
+    batch_size: int = 1024  # transitions per training phase, per rank
+    mini_batch_size: int = 512
+    use_RND: bool = False
+    beta: float | None = None  # weight of the RND intrinsic advantage
+    # Step-denominated hyper-parameters (DESIGN §2).
+    per_rank_gradient_steps: int | None = None  # default k_epochs * ceil(batch_size / mini_batch_size)
+    per_rank_pretrain_steps: int | None = None  # the same, first training phase only
+    # The usual PPO knobs.
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5  # scales the critic loss (the critic has its own optimizer and lr)
+    max_grad_norm: float = 0.5
+    norm_adv: bool = True  # per-minibatch advantage normalisation
+    clip_vloss: bool = False
+    anneal_lr: bool = False
+    hidden_sizes: list = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"  # tanh | relu
+    normalize_obs: bool = False  # running mean/std of observations for the policy
+    normalize_reward: bool = False  # divide rewards by the std of the discounted return
+    log_std_init: float = 0.0  # continuous actions: initial log std of the Gaussian
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    device: str = "cpu"  # cpu | cuda | auto
+    total_steps: int = 100_000  # policy steps
+    learning_starts: int = 0  # policy steps of random actions before any training
+    train_every: int | None = None  # policy steps between training phases; PPO: batch_size * W
+    exploration_steps: int = 0  # RND only: policy steps optimising the intrinsic reward alone
+    log_every: int = 2_048  # policy steps between training-metric rows (perf/sps, counters)
+    checkpoint_every: int = 50_000  # policy steps between checkpoints; 0: only at the end
+    torch_threads: int | None = 1  # torch.set_num_threads: small MLPs run fastest on one intra-op thread; null keeps torch's default
+    env: EnvConfig = field(default_factory=EnvConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @property
+    def num_envs(self) -> int:
+        """Environments on this rank: T threads x E envs each."""
+        return self.parallel.num_threads * self.parallel.envs_per_thread
+
+
+SECTIONS = {"env": EnvConfig, "parallel": ParallelConfig, "algo": AlgoConfig, "eval": EvalConfig}
+
+
+# ---------------------------------------------------------------- loading
+
+def load_config(source: str | Path | dict | Config, overrides: dict | list | None = None) -> Config:
+    """Build a validated Config from a YAML path, a dict or a Config, then apply overrides.
+
+    overrides: {"algo.batch_size": 64} or ["algo.batch_size=64", ...] (values parsed as YAML).
+    """
+    if isinstance(source, Config):
+        raw = source.to_dict()
+    elif isinstance(source, dict):
+        raw = source
+    else:
+        raw = _read_yaml(Path(source))
+    raw = _merge_overrides(raw, overrides)
+    cfg = _build(Config, raw, prefix="")
+    validate(cfg)
+    return cfg
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (check the path; params files live in params/)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'algo.batch_size=64' -> ('algo.batch_size', 64); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value, e.g. algo.batch_size=64")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ConfigError(f"override '{text}': the value is not valid YAML") from None
+
+
+def _merge_overrides(raw: dict, overrides: dict | list | None) -> dict:
+    raw = _deep_copy(raw)
+    if not overrides:
+        return raw
+    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+    for key, value in items:
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part, {}), dict):
+                raise ConfigError(f"override '{key}': '{part}' is not a section")
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return raw
+
+
+def _deep_copy(d: dict) -> dict:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+def _build(cls, raw: dict, prefix: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"'{prefix.rstrip('.')}' must be a mapping of keys, got {raw!r}")
+    known = {f.name: f for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f"did you mean '{prefix}{close[0]}'?" if close else f"known keys: {', '.join(known)}"
+            raise ConfigError(f"unknown key '{prefix}{key}': {hint}")
+    values = {}
+    for name, value in raw.items():
+        ftype = typing.get_type_hints(cls)[name]
+        if name in SECTIONS and cls is Config:
+            values[name] = _build(SECTIONS[name], value or {}, prefix=f"{name}.")
+        else:
+            values[name] = _coerce(value, ftype, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _coerce(value: Any, ftype, key: str):
+    """Check a value against its annotated type; ints are accepted where floats are expected."""
+    options = typing.get_args(ftype) if isinstance(ftype, types.UnionType) else (ftype,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"'{key}' must not be empty (null); remove the key to use the default")
+    for t in options:
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if t is int and isinstance(value, float) and value.is_integer() and abs(value) >= 1000:
+            return int(value)  # 1e6 in YAML is a float; accept it for step counts
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if t in (bool, str, dict, list) and isinstance(value, t):
+            return value
+    names = " or ".join(getattr(t, "__name__", str(t)) for t in options if t is not type(None))
+    raise ConfigError(f"'{key}' must be {names}, got {value!r} ({type(value).__name__})")
+
+
+# ---------------------------------------------------------------- validation
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg: Config) -> None:
+    """Range and consistency checks that need no environment."""
+    a, p = cfg.algo, cfg.parallel
+    _require(cfg.device in ("cpu", "cuda", "auto") or cfg.device.startswith("cuda:"),
+             f"'device' must be cpu, cuda or auto, got '{cfg.device}'")
+    _require(cfg.total_steps > 0, f"'total_steps' must be > 0, got {cfg.total_steps}")
+    for key in ("learning_starts", "exploration_steps", "log_every", "checkpoint_every"):
+        _require(getattr(cfg, key) >= 0, f"'{key}' must be >= 0, got {getattr(cfg, key)}")
+    _require(cfg.eval.every >= 0, f"'eval.every' must be >= 0 (0 disables evaluation), got {cfg.eval.every}")
+    _require(cfg.eval.episodes >= 1, f"'eval.episodes' must be >= 1, got {cfg.eval.episodes}")
+    _require(cfg.env.action_repeat >= 1, f"'env.action_repeat' must be >= 1, got {cfg.env.action_repeat}")
+    _require(cfg.env.max_episode_steps is None or cfg.env.max_episode_steps >= 1,
+             f"'env.max_episode_steps' must be >= 1, got {cfg.env.max_episode_steps}")
+    _require(p.num_threads >= 1, f"'parallel.num_threads' must be >= 1, got {p.num_threads}")
+    _require(p.envs_per_thread >= 1, f"'parallel.envs_per_thread' must be >= 1, got {p.envs_per_thread}")
+    _require(p.backend in ("thread", "process"), f"'parallel.backend' must be thread or process, got '{p.backend}'")
+    for key in ("actor_lr", "critic_lr"):
+        _require(getattr(a, key) > 0, f"'algo.{key}' must be > 0, got {getattr(a, key)}")
+    _require(a.k_epochs >= 1, f"'algo.k_epochs' must be >= 1, got {a.k_epochs}")
+    _require(a.policy_clip > 0, f"'algo.policy_clip' must be > 0, got {a.policy_clip}")
+    _require(0 <= a.GAE_lambda <= 1, f"'algo.GAE_lambda' must be in [0, 1], got {a.GAE_lambda}")
+    _require(0 <= a.gamma < 1, f"'algo.gamma' must be in [0, 1), got {a.gamma}")
+    _require(a.batch_size >= 1, f"'algo.batch_size' must be >= 1, got {a.batch_size}")
+    _require(a.mini_batch_size >= 1, f"'algo.mini_batch_size' must be >= 1, got {a.mini_batch_size}")
+    _require(a.mini_batch_size <= a.batch_size,
+             f"'algo.mini_batch_size' ({a.mini_batch_size}) must be <= 'algo.batch_size' ({a.batch_size}); "
+             "lower mini_batch_size or raise batch_size")
+    _require(a.batch_size % cfg.num_envs == 0,
+             f"'algo.batch_size' ({a.batch_size}) must be divisible by parallel.num_threads x "
+             f"parallel.envs_per_thread ({p.num_threads} x {p.envs_per_thread} = {cfg.num_envs}): "
+             f"the rollout is batch_size / {cfg.num_envs} steps per env; pick a batch_size that is a multiple of {cfg.num_envs}")
+    for key in ("per_rank_gradient_steps", "per_rank_pretrain_steps"):
+        v = getattr(a, key)
+        _require(v is None or v >= 1, f"'algo.{key}' must be >= 1, got {v}")
+    _require(a.max_grad_norm > 0, f"'algo.max_grad_norm' must be > 0, got {a.max_grad_norm}")
+    _require(a.activation in ("tanh", "relu"), f"'algo.activation' must be tanh or relu, got '{a.activation}'")
+    _require(len(a.hidden_sizes) >= 1 and all(isinstance(h, int) and h > 0 for h in a.hidden_sizes),
+             f"'algo.hidden_sizes' must be a list of positive ints, got {a.hidden_sizes}")
+    _require(a.action_scaling is None or a.action_scaling > 0,
+             f"'algo.action_scaling' must be > 0, got {a.action_scaling}")
+    _require(not (cfg.exploration_steps > 0 and not a.use_RND),
+             f"'exploration_steps' ({cfg.exploration_steps}) needs an intrinsic reward: set algo.use_RND: true "
+             "or set exploration_steps: 0")
+    _require(not (a.use_RND and a.beta is not None and a.beta < 0), f"'algo.beta' must be >= 0, got {a.beta}")
+
+
+def check_train_every(cfg: Config, world_size: int = 1) -> int:
+    """PPO trains once per rollout: train_every = batch_size x W policy steps (DESIGN §2)."""
+    expected = cfg.algo.batch_size * world_size
+    if cfg.train_every is not None and cfg.train_every != expected:
+        raise ConfigError(
+            f"'train_every' ({cfg.train_every}) must equal algo.batch_size x ranks "
+            f"({cfg.algo.batch_size} x {world_size} = {expected}) for PPO; remove train_every or set it to {expected}")
+    return expected
+
+
+def default_gradient_steps(cfg: Config) -> int:
+    a = cfg.algo
+    return a.k_epochs * math.ceil(a.batch_size / a.mini_batch_size)
