@@ -1,0 +1,32 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# A run small enough for a unit test: 2 threads x 2 envs, 64-step batches, a few updates.
+TINY = {
+    "total_steps": 512, "log_every": 128, "checkpoint_every": 256,
+    "eval.every": 256, "eval.episodes": 2,
+    "parallel.num_threads": 2, "parallel.envs_per_thread": 2,
+    "algo.batch_size": 64, "algo.mini_batch_size": 32, "algo.k_epochs": 2,
+}
+
+
+@pytest.fixture
+def tiny():
+    return dict(TINY)
+
+
+@pytest.fixture
+def root():
+    return ROOT
+
+
+def run_cli(*args, cwd=ROOT):
+    import subprocess
+    return subprocess.run([sys.executable, "-m", "rlkit", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
