@@ -1,0 +1,218 @@
+"""Vectors of environments behind one interface, three backends.
+
+Every backend steps N envs with auto-reset in the same step: after `step(actions)`,
+`obs` holds the next observation (the reset one where an episode ended) and `final_obs`
+the true last observation of an ended episode, which truncation bootstrapping needs.
+
+- SerialEnvs: a loop in the calling thread.
+- ThreadedEnvs (DESIGN §3): T persistent worker threads, each owning E envs and writing only
+  its own slice of shared preallocated arrays; inference stays batched in the caller, so
+  threads never run the model and never fight over the GIL with many small torch calls.
+- ProcessEnvs: gymnasium's AsyncVectorEnv, for CPU-bound pure-Python envs.
+"""
+from __future__ import annotations
+
+import pickle
+import threading
+import traceback
+
+import gymnasium as gym
+import numpy as np
+
+
+class EnvStepError(RuntimeError):
+    """An environment raised; names the env index and carries the original traceback."""
+
+
+class SerialEnvs:
+    def __init__(self, env_fns, seeds, obs_shape, action_is_discrete, first_index=0, arrays=None):
+        self.envs = [fn() for fn in env_fns]
+        self.seeds = list(seeds)
+        self.first_index = first_index
+        self.discrete = action_is_discrete
+        n = len(self.envs)
+        self.arrays = arrays or allocate(n, obs_shape)
+
+    @property
+    def num_envs(self) -> int:
+        return len(self.envs)
+
+    def reset(self):
+        a = self.arrays
+        for i, env in enumerate(self.envs):
+            a["obs"][i] = self._guard(i, lambda: env.reset(seed=self.seeds[i])[0])
+        return a["obs"]
+
+    def step(self, actions):
+        a = self.arrays
+        obs, rew, term, trunc, final = a["obs"], a["reward"], a["terminated"], a["truncated"], a["final_obs"]
+        for i, env in enumerate(self.envs):
+            action = int(actions[i]) if self.discrete else actions[i]
+            o, r, te, tr, _ = self._guard(i, lambda: env.step(action))
+            rew[i], term[i], trunc[i] = r, te, tr
+            if te or tr:
+                final[i] = o
+                o = self._guard(i, lambda: env.reset()[0])
+            obs[i] = o
+        return obs, rew, term, trunc, final
+
+    def _guard(self, i, fn):
+        try:
+            return fn()
+        except Exception as e:
+            index = self.first_index + i
+            raise EnvStepError(f"environment {index} raised {type(e).__name__}: {e}\n"
+                               f"original traceback:\n{traceback.format_exc()}") from e
+
+    def get_state(self) -> bytes:
+        return pickle.dumps(self.envs)
+
+    def set_state(self, state: bytes) -> None:
+        for env in self.envs:
+            env.close()
+        self.envs = pickle.loads(state)
+
+    def close(self):
+        for env in self.envs:
+            env.close()
+
+
+def allocate(n, obs_shape) -> dict:
+    return {
+        "obs": np.zeros((n, *obs_shape), np.float32),
+        "final_obs": np.zeros((n, *obs_shape), np.float32),
+        "reward": np.zeros(n, np.float32),
+        "terminated": np.zeros(n, bool),
+        "truncated": np.zeros(n, bool),
+    }
+
+
+class ThreadedEnvs:
+    """T persistent threads; thread w steps envs [w*E, (w+1)*E) and writes only that slice."""
+
+    def __init__(self, env_fns, seeds, obs_shape, action_is_discrete, num_threads):
+        n = len(env_fns)
+        per = n // num_threads
+        self.arrays = allocate(n, obs_shape)
+        self.groups = []
+        for w in range(num_threads):
+            part = slice(w * per, (w + 1) * per)
+            view = {k: v[part] for k, v in self.arrays.items()}  # numpy views: writes land in the shared arrays
+            self.groups.append(SerialEnvs(env_fns[part], seeds[part], obs_shape, action_is_discrete,
+                                          first_index=w * per, arrays=view))
+        self._slices = [slice(w * per, (w + 1) * per) for w in range(num_threads)]
+        self._actions = None
+        self._task = None
+        self._errors: list = [None] * num_threads
+        self._go = [threading.Event() for _ in range(num_threads)]
+        self._done = [threading.Event() for _ in range(num_threads)]
+        self._closing = False
+        self._threads = [threading.Thread(target=self._work, args=(w,), daemon=True, name=f"rlkit-env-{w}")
+                         for w in range(num_threads)]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def num_envs(self) -> int:
+        return len(self.arrays["reward"])
+
+    def _work(self, w):
+        group = self.groups[w]
+        while True:
+            self._go[w].wait()
+            self._go[w].clear()
+            if self._closing:
+                return
+            try:
+                if self._task == "reset":
+                    group.reset()
+                else:
+                    group.step(self._actions[self._slices[w]])
+            except BaseException as e:  # surfaced in the caller by _run
+                self._errors[w] = e
+            self._done[w].set()
+
+    def _run(self, task, actions=None):
+        self._task, self._actions = task, actions
+        for go in self._go:
+            go.set()
+        for w, done in enumerate(self._done):
+            while not done.wait(timeout=1.0):
+                if not self._threads[w].is_alive():
+                    raise EnvStepError(f"worker thread {w} died")
+            done.clear()
+        errors = [e for e in self._errors if e is not None]
+        if errors:
+            self._errors = [None] * len(self._errors)
+            raise errors[0]
+
+    def reset(self):
+        self._run("reset")
+        return self.arrays["obs"]
+
+    def step(self, actions):
+        self._run("step", actions)
+        a = self.arrays
+        return a["obs"], a["reward"], a["terminated"], a["truncated"], a["final_obs"]
+
+    def get_state(self) -> list:
+        return [g.get_state() for g in self.groups]
+
+    def set_state(self, state) -> None:
+        for g, s in zip(self.groups, state):
+            g.set_state(s)
+
+    def close(self):
+        self._closing = True
+        for go in self._go:
+            go.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        for g in self.groups:
+            g.close()
+
+
+class ProcessEnvs:
+    """gymnasium AsyncVectorEnv (one process per env), same-step auto-reset like the others."""
+
+    def __init__(self, env_fns, seeds, obs_shape, action_is_discrete):
+        self.vec = gym.vector.AsyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+                                             copy=False)
+        self.seeds = list(seeds)
+        self.discrete = action_is_discrete
+        self.arrays = allocate(len(env_fns), obs_shape)
+
+    @property
+    def num_envs(self) -> int:
+        return len(self.seeds)
+
+    def reset(self):
+        obs, _ = self.vec.reset(seed=self.seeds)
+        self.arrays["obs"][:] = obs
+        return self.arrays["obs"]
+
+    def step(self, actions):
+        a = self.arrays
+        obs, rew, term, trunc, info = self.vec.step(actions.astype(np.int64) if self.discrete else actions)
+        a["obs"][:], a["reward"][:], a["terminated"][:], a["truncated"][:] = obs, rew, term, trunc
+        if "_final_obs" in info:
+            ended = info["_final_obs"]
+            a["final_obs"][ended] = np.stack(info["final_obs"][ended])
+        return a["obs"], a["reward"], a["terminated"], a["truncated"], a["final_obs"]
+
+    def get_state(self):
+        return None  # subprocess envs cannot be pickled from here; resume re-seeds them
+
+    def set_state(self, state) -> None:
+        pass
+
+    def close(self):
+        self.vec.close()
+
+
+def make_vector(backend, env_fns, seeds, obs_shape, action_is_discrete, num_threads):
+    if backend == "process":
+        return ProcessEnvs(env_fns, seeds, obs_shape, action_is_discrete)
+    if num_threads == 1:
+        return SerialEnvs(env_fns, seeds, obs_shape, action_is_discrete)
+    return ThreadedEnvs(env_fns, seeds, obs_shape, action_is_discrete, num_threads)
