@@ -1,0 +1,107 @@
+"""PPO update (Schulman et al., 2017): clipped surrogate, separate actor and critic optimizers."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlkit.policies import Actor, Critic
+from rlkit.steps import minibatch_indices
+
+
+class PPO:
+    def __init__(self, algo, obs_dim: int, device, value_heads: int = 1):
+        self.cfg = algo
+        self.device = device
+        self.actor = Actor(obs_dim, algo.action_dim, algo.has_continuous, algo.hidden_sizes,
+                           algo.activation, algo.log_std_init).to(device)
+        self.critic = Critic(obs_dim, algo.hidden_sizes, algo.activation, heads=value_heads).to(device)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=algo.actor_lr, eps=1e-5)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=algo.critic_lr, eps=1e-5)
+
+    # ALGO LOGIC: action logic (one batched forward for every env, never one per env)
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, generator: torch.Generator):
+        obs_t = torch.as_tensor(obs, device=self.device)
+        dist = self.actor.distribution(obs_t)
+        if self.cfg.has_continuous:
+            noise = torch.randn(dist.mean.shape, generator=generator, device=self.device)
+            actions = dist.mean + dist.stddev * noise
+        else:
+            actions = torch.multinomial(dist.probs, 1, generator=generator).squeeze(-1)
+        logprobs = self.actor.log_prob(dist, actions)
+        return actions.cpu().numpy(), logprobs.cpu().numpy(), self.critic(obs_t).cpu().numpy()
+
+    @torch.no_grad()
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        return self.critic(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+
+    @torch.no_grad()
+    def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
+        return self.actor.mode(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+
+    def set_lr_fraction(self, frac: float) -> None:
+        """Linear annealing: frac = 1 at the start, -> 0 at total_steps."""
+        for opt, lr in ((self.actor_opt, self.cfg.actor_lr), (self.critic_opt, self.cfg.critic_lr)):
+            opt.param_groups[0]["lr"] = frac * lr
+
+    # Optimizing the policy and value network
+    def update(self, batch: dict, n_updates: int, rng: np.random.Generator) -> dict:
+        c = self.cfg
+        size = batch["obs"].shape[0]
+        stats = {k: 0.0 for k in ("loss/policy", "loss/value", "loss/entropy", "ppo/approx_kl",
+                                  "ppo/clipfrac", "ppo/grad_norm_actor", "ppo/grad_norm_critic")}
+        for idx in minibatch_indices(size, c.mini_batch_size, n_updates, rng):
+            idx = torch.as_tensor(idx, device=self.device)
+            obs, adv = batch["obs"][idx], batch["advantages"][idx]
+            if c.norm_adv and len(idx) > 1:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+
+            dist = self.actor.distribution(obs)
+            logratio = self.actor.log_prob(dist, batch["actions"][idx]) - batch["logprobs"][idx]
+            ratio = logratio.exp()
+            policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - c.policy_clip, 1 + c.policy_clip)).mean()
+            entropy = self.actor.entropy(dist).mean()
+            value_loss = self._value_loss(self.critic(obs), batch["returns"][idx], batch["values"][idx])
+
+            self.actor_opt.zero_grad(set_to_none=True)
+            self.critic_opt.zero_grad(set_to_none=True)
+            (policy_loss - c.ent_coef * entropy + c.vf_coef * value_loss).backward()
+            gn_actor = nn.utils.clip_grad_norm_(self.actor.parameters(), c.max_grad_norm)
+            gn_critic = nn.utils.clip_grad_norm_(self.critic.parameters(), c.max_grad_norm)
+            self.actor_opt.step()
+            self.critic_opt.step()
+
+            with torch.no_grad():  # approx KL (Schulman's k3 estimator), mean over the update
+                stats["ppo/approx_kl"] += ((ratio - 1) - logratio).mean().item()
+                stats["ppo/clipfrac"] += ((ratio - 1).abs() > c.policy_clip).float().mean().item()
+            stats["loss/policy"] += policy_loss.item()
+            stats["loss/value"] += value_loss.item()
+            stats["loss/entropy"] += entropy.item()
+            stats["ppo/grad_norm_actor"] += gn_actor.item()
+            stats["ppo/grad_norm_critic"] += gn_critic.item()
+        stats = {k: v / n_updates for k, v in stats.items()}
+        stats["ppo/explained_variance"] = explained_variance(batch["values"], batch["returns"])
+        return stats
+
+    def _value_loss(self, new_values, returns, old_values):
+        if not self.cfg.clip_vloss:
+            return 0.5 * ((new_values - returns) ** 2).mean()
+        clipped = old_values + (new_values - old_values).clamp(-self.cfg.policy_clip, self.cfg.policy_clip)
+        return 0.5 * torch.max((new_values - returns) ** 2, (clipped - returns) ** 2).mean()
+
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 - Var[returns - values] / Var[returns]: 1 is a perfect critic, <= 0 no better than a constant."""
+    var = returns.var().item()
+    return float("nan") if var == 0 else 1.0 - (returns - values).var().item() / var
