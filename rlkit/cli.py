@@ -1,0 +1,91 @@
+"""Command line: `rlkit train`, `rlkit run`, `rlkit report`.
+
+Bad input ends with one line on stderr naming the key and the fix, and exit code 2 — no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rlkit.config import ConfigError
+from rlkit.rundir import RunExistsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlkit", description="Notebook-first RL experiments.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one run in this process")
+    t.add_argument("config", nargs="?", help="params/*.yaml (optional with --resume: the run's config.yaml)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set algo.batch_size=512 (repeatable)")
+    t.add_argument("--out", help="run directory (default results/<config stem>/seed<seed>)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
+    t.add_argument("--force", action="store_true", help="overwrite a finished or unfinished run directory")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("run", help="execute notebooks/train.ipynb with papermill for every config x seed")
+    r.add_argument("configs", nargs="+", help="params/*.yaml files")
+    r.add_argument("--seeds", default="0", help="e.g. 0-4, 0,2,5 or 3 (default 0)")
+    r.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
+    r.add_argument("--results", default="results", help="results directory")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--force", action="store_true", help="re-run finished runs")
+    r.add_argument("--timeout", type=float, default=None, help="wall-clock limit per run in seconds")
+
+    p = sub.add_parser("report", help="execute notebooks/report.ipynb over a results directory")
+    p.add_argument("results", nargs="?", default="results")
+    p.add_argument("--metric", default="eval/return")
+    p.add_argument("--x", default="policy_step", choices=["policy_step", "env_step", "gradient_step", "wall_time"])
+    p.add_argument("--aggregate", default="iqm", choices=["iqm", "mean"])
+    return parser
+
+
+def _train(args) -> int:
+    from pathlib import Path
+
+    from rlkit.train import train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        config = args.config or run_dir / "config.yaml"
+        path = train(config, run_dir, overrides=args.overrides, resume=True, progress=not args.no_progress)
+    else:
+        if not args.config:
+            raise ConfigError("rlkit train needs a CONFIG file (e.g. params/cartpole.yaml) or --resume RUN_DIR")
+        path = train(args.config, args.out, overrides=args.overrides, force=args.force,
+                     progress=not args.no_progress)
+    print(f"run finished: {path}")
+    return 0
+
+
+def _run(args) -> int:
+    from rlkit.runner import batch_exit_code, parse_seeds, run_batch
+
+    results = run_batch(args.configs, parse_seeds(args.seeds), jobs=args.jobs, results_dir=args.results,
+                        overrides=args.overrides, force=args.force, timeout_s=args.timeout)
+    return batch_exit_code(results)
+
+
+def _report(args) -> int:
+    from rlkit.report import run_report
+
+    index = run_report(args.results, metric=args.metric, x=args.x, aggregate=args.aggregate)
+    print(f"report written: {index}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"train": _train, "run": _run, "report": _report}[args.command](args)
+    except (ConfigError, RunExistsError, FileNotFoundError) as e:
+        print(f"rlkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rlkit {args.command}: interrupted; resume with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""The training loop: collect a rollout, train on it, log, evaluate, checkpoint — in policy steps.
+
+Reads top to bottom: `train()` prepares the run directory, `Trainer.__init__` builds every
+piece from the config, `Trainer.run()` is the loop. Files, progress bars and notebooks stay
+out of the collection and update code (they live in rundir, metrics and the callbacks).
+"""
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlkit.checkpoint import load_checkpoint, save_checkpoint
+from rlkit.config import Config, ConfigError, load_config
+from rlkit.envs import inspect_env, make_env, resolve_env_fields
+from rlkit.evaluate import Evaluator
+from rlkit.memory import RolloutMemory
+from rlkit.metrics import MetricsWriter
+from rlkit.normalize import ObsNormalizer, ReturnFilter
+from rlkit.policies import ActionScaler
+from rlkit.ppo import PPO
+from rlkit.rundir import default_run_dir, git_commit, prepare, versions, write_status
+from rlkit.steps import StepCounter, crossed, make_schedule
+from rlkit.vector import make_vector
+
+
+def train(config, run_dir=None, *, overrides=None, resume=False, force=False, progress=True, callbacks=()) -> Path:
+    """Train one run; returns its directory (config.yaml, metrics.csv, status.json, checkpoint.pt)."""
+    cfg = load_config(config, overrides)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(config, cfg.seed)
+    resuming = prepare(run_dir, resume, force)
+    trainer = Trainer(cfg, run_dir, progress=progress, callbacks=callbacks)
+    try:
+        if resuming:
+            _check_same_config(run_dir / "config.yaml", cfg)
+            trainer.restore(load_checkpoint(run_dir / "checkpoint.pt"))
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+        trainer.run()
+    except BaseException as e:
+        write_status(run_dir, state="failed", error=f"{type(e).__name__}: {e}", **trainer.counters())
+        raise
+    finally:
+        trainer.close()
+    return run_dir
+
+
+def _check_same_config(path: Path, cfg: Config) -> None:
+    """A resumed run must continue the same experiment; only total_steps may grow."""
+    saved = load_config(path).to_dict()
+    new = cfg.to_dict()
+    saved["total_steps"] = new["total_steps"]
+    diffs = [k for k in _flat(new) if _flat(saved).get(k) != _flat(new)[k]]
+    if diffs:
+        raise ConfigError(f"cannot resume {path.parent}: the configuration differs in {', '.join(diffs)}; "
+                          "resume with the saved config.yaml, or start a new run with --out or --force")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "kwargs" else {f"{prefix}{k}": v})
+    return out
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"'device' is {name} but no CUDA device is available; set device: cpu or auto")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: Path, progress=True, callbacks=(), rank=0, world_size=1):
+        self.cfg, self.run_dir, self.callbacks = cfg, Path(run_dir), list(callbacks)
+        self.device = resolve_device(cfg.device)
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)  # minibatch shuffles, random warm-up actions
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)  # action sampling
+
+        # Spaces -> the seed's inferred parameters (has_continuous, action_dim, observ_dim, action_scaling)
+        probe = make_env(cfg.env)
+        self.info = info = inspect_env(probe)
+        probe.close()
+        resolve_env_fields(cfg, info)
+
+        p = cfg.parallel
+        self.counter = StepCounter(world_size, p.num_threads, p.envs_per_thread, cfg.env.action_repeat)
+        self.schedule = make_schedule(cfg, world_size)
+        env_fn = functools.partial(make_env, cfg.env)
+        n = cfg.num_envs
+        seeds = [cfg.seed * 100_003 + rank * n + i for i in range(n)]  # ranks and envs seeded apart
+        self.envs = make_vector(p.backend, [env_fn] * n, seeds, info.obs_shape, not info.has_continuous,
+                                p.num_threads)
+        self.evaluator = Evaluator(env_fn, cfg.eval.episodes, 2**30 + cfg.seed * 1_000, info.obs_shape,
+                                   not info.has_continuous) if cfg.eval.every > 0 and rank == 0 else None
+        self.scale_actions = ActionScaler(info.action_low, info.action_high) if info.has_continuous else None
+
+        self.obs_norm = ObsNormalizer(info.obs_shape, enabled=cfg.algo.normalize_obs)
+        self.reward_filter = ReturnFilter(n, cfg.algo.gamma) if cfg.algo.normalize_reward else None
+        self.agent = PPO(cfg.algo, info.observ_dim, self.device)
+        action_shape = (info.action_dim,) if info.has_continuous else ()
+        self.memory = RolloutMemory(self.schedule.rollout_len, n, info.obs_shape, action_shape)
+
+        self.obs = self.envs.reset()
+        self.episode_return = np.zeros(n)
+        self.episode_length = np.zeros(n, np.int64)
+        self.wall_offset = 0.0  # wall time of earlier sessions of a resumed run
+        self.last = {"log": 0, "eval": 0, "checkpoint": 0}
+        self.metrics = MetricsWriter(self.run_dir / "metrics.csv")
+        self.progress = _progress_bar(cfg.total_steps) if progress else None
+        self.last_return = float("nan")
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> None:
+        cfg, c, schedule = self.cfg, self.counter, self.schedule
+        write_status(self.run_dir, state="running", error=None, versions=versions(), git_commit=git_commit(),
+                     **self.counters())
+        self.start = time.perf_counter()
+        self.sps_mark = (self.start, c.policy_step)
+        while not schedule.done(c):
+            self.collect_iteration()
+            if self.memory.full:
+                self.train_phase()
+            if crossed(self.last["log"], c.policy_step, cfg.log_every):
+                self.log_progress()
+            if self.evaluator and crossed(self.last["eval"], c.policy_step, cfg.eval.every):
+                self.evaluate()
+            # checkpoints only between rollouts, when the memory holds nothing half-collected
+            if self.memory.pos == 0 and crossed(self.last["checkpoint"], c.policy_step, cfg.checkpoint_every):
+                self.save()
+        # the last rows carry the final counters
+        if self.evaluator and self.last["eval"] != c.policy_step:
+            self.evaluate()
+        self.log_progress()
+        self.save()
+        write_status(self.run_dir, state="finished", error=None, **self.counters())
+
+    def collect_iteration(self) -> None:
+        """Every env takes one action: a batched forward for all of them, then the vector step."""
+        c, mem = self.counter, self.memory
+        obs_in = self.obs_norm(self.obs)
+        random_phase = self.schedule.random_actions(c)
+        if random_phase:  # learning_starts: random actions warm up the normalisers; the steps count
+            actions = self._random_actions()
+        else:
+            actions, logprobs, values = self.agent.act(obs_in, self.generator)
+            mem.obs[mem.pos] = obs_in  # copied now: the vector overwrites its obs buffer in step()
+        env_actions = self.scale_actions(actions) if self.scale_actions else actions
+        next_obs, rewards, terminated, truncated, final_obs = self.envs.step(env_actions)
+        c.step_iteration()
+        dones = terminated | truncated
+        self._track_episodes(rewards, dones)
+        self.obs_norm.update(next_obs)
+        if not random_phase:
+            t = mem.pos
+            mem.actions[t], mem.logprobs[t], mem.values[t] = actions, logprobs, values
+            mem.rewards[t] = self.reward_filter(rewards, dones) if self.reward_filter else rewards
+            mem.dones[t], mem.truncated[t] = dones, truncated
+            mem.final_values[t] = 0.0
+            if truncated.any():  # time limit: bootstrap from the true last observation
+                mem.final_values[t, truncated] = self.agent.value(self.obs_norm(final_obs[truncated]))
+            mem.pos += 1
+        self.obs = next_obs
+
+    def train_phase(self) -> None:
+        c, cfg, mem = self.counter, self.cfg, self.memory
+        mem.compute_returns(self.agent.value(self.obs_norm(self.obs)), cfg.algo.gamma, cfg.algo.GAE_lambda)
+        if cfg.algo.anneal_lr:
+            self.agent.set_lr_fraction(max(0.0, 1.0 - c.policy_step / cfg.total_steps))
+        n_updates = self.schedule.gradient_steps_for(c)
+        stats = self.agent.update(mem.batch(self.device), n_updates, self.rng)
+        c.step_gradient(n_updates)
+        c.step_update()
+        mem.pos = 0
+        stats["steps/replay_ratio"] = c.replay_ratio
+        self.log(stats)
+
+    # ------------------------------------------------------------------ helpers
+    def _random_actions(self) -> np.ndarray:
+        n, info = self.cfg.num_envs, self.info
+        if info.has_continuous:
+            return self.rng.uniform(-1, 1, (n, info.action_dim)).astype(np.float32)
+        return self.rng.integers(0, info.action_dim, n)
+
+    def _track_episodes(self, rewards, dones) -> None:
+        self.episode_return += rewards
+        self.episode_length += 1
+        if dones.any():
+            for i in np.flatnonzero(dones):  # logged at the policy step the episode ends
+                self.last_return = float(self.episode_return[i])
+                self.log({"episode/return": self.episode_return[i], "episode/length": self.episode_length[i]})
+            self.episode_return[dones] = 0.0
+            self.episode_length[dones] = 0
+
+    def evaluate(self) -> None:
+        def greedy(obs):
+            actions = self.agent.deterministic_action(self.obs_norm(obs))
+            return self.scale_actions(actions) if self.scale_actions else actions
+
+        self.log(self.evaluator.run(greedy, self.cfg.env.max_episode_steps))
+        self.last["eval"] = self.counter.policy_step
+
+    def log_progress(self) -> None:
+        now, step = time.perf_counter(), self.counter.policy_step
+        mark_time, mark_step = self.sps_mark
+        sps = (step - mark_step) / max(now - mark_time, 1e-9)
+        self.sps_mark = (now, step)
+        self.log({"perf/sps": sps, "steps/iteration": self.counter.iteration, "steps/update": self.counter.update})
+        self.last["log"] = step
+        if self.progress is not None:
+            self.progress.update(step - self.progress.n)
+            self.progress.set_postfix(sps=f"{sps:,.0f}", ret=f"{self.last_return:.1f}", refresh=False)
+
+    def wall_time(self) -> float:
+        return self.wall_offset + time.perf_counter() - self.start
+
+    def counters(self) -> dict:
+        c = getattr(self, "counter", None)
+        return {**c.as_row(), "wall_time": round(self.wall_time(), 3)} if c and hasattr(self, "start") else {}
+
+    def log(self, metrics: dict) -> None:
+        counters = self.counters()
+        self.metrics.log(counters, counters["wall_time"], metrics)
+        for callback in self.callbacks:
+            callback(counters, metrics)
+
+    # ------------------------------------------------------------------ checkpoint / resume
+    def save(self) -> None:
+        state = {
+            "counter": self.counter.state_dict(), "agent": self.agent.state_dict(),
+            "obs_norm": self.obs_norm.state_dict(),
+            "reward_filter": self.reward_filter.state_dict() if self.reward_filter else None,
+            "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
+            "envs": self.envs.get_state(), "obs": self.obs.copy(),
+            "episode_return": self.episode_return.copy(), "episode_length": self.episode_length.copy(),
+            "last": dict(self.last), "last_return": self.last_return, "wall_time": self.wall_time(),
+            "metrics_rows": self.metrics.rows, "memory_pos": self.memory.pos,
+        }
+        save_checkpoint(self.run_dir / "checkpoint.pt", state)
+        self.last["checkpoint"] = self.counter.policy_step
+        write_status(self.run_dir, **self.counters())
+
+    def restore(self, state: dict) -> None:
+        if state["memory_pos"] != 0:
+            raise ValueError("checkpoint was taken mid-rollout; it cannot be resumed exactly")
+        self.counter.load_state_dict(state["counter"])
+        self.agent.load_state_dict(state["agent"])
+        self.obs_norm.load_state_dict(state["obs_norm"])
+        if self.reward_filter:
+            self.reward_filter.load_state_dict(state["reward_filter"])
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+        if state["envs"] is not None:
+            self.envs.set_state(state["envs"])
+        self.obs[:] = state["obs"]
+        self.episode_return[:], self.episode_length[:] = state["episode_return"], state["episode_length"]
+        self.last, self.last_return, self.wall_offset = dict(state["last"]), state["last_return"], state["wall_time"]
+        self.metrics.close()
+        self.metrics = MetricsWriter(self.run_dir / "metrics.csv", keep_rows=state["metrics_rows"])
+        if self.progress is not None:
+            self.progress.update(self.counter.policy_step)
+
+    def close(self) -> None:
+        self.envs.close()
+        if self.evaluator:
+            self.evaluator.close()
+        self.metrics.close()
+        if self.progress is not None:
+            self.progress.close()
+
+
+def _progress_bar(total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="step", desc="policy steps", dynamic_ncols=True)

@@ -1,0 +1,89 @@
+import json
+
+import pytest
+
+from rlkit import RunExistsError, train
+from rlkit.metrics import read_metrics
+
+VOLATILE = ["wall_time"]
+
+
+def _values(run_dir):
+    df = read_metrics(run_dir / "metrics.csv")
+    return df[df.metric != "perf/sps"].drop(columns=VOLATILE).reset_index(drop=True)
+
+
+def test_same_seed_same_metrics(tmp_path, tiny):
+    a = train("params/cartpole.yaml", tmp_path / "a", overrides=tiny, progress=False)
+    b = train("params/cartpole.yaml", tmp_path / "b", overrides=tiny, progress=False)
+    va, vb = _values(a), _values(b)
+    assert len(va) > 20 and va.equals(vb)
+    c = train("params/cartpole.yaml", tmp_path / "c", overrides={**tiny, "seed": 1}, progress=False)
+    assert not _values(c).equals(va)
+
+
+def test_files_written(tmp_path, tiny):
+    run = train("params/pendulum.yaml", tmp_path / "r", overrides={**tiny, "env.max_episode_steps": 50}, progress=False)
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished" and status["policy_step"] == 512 and status["error"] is None
+    assert status["versions"]["torch"].startswith("2.13.0")
+    assert "has_continuous: true" in (run / "config.yaml").read_text()
+    df = read_metrics(run / "metrics.csv")
+    assert {"episode/return", "eval/return", "loss/policy", "ppo/approx_kl", "ppo/clipfrac",
+            "ppo/explained_variance", "perf/sps", "steps/replay_ratio"} <= set(df.metric)
+    assert df.policy_step.is_monotonic_increasing
+    assert df.iloc[-1].policy_step == 512 and (run / "checkpoint.pt").exists()
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, tiny):
+    full = train("params/cartpole.yaml", tmp_path / "full", overrides=tiny, progress=False)
+
+    def stop_late(counters, metrics):
+        if counters["policy_step"] >= 400:  # after the checkpoint at 256, mid-way through later rollouts
+            raise Interrupt()
+
+    cut = tmp_path / "cut"
+    with pytest.raises(Interrupt):
+        train("params/cartpole.yaml", cut, overrides=tiny, progress=False, callbacks=[stop_late])
+    assert json.loads((cut / "status.json").read_text())["state"] == "failed"
+    with pytest.raises(RunExistsError, match="--resume"):
+        train("params/cartpole.yaml", cut, overrides=tiny, progress=False)
+    train("params/cartpole.yaml", cut, overrides=tiny, progress=False, resume=True)
+    assert _values(cut).equals(_values(full))
+
+
+def test_finished_run_is_not_overwritten(tmp_path, tiny):
+    run = train("params/cartpole.yaml", tmp_path / "r", overrides=tiny, progress=False)
+    before = (run / "metrics.csv").read_bytes()
+    with pytest.raises(RunExistsError, match="--force"):
+        train("params/cartpole.yaml", run, overrides=tiny, progress=False)
+    with pytest.raises(RunExistsError):
+        train("params/cartpole.yaml", run, overrides=tiny, progress=False, resume=True)
+    assert (run / "metrics.csv").read_bytes() == before
+    train("params/cartpole.yaml", run, overrides={**tiny, "seed": 5}, progress=False, force=True)
+    assert (run / "metrics.csv").read_bytes() != before
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path, tiny):
+    def stop(counters, metrics):
+        if counters["policy_step"] >= 300:
+            raise Interrupt()
+    run = tmp_path / "r"
+    with pytest.raises(Interrupt):
+        train("params/cartpole.yaml", run, overrides=tiny, progress=False, callbacks=[stop])
+    from rlkit import ConfigError
+    with pytest.raises(ConfigError, match="algo.k_epochs"):
+        train("params/cartpole.yaml", run, overrides={**tiny, "algo.k_epochs": 3}, progress=False, resume=True)
+
+
+@pytest.mark.slow
+def test_cartpole_learns(tmp_path):
+    """Fixed seed, the real env, the shipped params: CartPole is solved well inside 20k policy steps."""
+    run = train("params/cartpole.yaml", tmp_path / "r", progress=False,
+                overrides={"total_steps": 20_000, "eval.every": 5_000, "seed": 0})
+    evals = read_metrics(run / "metrics.csv").query("metric == 'eval/return'").value
+    assert evals.max() >= 475, evals.tolist()
