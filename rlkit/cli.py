@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args) -> int:
     from pathlib import Path
 
-    from rlkit.train import train
+    from rlkit.trainer import train
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -70,7 +70,10 @@ def _run(args) -> int:
 def _report(args) -> int:
     from rlkit.report import run_report
 
-    index = run_report(args.results, metric=args.metric, x=args.x, aggregate=args.aggregate)
+    try:
+        index = run_report(args.results, metric=args.metric, x=args.x, aggregate=args.aggregate)
+    except ValueError as e:  # no runs under the results directory
+        raise FileNotFoundError(str(e)) from None
     print(f"report written: {index}")
     return 0
 

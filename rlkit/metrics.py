@@ -49,8 +49,17 @@ class MetricsWriter:
 
 def read_metrics(path: Path) -> pd.DataFrame:
     """Load metrics.csv; a torn last line (a run killed mid-write) is dropped, not mis-parsed."""
-    text = Path(path).read_text()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    df = pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame(columns=COLUMNS)
-    return df.dropna(subset=["value"]) if len(df) else df
+    text = Path(path).read_text(errors="replace")
+    # Rows are written whole with a trailing newline, so anything after the last
+    # newline is a torn row from a killed run: drop it rather than parse "12.3" as "12."
+    lines = text[: text.rfind("\n") + 1].splitlines()
+    if not lines or lines[0].strip() != ",".join(COLUMNS):
+        return pd.DataFrame(columns=COLUMNS)
+    # A resumed run may glue new rows onto a torn one: keep only 6-field lines
+    # (pandas would otherwise turn extra leading fields into an index).
+    rows = "\n".join(line for line in lines[1:] if line.count(",") == 5)
+    df = pd.read_csv(io.StringIO(rows), names=COLUMNS, header=None, dtype={"metric": str})
+    for c in COLUMNS:  # any non-numeric or empty field -> NaN -> the row is dropped
+        if c != "metric":
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df.dropna().reset_index(drop=True)
