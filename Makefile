@@ -8,7 +8,7 @@ JOBS   ?= 2
 SEEDS  ?= 0-2
 SUITE  ?= params/cartpole.yaml params/acrobot.yaml params/pendulum.yaml
 
-.PHONY: install run test full clean-venv
+.PHONY: install run test full lab clean-venv
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,14 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(RLKIT) run $(SUITE) --seeds $(SEEDS) --jobs $(JOBS)
 	$(RLKIT) report results
+
+# the full suite: 5 seeds, 500k policy steps per run, its own results directory
+full: install
+	$(RLKIT) run $(SUITE) --seeds 0-4 --jobs $(JOBS) --results results/full --set total_steps=500000
+	$(RLKIT) report results/full
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/
 
 test: install
 	$(PY) -m pytest -q
