@@ -161,11 +161,12 @@ def stub_notebook(path: Path, *middle: str) -> Path:
 
 
 def test_sixteen_runs_eight_at_a_time(tmp_path):
-    nb = stub_notebook(tmp_path / "stub.ipynb", "assert os.environ['OMP_NUM_THREADS'] == '1'")
-    results = run_batch([CARTPOLE], list(range(16)), jobs=8, results_dir=tmp_path / "results", notebook=nb,
-                        log=lambda *_: None)
+    """16 real tiny trainings through the real notebook, 8 kernels at once: no port races, all finish."""
+    results = run_batch([CARTPOLE], list(range(16)), jobs=8, results_dir=tmp_path / "results", overrides=TINY,
+                        timeout_s=240, log=lambda *_: None)
     assert [(r.run, r.state, r.error) for r in results] == [(f"seed{k}", "finished", None) for k in range(16)]
-    assert all(r.policy_step == 128 for r in results)
+    assert all(r.policy_step >= 256 for r in results)
+    assert all(status(r.run_dir)["state"] == "finished" for r in results)
 
 
 def test_timeouts_and_dead_kernels_fail_the_run_only(tmp_path, monkeypatch):
