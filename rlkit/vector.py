@@ -38,31 +38,35 @@ class SerialEnvs:
         return len(self.envs)
 
     def reset(self):
-        a = self.arrays
-        for i, env in enumerate(self.envs):
-            a["obs"][i] = self._guard(i, lambda: env.reset(seed=self.seeds[i])[0])
-        return a["obs"]
+        obs, i = self.arrays["obs"], 0
+        try:
+            for i, env in enumerate(self.envs):
+                obs[i] = env.reset(seed=self.seeds[i])[0]
+        except Exception as e:
+            raise self._error(i, e) from e
+        return obs
 
     def step(self, actions):
         a = self.arrays
         obs, rew, term, trunc, final = a["obs"], a["reward"], a["terminated"], a["truncated"], a["final_obs"]
-        for i, env in enumerate(self.envs):
-            action = int(actions[i]) if self.discrete else actions[i]
-            o, r, te, tr, _ = self._guard(i, lambda: env.step(action))
-            rew[i], term[i], trunc[i] = r, te, tr
-            if te or tr:
-                final[i] = o
-                o = self._guard(i, lambda: env.reset()[0])
-            obs[i] = o
+        if self.discrete:
+            actions = actions.tolist()  # Python ints, converted once for all envs
+        i = 0
+        try:  # one try around the loop, not one per env: this loop is the collector's hot path
+            for i, env in enumerate(self.envs):
+                o, rew[i], te, tr, _ = env.step(actions[i])
+                term[i], trunc[i] = te, tr
+                if te or tr:
+                    final[i] = o
+                    o = env.reset()[0]
+                obs[i] = o
+        except Exception as e:
+            raise self._error(i, e) from e
         return obs, rew, term, trunc, final
 
-    def _guard(self, i, fn):
-        try:
-            return fn()
-        except Exception as e:
-            index = self.first_index + i
-            raise EnvStepError(f"environment {index} raised {type(e).__name__}: {e}\n"
-                               f"original traceback:\n{traceback.format_exc()}") from e
+    def _error(self, i, e) -> EnvStepError:
+        return EnvStepError(f"environment {self.first_index + i} raised {type(e).__name__}: {e}\n"
+                            f"original traceback:\n{traceback.format_exc()}")
 
     def get_state(self) -> bytes:
         return pickle.dumps(self.envs)
