@@ -49,6 +49,8 @@ def _train(args) -> int:
     if args.resume:
         run_dir = Path(args.resume)
         config = args.config or run_dir / "config.yaml"
+        if not Path(config).exists():
+            raise ConfigError(f"--resume {run_dir}: no run there (no config.yaml); check the path, or pass the CONFIG too")
         path = train(config, run_dir, overrides=args.overrides, resume=True, progress=not args.no_progress)
     else:
         if not args.config:
