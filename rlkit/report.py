@@ -221,16 +221,13 @@ def write_report(results_dir="results", out_dir=None, metric="eval/return", x="p
     return write_index(out_dir, summarise(runs, metric, aggregate, ci), figures)
 
 
-def _default_kernel() -> str:
-    from jupyter_client.kernelspec import KernelSpecManager
-    return "rlkit" if "rlkit" in KernelSpecManager().find_kernel_specs() else "python3"
-
-
 def run_report(results_dir="results", out_dir=None, metric="eval/return", x="policy_step",
                aggregate="iqm", ci=0.95, kernel_name=None) -> Path:
     """Execute notebooks/report.ipynb with papermill on ``results_dir``; the
     executed notebook goes to ``out_dir/report.ipynb``. Returns ``out_dir/index.html``."""
     import papermill as pm
+
+    from rlkit.runner import IPCKernelManager, default_kernel_name
 
     results_dir = Path(results_dir).resolve()
     if not find_runs(results_dir):  # fail here, clearly, not deep inside the kernel
@@ -242,6 +239,7 @@ def run_report(results_dir="results", out_dir=None, metric="eval/return", x="pol
                   x=x, aggregate=aggregate, ci=ci)
     # cwd = project root, so the kernel imports this rlkit even when not pip-installed
     pm.execute_notebook(str(NOTEBOOK), str(out_dir / "report.ipynb"), parameters=params,
-                        kernel_name=kernel_name or _default_kernel(), progress_bar=False,
+                        kernel_name=kernel_name or default_kernel_name(), progress_bar=False,
+                        kernel_manager_class=IPCKernelManager,
                         cwd=str(NOTEBOOK.parent.parent))
     return out_dir / "index.html"

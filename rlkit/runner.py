@@ -96,8 +96,8 @@ def with_seed(overrides: dict | list | None, seed: int) -> dict | list:
     return {**(overrides or {}), "seed": seed}
 
 
-def _kernel_name() -> str:
-    """The kit's own kernelspec if registered (`python -m ipykernel install --user --name rlkit`)."""
+def default_kernel_name() -> str:
+    """The kit's own kernelspec if registered (`make install` registers it in the venv), else python3."""
     from jupyter_client.kernelspec import KernelSpecManager
 
     return "rlkit" if "rlkit" in KernelSpecManager().find_kernel_specs() else "python3"
@@ -125,7 +125,7 @@ def run_batch(configs, seeds, *, jobs=1, results_dir="results", overrides=None, 
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     env["MKL_NUM_THREADS"] = env["OMP_NUM_THREADS"]
     common = {"notebook": str(notebook or NOTEBOOK), "cwd": str(REPO_ROOT),
-              "kernel_name": kernel_name or _kernel_name(), "cell_timeout": timeout_s}
+              "kernel_name": kernel_name or default_kernel_name(), "cell_timeout": timeout_s}
 
     results, todo = [], []
     for c in configs:

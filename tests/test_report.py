@@ -187,7 +187,8 @@ def test_write_report(results, tmp_path):
 
 
 def test_run_report_executes_notebook(results):
-    assert report._default_kernel() in {"rlkit", "python3"}
+    from rlkit.runner import default_kernel_name
+    assert default_kernel_name() in {"rlkit", "python3"}
     index = report.run_report(results, kernel_name="python3", x="env_step", aggregate="mean")
     out = results / "report"
     assert index == out / "index.html" and index.exists()
