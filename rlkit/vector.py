@@ -92,7 +92,10 @@ def allocate(n, obs_shape) -> dict:
 
 
 class ThreadedEnvs:
-    """T persistent threads; thread w steps envs [w*E, (w+1)*E) and writes only that slice."""
+    """T workers; worker w steps envs [w*E, (w+1)*E) and writes only that slice.
+
+    Workers 1..T-1 are persistent threads; worker 0 is the calling thread itself.
+    """
 
     def __init__(self, env_fns, seeds, obs_shape, action_is_discrete, num_threads):
         n = len(env_fns)
@@ -111,9 +114,10 @@ class ThreadedEnvs:
         self._go = [threading.Event() for _ in range(num_threads)]
         self._done = [threading.Event() for _ in range(num_threads)]
         self._closing = False
-        self._threads = [threading.Thread(target=self._work, args=(w,), daemon=True, name=f"rlkit-env-{w}")
-                         for w in range(num_threads)]
-        for t in self._threads:
+        self._threads = [threading.current_thread()] + [
+            threading.Thread(target=self._work, args=(w,), daemon=True, name=f"rlkit-env-{w}")
+            for w in range(1, num_threads)]
+        for t in self._threads[1:]:
             t.start()
 
     @property
@@ -121,34 +125,40 @@ class ThreadedEnvs:
         return len(self.arrays["reward"])
 
     def _work(self, w):
-        group = self.groups[w]
         while True:
             self._go[w].wait()
             self._go[w].clear()
             if self._closing:
                 return
             try:
-                if self._task == "reset":
-                    group.reset()
-                else:
-                    group.step(self._actions[self._slices[w]])
+                self._do(w)
             except BaseException as e:  # surfaced in the caller by _run
                 self._errors[w] = e
             self._done[w].set()
 
     def _run(self, task, actions=None):
         self._task, self._actions = task, actions
-        for go in self._go:
+        for go in self._go[1:]:
             go.set()
-        for w, done in enumerate(self._done):
-            while not done.wait(timeout=1.0):
+        try:  # the calling thread is worker 0: one handoff fewer per step, and it would only wait anyway
+            self._do(0)
+        except BaseException as e:
+            self._errors[0] = e
+        for w in range(1, len(self.groups)):
+            while not self._done[w].wait(timeout=1.0):
                 if not self._threads[w].is_alive():
                     raise EnvStepError(f"worker thread {w} died")
-            done.clear()
+            self._done[w].clear()
         errors = [e for e in self._errors if e is not None]
         if errors:
             self._errors = [None] * len(self._errors)
             raise errors[0]
+
+    def _do(self, w):
+        if self._task == "reset":
+            self.groups[w].reset()
+        else:
+            self.groups[w].step(self._actions[self._slices[w]])
 
     def reset(self):
         self._run("reset")
@@ -170,7 +180,7 @@ class ThreadedEnvs:
         self._closing = True
         for go in self._go:
             go.set()
-        for t in self._threads:
+        for t in self._threads[1:]:
             t.join(timeout=5)
         for g in self.groups:
             g.close()
