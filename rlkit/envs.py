@@ -6,6 +6,7 @@ frames and the repeat wrapper sits outside it.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -32,15 +33,14 @@ class ActionRepeat(gym.Wrapper):
 
 
 def _spec(env_id: str):
+    """The registry entry; a "module:EnvName-v0" id first imports the module that registers it (as gym.make does)."""
+    module, _, name = env_id.rpartition(":")
     try:
-        return gym.spec(env_id)
+        if module:
+            importlib.import_module(module)
+        return gym.spec(name)
     except gym.error.Error as e:
-        if ":" in env_id:  # "module:EnvName-v0": importing the module registers the env
-            try:
-                return gym.spec(env_id)
-            except Exception:
-                pass
-        known = [k for k in gym.registry if env_id.split("-")[0].lower() in k.lower()][:5]
+        known = [k for k in gym.registry if name.split("-")[0].lower() in k.lower()][:5]
         hint = f" Did you mean one of {known}?" if known else ""
         raise ConfigError(f"'env.id': unknown environment '{env_id}' ({e}).{hint} "
                           "Use a registered id, or 'module:EnvName-v0' to import the module that registers it") from None

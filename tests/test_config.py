@@ -84,6 +84,16 @@ def test_unknown_env_id():
         make_env(load_config({"env": {"id": "CartPol-v1"}}).env)
 
 
+def test_module_env_id_imports_the_module_that_registers_it():
+    env = make_env(load_config({"env": {"id": "rlkit.latency:LatencyCartPole-v1"}}).env)
+    assert type(env.unwrapped).__name__ == "LatencyCartPole" and env.spec.max_episode_steps == 500
+    env.close()
+    with pytest.raises(ConfigError, match="cannot import the module for 'nosuchmodule:Foo-v0'"):
+        make_env(load_config({"env": {"id": "nosuchmodule:Foo-v0"}}).env)
+    with pytest.raises(ConfigError, match="unknown environment 'rlkit.latency:Nope-v1'"):
+        make_env(load_config({"env": {"id": "rlkit.latency:Nope-v1"}}).env)
+
+
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     out = run_cli("train", "params/cartpole.yaml", "--set", "algo.bach_size=3", "--out", str(tmp_path / "r"))
     assert out.returncode == 2
