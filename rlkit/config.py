@@ -58,7 +58,14 @@ class AlgoConfig:
     batch_size: int = 1024  # transitions per training phase, per rank
     mini_batch_size: int = 512
     use_RND: bool = False
-    beta: float | None = None  # weight of the RND intrinsic advantage
+    beta: float | None = None  # weight of the RND intrinsic advantage (int_coef); null -> 1.0 with use_RND
+    # RND (Burda et al., 2018); used only with use_RND. Defaults are the paper's unless noted.
+    gamma_int: float = 0.99  # discount of the intrinsic return (non-episodic: never cut at episode ends)
+    ext_coef: float = 2.0  # weight of the extrinsic advantage: A = ext_coef * A_ext + beta * A_int
+    rnd_lr: float = 1e-4  # Adam lr of the predictor (the paper's, as for all its networks)
+    update_proportion: float = 0.25  # fraction of each minibatch the predictor trains on (paper: 32 / 128 envs)
+    rnd_hidden_sizes: list = field(default_factory=lambda: [64, 64])  # vector obs: target MLP; predictor adds 2 layers
+    rnd_output_dim: int = 64  # feature size of target and predictor (paper: 512 for Atari's CNN)
     # Step-denominated hyper-parameters (DESIGN §2).
     per_rank_gradient_steps: int | None = None  # default k_epochs * ceil(batch_size / mini_batch_size)
     per_rank_pretrain_steps: int | None = None  # the same, first training phase only
@@ -263,6 +270,13 @@ def validate(cfg: Config) -> None:
              f"'exploration_steps' ({cfg.exploration_steps}) needs an intrinsic reward: set algo.use_RND: true "
              "or set exploration_steps: 0")
     _require(not (a.use_RND and a.beta is not None and a.beta < 0), f"'algo.beta' must be >= 0, got {a.beta}")
+    _require(0 <= a.gamma_int < 1, f"'algo.gamma_int' must be in [0, 1), got {a.gamma_int}")
+    _require(a.ext_coef >= 0, f"'algo.ext_coef' must be >= 0, got {a.ext_coef}")
+    _require(a.rnd_lr > 0, f"'algo.rnd_lr' must be > 0, got {a.rnd_lr}")
+    _require(0 < a.update_proportion <= 1, f"'algo.update_proportion' must be in (0, 1], got {a.update_proportion}")
+    _require(len(a.rnd_hidden_sizes) >= 1 and all(isinstance(h, int) and h > 0 for h in a.rnd_hidden_sizes),
+             f"'algo.rnd_hidden_sizes' must be a list of positive ints, got {a.rnd_hidden_sizes}")
+    _require(a.rnd_output_dim >= 1, f"'algo.rnd_output_dim' must be >= 1, got {a.rnd_output_dim}")
 
 
 def check_train_every(cfg: Config, world_size: int = 1) -> int:

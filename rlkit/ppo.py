@@ -52,7 +52,8 @@ class PPO:
             group["lr"] = frac * lr
 
     # Optimizing the policy and value network
-    def update(self, batch: dict, n_updates: int, rng: np.random.Generator) -> dict:
+    def update(self, batch: dict, n_updates: int, rng: np.random.Generator, aux=None) -> dict:
+        """aux(idx) -> {name: float}: an extra step on each minibatch (RND's predictor), averaged into the stats."""
         c = self.cfg
         size = batch["obs"].shape[0]
         stats = {k: 0.0 for k in ("loss/policy", "loss/value", "loss/entropy", "ppo/approx_kl",
@@ -84,15 +85,25 @@ class PPO:
             stats["loss/entropy"] += entropy.item()
             stats["ppo/grad_norm_actor"] += gn_actor.item()
             stats["ppo/grad_norm_critic"] += gn_critic.item()
+            if aux is not None:
+                for k, v in aux(idx).items():
+                    stats[k] = stats.get(k, 0.0) + v
         stats = {k: v / n_updates for k, v in stats.items()}
-        stats["ppo/explained_variance"] = explained_variance(batch["values"], batch["returns"])
+        if self.critic.heads == 1:
+            stats["ppo/explained_variance"] = explained_variance(batch["values"], batch["returns"])
+        else:  # RND: extrinsic and intrinsic heads
+            stats["ppo/explained_variance"] = explained_variance(batch["values"][:, 0], batch["returns"][:, 0])
+            stats["ppo/explained_variance_int"] = explained_variance(batch["values"][:, 1], batch["returns"][:, 1])
         return stats
 
     def _value_loss(self, new_values, returns, old_values):
         if not self.cfg.clip_vloss:
-            return 0.5 * ((new_values - returns) ** 2).mean()
-        clipped = old_values + (new_values - old_values).clamp(-self.cfg.policy_clip, self.cfg.policy_clip)
-        return 0.5 * torch.max((new_values - returns) ** 2, (clipped - returns) ** 2).mean()
+            err = (new_values - returns) ** 2
+        else:
+            clipped = old_values + (new_values - old_values).clamp(-self.cfg.policy_clip, self.cfg.policy_clip)
+            err = torch.max((new_values - returns) ** 2, (clipped - returns) ** 2)
+        # several heads [B, heads] (RND): the loss is the sum of each head's loss
+        return 0.5 * (err.mean() if self.critic.heads == 1 else err.mean(0).sum())
 
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),

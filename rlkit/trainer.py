@@ -22,6 +22,7 @@ from rlkit.metrics import MetricsWriter
 from rlkit.normalize import ObsNormalizer, ReturnFilter
 from rlkit.policies import ActionScaler
 from rlkit.ppo import PPO
+from rlkit.rnd import MEMORY_FIELDS, RND, true_next_obs, two_head_gae
 from rlkit.rundir import default_run_dir, git_commit, prepare, versions, write_status
 from rlkit.steps import StepCounter, crossed, make_schedule
 from rlkit.vector import make_vector
@@ -103,9 +104,15 @@ class Trainer:
 
         self.obs_norm = ObsNormalizer(info.obs_shape, enabled=cfg.algo.normalize_obs)
         self.reward_filter = ReturnFilter(n, cfg.algo.gamma) if cfg.algo.normalize_reward else None
-        self.agent = PPO(cfg.algo, info.observ_dim, self.device)
+        use_rnd = cfg.algo.use_RND
+        self.agent = PPO(cfg.algo, info.observ_dim, self.device, value_heads=2 if use_rnd else 1)
+        # RND: None when off, so plain PPO pays one `is None` test per iteration and nothing else
+        self.rnd = RND(info.obs_shape, cfg.algo, n, self.device, cfg.seed) if use_rnd else None
         action_shape = (info.action_dim,) if info.has_continuous else ()
-        self.memory = RolloutMemory(self.schedule.rollout_len, n, info.obs_shape, action_shape)
+        self.memory = RolloutMemory(self.schedule.rollout_len, n, info.obs_shape, action_shape,
+                                    extra_fields=MEMORY_FIELDS if use_rnd else ())
+        if use_rnd:  # raw s_{t+1}, normalised with the statistics of the training phase that uses it
+            self.memory.extra["next_obs"] = np.zeros((self.schedule.rollout_len, n, *info.obs_shape), np.float32)
 
         self.obs = self.envs.reset()
         self.episode_return = np.zeros(n)
@@ -157,6 +164,8 @@ class Trainer:
         dones = terminated | truncated
         self._track_episodes(rewards, dones)
         self.obs_norm.update(next_obs)
+        if self.rnd is not None:  # the RND normaliser warms up in the random phase too; -> extrinsic values
+            values = self._rnd_collect(next_obs, final_obs, dones, None if random_phase else values)
         if not random_phase:
             t = mem.pos
             mem.actions[t], mem.logprobs[t], mem.values[t] = actions, logprobs, values
@@ -164,22 +173,83 @@ class Trainer:
             mem.dones[t], mem.truncated[t] = dones, truncated
             mem.final_values[t] = 0.0
             if truncated.any():  # time limit: bootstrap from the true last observation
-                mem.final_values[t, truncated] = self.agent.value(self.obs_norm(final_obs[truncated]))
+                final_values = self.agent.value(self.obs_norm(final_obs[truncated]))
+                mem.final_values[t, truncated] = final_values if self.rnd is None else final_values[:, 0]
             mem.pos += 1
         self.obs = next_obs
 
     def train_phase(self) -> None:
         c, cfg, mem = self.counter, self.cfg, self.memory
-        mem.compute_returns(self.agent.value(self.obs_norm(self.obs)), cfg.algo.gamma, cfg.algo.GAE_lambda)
+        last_values = self.agent.value(self.obs_norm(self.obs))
+        if self.rnd is None:
+            mem.compute_returns(last_values, cfg.algo.gamma, cfg.algo.GAE_lambda)
+            batch, aux, rnd_stats = mem.batch(self.device), None, {}
+        else:
+            batch, aux, rnd_stats = self._rnd_batch(last_values)
         if cfg.algo.anneal_lr:
             self.agent.set_lr_fraction(max(0.0, 1.0 - c.policy_step / cfg.total_steps))
         n_updates = self.schedule.gradient_steps_for(c)
-        stats = self.agent.update(mem.batch(self.device), n_updates, self.rng)
+        stats = self.agent.update(batch, n_updates, self.rng, aux)
         c.step_gradient(n_updates)
         c.step_update()
         mem.pos = 0
         stats["steps/replay_ratio"] = c.replay_ratio
-        self.log(stats)
+        self.log({**stats, **rnd_stats})
+
+    # ------------------------------------------------------------------ RND (Burda et al., 2018; rlkit/rnd.py)
+    def _rnd_collect(self, next_obs, final_obs, dones, values):
+        """Update the RND normaliser with s_{t+1}; when the policy acted (values [N, 2]), store the intrinsic
+        reward, raw and divided by the intrinsic return's std, and the intrinsic value. Returns the extrinsic values."""
+        rnd, x = self.rnd, self.memory.extra
+        s_next = true_next_obs(next_obs, final_obs, dones)
+        rnd.obs_norm.update(s_next)
+        if values is None:
+            return None
+        t = self.memory.pos
+        x["next_obs"][t] = s_next
+        x["int_rewards_raw"][t] = raw = rnd.intrinsic_reward(s_next)
+        x["int_rewards"][t] = rnd.normalize_reward(raw)
+        x["int_values"][t] = values[:, 1]
+        return values[:, 0]
+
+    def exploring(self) -> bool:
+        """The phase at this policy step optimises the intrinsic reward alone: its whole rollout lies within
+        the first exploration_steps policy steps."""
+        return self.counter.policy_step <= self.cfg.exploration_steps
+
+    def _rnd_batch(self, last_values):
+        """Two GAE passes, the combined advantage, the predictor's data and the phase's RND metrics."""
+        cfg, a, c, mem, x = self.cfg, self.cfg.algo, self.counter, self.memory, self.memory.extra
+        two_head_gae(mem, last_values, a.gamma, a.gamma_int, a.GAE_lambda)
+        exploring = self.exploring()
+        int_coef = 1.0 if a.beta is None else a.beta
+        if exploring:  # intrinsic reward alone; its weight is 1 so that beta 0 ("explore, then task only") explores
+            advantages = x["int_advantages"]
+        else:
+            advantages = a.ext_coef * mem.advantages + int_coef * x["int_advantages"]
+
+        def flat(array):
+            return torch.as_tensor(array.reshape(-1, *array.shape[2:]), device=self.device)
+
+        batch = mem.batch(self.device, fields=("obs", "actions", "logprobs"))
+        batch["advantages"] = flat(advantages)
+        batch["returns"] = flat(np.stack([mem.returns, x["int_returns"]], -1))
+        batch["values"] = flat(np.stack([mem.values, x["int_values"]], -1))
+        rnd_obs = flat(self.rnd.obs_norm(x["next_obs"]))  # the predictor learns on this rollout's s_{t+1}
+
+        def aux(idx):
+            return {"rnd/predictor_loss": self.rnd.train_step(rnd_obs[idx])}
+
+        stats = {"rnd/exploring": float(exploring),
+                 "rnd/intrinsic_reward": x["int_rewards_raw"].mean(), "rnd/intrinsic_reward_norm": x["int_rewards"].mean(),
+                 "value/extrinsic": mem.values.mean(), "value/intrinsic": x["int_values"].mean(),
+                 "return/extrinsic": mem.returns.mean(), "return/intrinsic": x["int_returns"].mean(),
+                 **self.rnd.stats()}
+        # the first phase after the switch (phases are train_every apart; update 0 has no earlier phase)
+        previous = c.policy_step - self.schedule.train_every
+        if cfg.exploration_steps > 0 and not exploring and (c.update == 0 or previous <= cfg.exploration_steps):
+            stats["rnd/phase_switch"] = 1.0
+        return batch, aux, stats
 
     # ------------------------------------------------------------------ helpers
     def _random_actions(self) -> np.ndarray:
@@ -236,6 +306,7 @@ class Trainer:
             "counter": self.counter.state_dict(), "agent": self.agent.state_dict(),
             "obs_norm": self.obs_norm.state_dict(),
             "reward_filter": self.reward_filter.state_dict() if self.reward_filter else None,
+            "rnd": self.rnd.state_dict() if self.rnd else None,
             "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
             "envs": self.envs.get_state(), "obs": self.obs.copy(),
             "episode_return": self.episode_return.copy(), "episode_length": self.episode_length.copy(),
@@ -254,6 +325,8 @@ class Trainer:
         self.obs_norm.load_state_dict(state["obs_norm"])
         if self.reward_filter:
             self.reward_filter.load_state_dict(state["reward_filter"])
+        if self.rnd:
+            self.rnd.load_state_dict(state["rnd"])
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
         if state["envs"] is not None:

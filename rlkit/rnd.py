@@ -1,0 +1,149 @@
+"""Random Network Distillation (Burda et al., 2018, "Exploration by Random Network Distillation").
+
+A target network f, randomly initialised and never trained, maps an observation to k features;
+a predictor f^ is trained to match it on the states the agent visits. Its error on the next
+observation is the intrinsic reward,
+
+    i_t = ||f^(s_{t+1}) - f(s_{t+1})||^2 / k,
+
+high on states unlike those seen so far, falling as they become familiar. What the paper found
+it needs (§2.3-2.4), all here:
+  - observations whitened by their own running mean/std, clipped to [-5, 5], the statistics
+    warmed up with random actions before training (the trainer's learning_starts);
+  - i_t divided by a running std of the discounted intrinsic return, so its scale stays
+    comparable across tasks and over time;
+  - a non-episodic intrinsic return (a game over does not end novelty-seeking) with its own
+    value head and discount: two GAE passes, A = ext_coef * A_E + int_coef * A_I.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlkit.memory import compute_gae
+from rlkit.normalize import ObsNormalizer, ReturnFilter
+from rlkit.policies import _init
+
+
+def image_layout(obs_shape) -> str | None:
+    """'chw' or 'hwc' for 3-dim observations (channels: a dim of 1, 3 or 4 at one end), None for vectors."""
+    if len(obs_shape) != 3:
+        return None
+    return "hwc" if obs_shape[-1] in (1, 3, 4) and obs_shape[0] not in (1, 3, 4) else "chw"
+
+
+class _ChannelsFirst(nn.Module):
+    def forward(self, x):
+        return x.permute(0, 3, 1, 2)
+
+
+def rnd_network(obs_shape, hidden, out_dim: int, predictor: bool) -> nn.Sequential:
+    """Target, or predictor (= the target's layers + two more hidden layers, as in the paper: it must
+    be able to fit the target on the visited states). Leaky ReLU and orthogonal init sqrt(2) as there.
+    Images get the paper's conv trunk (32x8/4, 64x4/2, 64x3/1; 3x3 convs below 36 pixels); vectors an MLP."""
+    layout = image_layout(obs_shape)
+    if layout is None:
+        layers, width, sizes = [nn.Flatten()], int(np.prod(obs_shape)), list(hidden)
+    else:
+        c, h, w = obs_shape if layout == "chw" else (obs_shape[2], obs_shape[0], obs_shape[1])
+        convs = [(32, 8, 4), (64, 4, 2), (64, 3, 1)] if min(h, w) >= 36 else [(32, 3, 1), (64, 3, 2), (64, 3, 1)]
+        layers = [_ChannelsFirst()] if layout == "hwc" else []
+        for channels, kernel, stride in convs:
+            layers += [_init(nn.Conv2d(c, channels, kernel, stride), math.sqrt(2)), nn.LeakyReLU()]
+            c = channels
+        layers.append(nn.Flatten())
+        with torch.no_grad():
+            width = nn.Sequential(*layers)(torch.zeros(1, *obs_shape)).shape[1]
+        sizes = []  # the paper's target goes straight from the convs to the output layer
+    if predictor:
+        sizes += [out_dim, out_dim]
+    for size in sizes:
+        layers += [_init(nn.Linear(width, size), math.sqrt(2)), nn.LeakyReLU()]
+        width = size
+    layers.append(_init(nn.Linear(width, out_dim), math.sqrt(2)))
+    return nn.Sequential(*layers)
+
+
+class RND:
+    """Target, predictor and its optimizer, the observation normaliser and the intrinsic return filter."""
+
+    def __init__(self, obs_shape, algo, num_envs: int, device, seed: int = 0):
+        self.device, self.update_proportion = device, algo.update_proportion
+        self.target = rnd_network(obs_shape, algo.rnd_hidden_sizes, algo.rnd_output_dim, predictor=False).to(device)
+        self.target.requires_grad_(False)  # fixed: the randomness of f is what makes its outputs hard to predict
+        self.predictor = rnd_network(obs_shape, algo.rnd_hidden_sizes, algo.rnd_output_dim, predictor=True).to(device)
+        self.optimizer = torch.optim.Adam(self.predictor.parameters(), lr=algo.rnd_lr)
+        self.obs_norm = ObsNormalizer(obs_shape, clip=5.0)
+        # R_i <- gamma_int * R_i + i_t per env along its own time axis, never reset (non-episodic)
+        self.return_filter = ReturnFilter(num_envs, algo.gamma_int, episodic=False)
+        self.generator = torch.Generator(device=device).manual_seed(seed + 7919)  # predictor's sample mask
+
+    def errors(self, obs: torch.Tensor) -> torch.Tensor:
+        """Per-sample mean squared prediction error over the k features; obs already normalised."""
+        return (self.predictor(obs) - self.target(obs)).pow(2).mean(-1)
+
+    @torch.inference_mode()
+    def intrinsic_reward(self, next_obs: np.ndarray) -> np.ndarray:
+        """Raw i_t for a batch of raw next observations (one forward for every env)."""
+        return self.errors(torch.as_tensor(self.obs_norm(next_obs), device=self.device)).cpu().numpy()
+
+    def normalize_reward(self, raw: np.ndarray) -> np.ndarray:
+        """i_t / std(intrinsic return), one step of every env; updates the running statistics."""
+        return self.return_filter(raw)
+
+    def train_step(self, obs: torch.Tensor) -> float:
+        """One Adam step on a random `update_proportion` of the minibatch (normalised obs). The paper keeps
+        the predictor's effective batch fixed as envs are added this way, so it does not learn novelty away too fast."""
+        errors = self.errors(obs)
+        mask = (torch.rand(errors.shape[0], generator=self.generator, device=self.device)
+                < self.update_proportion).float()
+        loss = (errors * mask).sum() / mask.sum().clamp(min=1.0)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def stats(self) -> dict:
+        rms = self.obs_norm.rms
+        return {"rnd/obs_mean": float(rms.mean.mean()), "rnd/obs_std": float(rms.std.mean()),
+                "rnd/return_std": float(self.return_filter.rms.std)}
+
+    def state_dict(self) -> dict:
+        return {"target": self.target.state_dict(), "predictor": self.predictor.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "obs_norm": self.obs_norm.state_dict(),
+                "return_filter": self.return_filter.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.target.load_state_dict(state["target"])
+        self.predictor.load_state_dict(state["predictor"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.obs_norm.load_state_dict(state["obs_norm"])
+        self.return_filter.load_state_dict(state["return_filter"])
+        self.generator.set_state(state["generator"])
+
+
+# Rollout fields RND adds to RolloutMemory.extra, each [rollout_len, num_envs]
+MEMORY_FIELDS = ("int_rewards_raw", "int_rewards", "int_values", "int_advantages", "int_returns")
+
+
+def true_next_obs(next_obs: np.ndarray, final_obs: np.ndarray, dones: np.ndarray) -> np.ndarray:
+    """s_{t+1}: the final observation where an episode ended (the vector has already reset those envs)."""
+    if not dones.any():
+        return next_obs.copy()
+    return np.where(dones.reshape(-1, *[1] * (next_obs.ndim - 1)), final_obs, next_obs)
+
+
+def two_head_gae(mem, last_values: np.ndarray, gamma: float, gamma_int: float, lam: float) -> None:
+    """GAE for both value heads; last_values is [num_envs, 2] (extrinsic, intrinsic).
+
+    Extrinsic: episodic, truncation bootstrapped (RolloutMemory.compute_returns) -> mem.advantages, mem.returns.
+    Intrinsic: non-episodic (dones=None), so the return runs on into the next episode, as in the paper
+    -> mem.extra["int_advantages"], mem.extra["int_returns"].
+    """
+    mem.compute_returns(last_values[:, 0], gamma, lam)
+    x = mem.extra
+    x["int_advantages"], x["int_returns"] = compute_gae(x["int_rewards"], x["int_values"], last_values[:, 1],
+                                                        None, gamma_int, lam)

@@ -1,0 +1,164 @@
+"""RND (rlkit/rnd.py): the return filter, two-head GAE, the predictor, the exploration phase, counters, resume."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rlkit import ConfigError, load_config, train
+from rlkit.checkpoint import load_checkpoint
+from rlkit.config import AlgoConfig
+from rlkit.memory import RolloutMemory
+from rlkit.metrics import read_metrics
+from rlkit.normalize import ReturnFilter
+from rlkit.rnd import MEMORY_FIELDS, RND, two_head_gae
+
+RND_ON = {"algo.use_RND": True, "learning_starts": 64, "exploration_steps": 192}
+
+
+def _values(run_dir):
+    df = read_metrics(run_dir / "metrics.csv")
+    return df[df.metric != "perf/sps"].drop(columns=["wall_time"]).reset_index(drop=True)
+
+
+def test_return_filter_runs_over_time_for_each_env():
+    f = ReturnFilter(2, gamma=0.5, episodic=False)
+    rewards = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 2.0]])
+    # By hand, per env along its own time axis, never reset: R <- 0.5 R + r
+    #   env 0: 1, 0.5, 1.25, 0.625      env 1: 0, 2, 1, 2.5
+    # std over every return seen so far (both envs, all steps up to t):
+    #   t=0 {1, 0}                      mean 0.5       var 0.25      std 0.5
+    #   t=1 {.., 0.5, 2}                mean 0.875     var 0.546875  std 0.739510
+    #   t=2 {.., 1.25, 1}               mean 0.958333  var 0.383681  std 0.619420
+    #   t=3 {.., 0.625, 2.5}            mean 1.109375  var 0.575928  std 0.758899
+    expected_std = [0.5, 0.739510, 0.619420, 0.758899]
+    for t in range(4):
+        scaled = f(rewards[t], dones=np.array([True, True]))  # non-episodic: dones change nothing
+        np.testing.assert_allclose(scaled, rewards[t] / expected_std[t], rtol=1e-3)
+    np.testing.assert_allclose(f.returns, [0.625, 2.5])
+
+
+def reference_gae(rewards, values, last, gamma, lam, terminated=None, truncated=None, final_values=None):
+    """A plain loop per env from the definitions; without `terminated` the stream never ends."""
+    T, N = rewards.shape
+    adv = np.zeros((T, N))
+    for i in range(N):
+        gae = 0.0
+        for t in reversed(range(T)):
+            if terminated is not None and terminated[t, i]:
+                delta, gae = rewards[t, i] - values[t, i], 0.0
+            elif truncated is not None and truncated[t, i]:
+                delta, gae = rewards[t, i] + gamma * final_values[t, i] - values[t, i], 0.0
+            else:
+                nxt = last[i] if t == T - 1 else values[t + 1, i]
+                delta = rewards[t, i] + gamma * nxt - values[t, i]
+            gae = delta + gamma * lam * gae
+            adv[t, i] = gae
+    return adv
+
+
+def test_two_head_gae_matches_reference_loops():
+    rng = np.random.default_rng(0)
+    T, N, gamma, gamma_int, lam = 40, 5, 0.99, 0.9, 0.95
+    mem = RolloutMemory(T, N, (3,), (), extra_fields=MEMORY_FIELDS)
+    terminated = rng.random((T, N)) < 0.08
+    truncated = (rng.random((T, N)) < 0.08) & ~terminated
+    assert terminated.sum() > 5 and truncated.sum() > 5
+    mem.rewards[:], mem.values[:] = rng.normal(size=(T, N)), rng.normal(size=(T, N))
+    mem.dones[:], mem.truncated[:] = terminated | truncated, truncated
+    mem.final_values[:] = np.where(truncated, rng.normal(size=(T, N)), 0.0)
+    mem.extra["int_rewards"][:], mem.extra["int_values"][:] = rng.random((T, N)), rng.normal(size=(T, N))
+    last = rng.normal(size=(N, 2)).astype(np.float32)
+
+    two_head_gae(mem, last, gamma, gamma_int, lam)
+    ext = reference_gae(mem.rewards, mem.values, last[:, 0], gamma, lam, terminated, truncated, mem.final_values)
+    intr = reference_gae(mem.extra["int_rewards"], mem.extra["int_values"], last[:, 1], gamma_int, lam)
+    np.testing.assert_allclose(mem.advantages, ext, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(mem.returns, ext + mem.values, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(mem.extra["int_advantages"], intr, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(mem.extra["int_returns"], intr + mem.extra["int_values"], rtol=1e-5, atol=1e-5)
+    # the intrinsic stream crosses episode ends: cutting it at dones would give something else
+    cut = reference_gae(mem.extra["int_rewards"], mem.extra["int_values"], last[:, 1], gamma_int, lam, mem.dones)
+    assert not np.allclose(intr, cut)
+
+
+@pytest.mark.parametrize("obs_shape", [(8,), (4, 12, 12), (40, 40, 3)])
+def test_predictor_error_falls_on_seen_states_and_stays_high_on_novel_ones(obs_shape):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    rnd = RND(obs_shape, AlgoConfig(rnd_lr=1e-3, update_proportion=0.5), num_envs=1, device="cpu")
+    rnd.obs_norm.update(rng.normal(size=(500, *obs_shape)))
+    seen = rng.normal(size=(32, *obs_shape)).astype(np.float32)
+    before = rnd.intrinsic_reward(seen)
+    assert before.shape == (32,) and (before > 0).all()
+    batch = torch.as_tensor(rnd.obs_norm(seen))
+    for _ in range(200 if len(obs_shape) == 1 else 120):
+        rnd.train_step(batch)
+    after = rnd.intrinsic_reward(seen).mean()
+    novel = rnd.intrinsic_reward(rng.normal(size=(32, *obs_shape)).astype(np.float32)).mean()
+    assert after < 0.2 * before.mean(), (before.mean(), after)
+    assert novel > 2.5 * after, (novel, after)
+    assert all(p.grad is None for p in rnd.target.parameters())  # the target never trains
+
+
+def test_exploration_phase_switches_at_the_right_policy_step(tmp_path, tiny):
+    # 4 envs, batch 64: random actions up to 64, then phases at 128, 192, ..., 512
+    run = train("params/cartpole.yaml", tmp_path / "r", overrides={**tiny, **RND_ON}, progress=False)
+    df = read_metrics(run / "metrics.csv")
+    exploring = df[df.metric == "rnd/exploring"].set_index("policy_step").value
+    assert exploring.to_dict() == {128: 1.0, 192: 1.0, 256: 0.0, 320: 0.0, 384: 0.0, 448: 0.0, 512: 0.0}
+    assert df[df.metric == "rnd/phase_switch"].policy_step.tolist() == [256]
+    assert {"rnd/intrinsic_reward", "rnd/intrinsic_reward_norm", "rnd/predictor_loss", "value/extrinsic",
+            "value/intrinsic", "return/extrinsic", "return/intrinsic", "rnd/obs_mean", "rnd/obs_std",
+            "rnd/return_std", "ppo/explained_variance_int"} <= set(df.metric)
+    state = load_checkpoint(run / "checkpoint.pt")["rnd"]
+    # the RND normaliser saw every policy step's next observation, the random warm-up included
+    assert round(state["obs_norm"]["count"]) == 512
+
+
+def test_rnd_on_and_off_count_steps_identically(tmp_path, tiny):
+    off = train("params/cartpole.yaml", tmp_path / "off", overrides=tiny, progress=False)
+    on = train("params/cartpole.yaml", tmp_path / "on", overrides={**tiny, "algo.use_RND": True}, progress=False)
+    counters = ["policy_step", "env_step", "gradient_step"]
+    s_off, s_on = (json.loads((r / "status.json").read_text()) for r in (off, on))
+    assert [s_off[k] for k in counters] == [s_on[k] for k in counters] == [512, 512, 32]
+    df_off, df_on = read_metrics(off / "metrics.csv"), read_metrics(on / "metrics.csv")
+    for metric in ("loss/policy", "steps/replay_ratio", "steps/update", "eval/return", "perf/sps"):
+        rows_off, rows_on = (df[df.metric == metric][counters].reset_index(drop=True) for df in (df_off, df_on))
+        assert len(rows_off) > 0 and rows_off.equals(rows_on), metric
+    assert load_checkpoint(off / "checkpoint.pt")["rnd"] is None
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_and_resumed_equals_uninterrupted_with_rnd(tmp_path, tiny):
+    overrides = {**tiny, **RND_ON}
+    full = train("params/cartpole.yaml", tmp_path / "full", overrides=overrides, progress=False)
+
+    def stop_late(counters, metrics):
+        if counters["policy_step"] >= 400:  # after the checkpoint at 256 and the phase switch
+            raise Interrupt()
+
+    cut = tmp_path / "cut"
+    with pytest.raises(Interrupt):
+        train("params/cartpole.yaml", cut, overrides=overrides, progress=False, callbacks=[stop_late])
+    train("params/cartpole.yaml", cut, overrides=overrides, progress=False, resume=True)
+    a, b = _values(cut), _values(full)
+    assert "rnd/predictor_loss" in set(b.metric) and a.equals(b)
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("gamma_int", 1.0, "'algo.gamma_int' must be in [0, 1)"),
+    ("ext_coef", -1, "'algo.ext_coef' must be >= 0"),
+    ("rnd_lr", 0, "'algo.rnd_lr' must be > 0"),
+    ("update_proportion", 0, "'algo.update_proportion' must be in (0, 1]"),
+    ("update_proportion", 1.5, "'algo.update_proportion' must be in (0, 1]"),
+    ("rnd_hidden_sizes", [64, 0], "'algo.rnd_hidden_sizes' must be a list of positive ints"),
+    ("rnd_output_dim", 0, "'algo.rnd_output_dim' must be >= 1"),
+])
+def test_bad_rnd_keys_name_the_key(key, value, expected):
+    with pytest.raises(ConfigError) as e:
+        load_config({"algo": {"use_RND": True, key: value}})
+    assert expected in str(e.value) and "\n" not in str(e.value)
