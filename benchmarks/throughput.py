@@ -1,0 +1,191 @@
+"""Throughput benchmark: raw env limit, rlkit vs Stable-Baselines3 PPO, thread scaling, time to solve.
+
+    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5]
+
+Every throughput figure is the median of --reps runs; the rep loop is outside and the cases
+inside, so load drift on a shared machine hits every case alike. Training SPS is policy steps
+/ wall second from the final row of the run's metrics.csv (`wall_time` starts when the loop
+starts, so building envs and the model is left out; eval is off, one checkpoint at the end).
+SB3 is timed around `model.learn()` only. Both run with torch.set_num_threads(1).
+Prints a table and writes results/benchmarks/throughput.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import torch
+
+import rlkit
+import rlkit.latency  # noqa: F401  registers LatencyCartPole-v1
+from rlkit.metrics import read_metrics
+
+LATENCY_ID = "rlkit.latency:LatencyCartPole-v1"
+# SB3 rl-zoo CartPole-v1: 8 envs x 32 steps, 20 epochs of one 256-minibatch, gamma .98, lambda .8, lr 1e-3
+ZOO = {"parallel": {"num_threads": 1, "envs_per_thread": 8},
+       "algo": {"batch_size": 256, "mini_batch_size": 256, "k_epochs": 20, "gamma": 0.98, "GAE_lambda": 0.8,
+                "actor_lr": 1e-3, "critic_lr": 1e-3, "ent_coef": 0.0}}
+SEED_DEFAULTS = {"parallel": {"num_threads": 1, "envs_per_thread": 8}, "algo": {}}  # batch 1024, mini 512, 23 epochs
+# Scaling rows: a cheap update (one gradient step per 1024-step rollout) so collection dominates.
+SCALING_ALGO = {"batch_size": 1024, "mini_batch_size": 1024, "k_epochs": 1}
+# Only 1 and the one-process-per-env row are meaningful with the process backend.
+SCALING = [("thread", t) for t in (1, 2, 4, 8)] + [("process", 1)]
+
+
+def raw_env_sps(steps: int) -> float:
+    """Case 1: random actions (drawn up front) through SyncVectorEnv of 8 CartPole-v1, no learning."""
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 8)
+    envs.reset(seed=0)
+    actions = np.random.default_rng(0).integers(0, 2, (steps // 8, 8))
+    start = time.perf_counter()
+    for a in actions:
+        envs.step(a)
+    elapsed = time.perf_counter() - start
+    envs.close()
+    return actions.size / elapsed
+
+
+def rlkit_sps(base: dict, total_steps: int, env_id: str = "CartPole-v1", **parallel) -> float:
+    """Case 2/4: policy steps per wall second of rlkit.train, from the final metrics row."""
+    cfg = {"total_steps": total_steps, "torch_threads": 1, "checkpoint_every": 0, "eval": {"every": 0},
+           "env": {"id": env_id}, "parallel": {**base["parallel"], **parallel}, "algo": base["algo"]}
+    with tempfile.TemporaryDirectory() as out:
+        run = rlkit.train(cfg, Path(out) / "run", progress=False, force=True)
+        last = read_metrics(run / "metrics.csv").iloc[-1]
+    return last.policy_step / last.wall_time
+
+
+def sb3_sps(total_steps: int) -> float:
+    """Case 3: SB3 PPO at the zoo settings, same 64-64 tanh MLPs; timed around learn() only."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env  # DummyVecEnv + Monitor
+
+    env = make_vec_env("CartPole-v1", n_envs=8, seed=0)
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
+                learning_rate=1e-3, ent_coef=0.0, device="cpu", seed=0, verbose=0,
+                policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh))
+    start = time.perf_counter()
+    model.learn(total_timesteps=total_steps)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return model.num_timesteps / elapsed
+
+
+class _Solved(Exception):
+    """Raised by the callback to stop a run once it is solved."""
+
+
+def time_to_solve(seed: int, config: str, total_steps: int) -> tuple[float, float]:
+    """Case 5: (wall_time, policy_step) of the first eval/return >= 475 row; NaN if never reached."""
+    def stop_when_solved(counters, metrics):
+        if metrics.get("eval/return", -np.inf) >= 475:
+            raise _Solved
+
+    overrides = {"seed": seed, "total_steps": total_steps, "eval.every": 2000, "eval.episodes": 10,
+                 "torch_threads": 1, "checkpoint_every": 0}
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            rlkit.train(config, Path(out) / "run", overrides=overrides, progress=False, force=True,
+                        callbacks=[stop_when_solved])
+        except _Solved:
+            pass
+        df = read_metrics(Path(out) / "run" / "metrics.csv")
+    hit = df[(df.metric == "eval/return") & (df.value >= 475)]
+    return (hit.wall_time.iloc[0], hit.policy_step.iloc[0]) if len(hit) else (float("nan"), float("nan"))
+
+
+def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
+    """(case, name, fn) for every throughput measurement; fn() returns steps per second."""
+    q = args.quick
+    train_steps = 4096 if q else 98_304  # a multiple of 256 and 1024: every run ends on a rollout boundary
+    cpu_steps, lat_steps = (2048, 1024) if q else (32_768, 8192)
+    cases = [("1 raw env", "SyncVectorEnv 8x CartPole-v1, random actions", lambda: raw_env_sps(8_000 if q else 200_000)),
+             ("2 rlkit", "zoo: 8 envs x 32, 20 epochs, mb 256", lambda: rlkit_sps(ZOO, train_steps)),
+             ("2 rlkit", "seed defaults: 8 envs, batch 1024, mb 512, 23 epochs",
+              lambda: rlkit_sps(SEED_DEFAULTS, train_steps))]
+    if have_sb3:
+        cases.append(("3 SB3", "zoo: 8 envs x 32, 20 epochs, mb 256", lambda: sb3_sps(train_steps)))
+    for env_id, steps in (("CartPole-v1", cpu_steps), (LATENCY_ID, lat_steps)):
+        for backend, t in SCALING:
+            e = 16 // t
+            name = f"{env_id.split(':')[-1]} {backend} T={t} E={e}"
+            cases.append(("4 scaling", name, lambda env_id=env_id, steps=steps, b=backend, t=t, e=e: rlkit_sps(
+                {"parallel": {}, "algo": SCALING_ALGO}, steps, env_id,
+                num_threads=t, envs_per_thread=e, backend=b)))
+    return [c for c in cases if c[0][0] in args.cases]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small step counts: a smoke test, not a measurement")
+    parser.add_argument("--reps", type=int, default=3, help="runs per throughput figure (median reported)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for time to solve")
+    parser.add_argument("--cases", default="1,2,3,4,5", help="comma-separated subset of cases 1-5")
+    parser.add_argument("--out", default="results/benchmarks/throughput.csv")
+    args = parser.parse_args(argv)
+    args.cases = set(args.cases.replace(" ", "").split(","))
+    torch.set_num_threads(1)
+    try:
+        import stable_baselines3  # noqa: F401
+        have_sb3 = True
+    except ImportError as e:
+        have_sb3 = False
+        if "3" in args.cases:
+            print(f"case 3 skipped: Stable-Baselines3 is not installed ({e}); pip install -e '.[bench]'")
+
+    cases = throughput_cases(args, have_sb3)
+    samples = defaultdict(list)
+    for rep in range(args.reps):  # reps outside, cases inside: drift hits all cases alike
+        for case, name, fn in cases:
+            samples[case, name].append(fn())
+            print(f"  rep {rep + 1}/{args.reps}  {case:10s} {name:55s} {samples[case, name][-1]:>10,.0f} steps/s",
+                  flush=True)
+
+    rows = [{"case": c, "name": n, "value": statistics.median(v), "unit": "steps/s", "runs": len(v),
+             "samples": " ".join(f"{x:.0f}" for x in v)} for (c, n), v in samples.items()]
+    by_key = {(r["case"], r["name"]): r for r in rows}
+    for r in rows:  # ratios: rlkit / SB3 at the same settings; scaling rows / the same env at T=1;
+        # the median of per-rep ratios: each pair ran side by side, so load drift largely cancels
+        base = {"2 rlkit": ("3 SB3", r["name"]),
+                "4 scaling": ("4 scaling", f"{r['name'].split()[0]} thread T=1 E=16")}.get(r["case"])
+        if base in by_key and by_key[base] is not r:
+            pairs = zip(samples[r["case"], r["name"]], samples[base])
+            r["ratio"] = statistics.median(a / b for a, b in pairs)
+            r["ratio_to"] = "SB3" if base[0] == "3 SB3" else "thread T=1"
+
+    if "5" in args.cases:
+        seeds = 1 if args.quick else args.seeds
+        budget = 4096 if args.quick else 100_000
+        solved = []
+        for seed in range(seeds):
+            wall, step = time_to_solve(seed, "params/cartpole.yaml", budget)
+            solved.append((wall, step))
+            print(f"  seed {seed}: eval/return >= 475 at {step:,.0f} policy steps, {wall:.1f} s", flush=True)
+        walls = [np.inf if np.isnan(w) else w for w, _ in solved]  # unsolved: slower than any solved seed
+        reached = sum(np.isfinite(walls))
+        rows.append({"case": "5 time to solve", "unit": "s", "runs": len(walls),
+                     "name": f"params/cartpole.yaml, eval every 2000 (10 ep, cost included); solved {reached}/{len(walls)}",
+                     "value": statistics.median(walls),
+                     "samples": " ".join(f"{w:.1f}@{s:.0f}" for w, s in solved)})
+
+    table = pd.DataFrame(rows, columns=["case", "name", "value", "unit", "ratio", "ratio_to", "runs", "samples"])
+    with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+        print(table.drop(columns="samples").to_string(index=False, na_rep="", formatters={
+            "value": lambda v: f"{v:,.1f}" if v < 1000 else f"{v:,.0f}", "ratio": lambda v: "" if pd.isna(v) else f"{v:.2f}"}))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
