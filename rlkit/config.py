@@ -71,7 +71,7 @@ class AlgoConfig:
     per_rank_pretrain_steps: int | None = None  # the same, first training phase only
     # The usual PPO knobs.
     ent_coef: float = 0.0
-    vf_coef: float = 0.5  # scales the critic loss (the critic has its own optimizer and lr)
+    vf_coef: float = 0.5  # scales the critic loss (the critic has its own lr)
     max_grad_norm: float = 0.5
     norm_adv: bool = True  # per-minibatch advantage normalisation
     clip_vloss: bool = False

@@ -1,12 +1,14 @@
 """Actor and critic: separate MLPs, as the seed's separate learning rates imply."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Categorical, Normal
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def mlp(in_dim: int, hidden: list, out_dim: int, activation: str, out_gain: float) -> nn.Sequential:
@@ -26,7 +28,11 @@ def _init(layer: nn.Linear, gain: float) -> nn.Linear:
 
 
 class Actor(nn.Module):
-    """Categorical over action_dim actions, or a diagonal Gaussian in [-1, 1] units scaled to the Box bounds."""
+    """Categorical over action_dim actions, or a diagonal Gaussian in [-1, 1] units scaled to the Box bounds.
+
+    Log-probabilities and entropies are the closed forms, written out: torch.distributions builds an
+    object (and, for Categorical, normalises the logits) on every call, which dominates at these sizes.
+    """
 
     def __init__(self, observ_dim, action_dim, has_continuous, hidden, activation, log_std_init=0.0):
         super().__init__()
@@ -35,19 +41,31 @@ class Actor(nn.Module):
         if has_continuous:
             self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
 
-    def distribution(self, obs: torch.Tensor):
+    def sample(self, obs: torch.Tensor, generator: torch.Generator):
+        """(actions, log pi(actions | obs)) for a batch of observations."""
         out = self.net(obs)
         if self.has_continuous:
-            return Normal(out, self.log_std.exp().expand_as(out))
-        return Categorical(logits=out)
+            noise = torch.randn(out.shape, generator=generator, device=out.device)
+            actions = out + self.log_std.exp() * noise
+            return actions, self._gaussian_log_prob(out, actions)
+        logp_all = out.log_softmax(-1)
+        actions = torch.multinomial(logp_all.exp(), 1, generator=generator)
+        return actions.squeeze(-1), logp_all.gather(-1, actions).squeeze(-1)
 
-    def log_prob(self, dist, actions):
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor):
+        """(log pi(actions | obs), entropy of pi(. | obs)), each [batch]."""
+        out = self.net(obs)
         if self.has_continuous:
-            return dist.log_prob(actions).sum(-1)
-        return dist.log_prob(actions.long().squeeze(-1) if actions.dim() > 1 else actions.long())
+            entropy = (0.5 + HALF_LOG_2PI + self.log_std).sum().expand(out.shape[0])
+            return self._gaussian_log_prob(out, actions), entropy
+        logp_all = out.log_softmax(-1)
+        logp = logp_all.gather(-1, actions.long().view(-1, 1)).squeeze(-1)
+        return logp, -(logp_all.exp() * logp_all).sum(-1)
 
-    def entropy(self, dist):
-        return dist.entropy().sum(-1) if self.has_continuous else dist.entropy()
+    def _gaussian_log_prob(self, mean, actions):
+        # log N(a; mu, sigma) = -(a - mu)^2 / (2 sigma^2) - log sigma - log(2 pi) / 2, summed over action dims
+        z = (actions - mean) * (-self.log_std).exp()
+        return (-0.5 * z.pow(2) - self.log_std - HALF_LOG_2PI).sum(-1)
 
     def mode(self, obs: torch.Tensor):
         out = self.net(obs)

@@ -8,9 +8,6 @@ from torch import nn
 from rlkit.policies import Actor, Critic
 from rlkit.steps import minibatch_indices
 
-# Argument validation builds and checks a constraint per distribution call: pure overhead on the hot path.
-torch.distributions.Distribution.set_default_validate_args(False)
-
 
 class PPO:
     def __init__(self, algo, obs_dim: int, device, value_heads: int = 1):
@@ -25,17 +22,15 @@ class PPO:
                                            {"params": self.critic.parameters(), "lr": algo.critic_lr}],
                                           eps=1e-5, fused=True)
 
+    def add_param_group(self, params, lr: float) -> None:
+        """Train more parameters in the same Adam step (RND's predictor); lr annealing leaves them alone."""
+        self.optimizer.add_param_group({"params": list(params), "lr": lr})
+
     # ALGO LOGIC: action logic (one batched forward for every env, never one per env)
     @torch.inference_mode()
     def act(self, obs: np.ndarray, generator: torch.Generator):
         obs_t = torch.as_tensor(obs, device=self.device)
-        dist = self.actor.distribution(obs_t)
-        if self.cfg.has_continuous:
-            noise = torch.randn(dist.mean.shape, generator=generator, device=self.device)
-            actions = dist.mean + dist.stddev * noise
-        else:
-            actions = torch.multinomial(dist.probs, 1, generator=generator).squeeze(-1)
-        logprobs = self.actor.log_prob(dist, actions)
+        actions, logprobs = self.actor.sample(obs_t, generator)
         return actions.cpu().numpy(), logprobs.cpu().numpy(), self.critic(obs_t).cpu().numpy()
 
     @torch.inference_mode()
@@ -53,42 +48,42 @@ class PPO:
 
     # Optimizing the policy and value network
     def update(self, batch: dict, n_updates: int, rng: np.random.Generator, aux=None) -> dict:
-        """aux(idx) -> {name: float}: an extra step on each minibatch (RND's predictor), averaged into the stats."""
+        """aux(idx) -> (loss, {name: 0-dim tensor}): an extra loss on each minibatch (RND's predictor) that joins
+        the same backward and Adam step, as in the RND paper's implementation; its stats are averaged in."""
         c = self.cfg
         size = batch["obs"].shape[0]
-        stats = {k: 0.0 for k in ("loss/policy", "loss/value", "loss/entropy", "ppo/approx_kl",
-                                  "ppo/clipfrac", "ppo/grad_norm_actor", "ppo/grad_norm_critic")}
+        per_update = []  # one stacked tensor of statistics per update; one .tolist() per phase, not 7 .item() per update
         for idx in minibatch_indices(size, c.mini_batch_size, n_updates, rng):
             idx = torch.as_tensor(idx, device=self.device)
             obs, adv = batch["obs"][idx], batch["advantages"][idx]
             if c.norm_adv and len(idx) > 1:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
 
-            dist = self.actor.distribution(obs)
-            logratio = self.actor.log_prob(dist, batch["actions"][idx]) - batch["logprobs"][idx]
+            logprob, entropy = self.actor.evaluate(obs, batch["actions"][idx])
+            logratio = logprob - batch["logprobs"][idx]
             ratio = logratio.exp()
             policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - c.policy_clip, 1 + c.policy_clip)).mean()
-            entropy = self.actor.entropy(dist).mean()
+            entropy = entropy.mean()
             value_loss = self._value_loss(self.critic(obs), batch["returns"][idx], batch["values"][idx])
 
+            loss = policy_loss - c.ent_coef * entropy + c.vf_coef * value_loss
+            extra = {}
+            if aux is not None:
+                aux_loss, extra = aux(idx)
+                loss = loss + aux_loss
             self.optimizer.zero_grad(set_to_none=True)
-            (policy_loss - c.ent_coef * entropy + c.vf_coef * value_loss).backward()
+            loss.backward()
             gn_actor = nn.utils.clip_grad_norm_(self.actor.parameters(), c.max_grad_norm, foreach=True)
             gn_critic = nn.utils.clip_grad_norm_(self.critic.parameters(), c.max_grad_norm, foreach=True)
             self.optimizer.step()
 
             with torch.no_grad():  # approx KL (Schulman's k3 estimator), mean over the update
-                stats["ppo/approx_kl"] += ((ratio - 1) - logratio).mean().item()
-                stats["ppo/clipfrac"] += ((ratio - 1).abs() > c.policy_clip).float().mean().item()
-            stats["loss/policy"] += policy_loss.item()
-            stats["loss/value"] += value_loss.item()
-            stats["loss/entropy"] += entropy.item()
-            stats["ppo/grad_norm_actor"] += gn_actor.item()
-            stats["ppo/grad_norm_critic"] += gn_critic.item()
-            if aux is not None:
-                for k, v in aux(idx).items():
-                    stats[k] = stats.get(k, 0.0) + v
-        stats = {k: v / n_updates for k, v in stats.items()}
+                step = {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": entropy,
+                        "ppo/approx_kl": ((ratio - 1) - logratio).mean(),
+                        "ppo/clipfrac": ((ratio - 1).abs() > c.policy_clip).float().mean(),
+                        "ppo/grad_norm_actor": gn_actor, "ppo/grad_norm_critic": gn_critic, **extra}
+                per_update.append(torch.stack([v.detach().float() for v in step.values()]))
+        stats = dict(zip(step, torch.stack(per_update).mean(0).tolist()))
         if self.critic.heads == 1:
             stats["ppo/explained_variance"] = explained_variance(batch["values"], batch["returns"])
         else:  # RND: extrinsic and intrinsic heads
