@@ -68,14 +68,14 @@ def rnd_network(obs_shape, hidden, out_dim: int, predictor: bool) -> nn.Sequenti
 
 
 class RND:
-    """Target, predictor and its optimizer, the observation normaliser and the intrinsic return filter."""
+    """Target and predictor, the observation normaliser and the intrinsic return filter. The predictor trains in
+    the agent's Adam step (PPO.add_param_group, lr `rnd_lr`) on `predictor_loss`, as in the paper's implementation."""
 
     def __init__(self, obs_shape, algo, num_envs: int, device, seed: int = 0):
         self.device, self.update_proportion = device, algo.update_proportion
         self.target = rnd_network(obs_shape, algo.rnd_hidden_sizes, algo.rnd_output_dim, predictor=False).to(device)
         self.target.requires_grad_(False)  # fixed: the randomness of f is what makes its outputs hard to predict
         self.predictor = rnd_network(obs_shape, algo.rnd_hidden_sizes, algo.rnd_output_dim, predictor=True).to(device)
-        self.optimizer = torch.optim.Adam(self.predictor.parameters(), lr=algo.rnd_lr)
         self.obs_norm = ObsNormalizer(obs_shape, clip=5.0)
         # R_i <- gamma_int * R_i + i_t per env along its own time axis, never reset (non-episodic)
         self.return_filter = ReturnFilter(num_envs, algo.gamma_int, episodic=False)
@@ -87,24 +87,29 @@ class RND:
 
     @torch.inference_mode()
     def intrinsic_reward(self, next_obs: np.ndarray) -> np.ndarray:
-        """Raw i_t for a batch of raw next observations (one forward for every env)."""
+        """Raw i_t for a batch of raw next observations [B, *obs_shape]."""
         return self.errors(torch.as_tensor(self.obs_norm(next_obs), device=self.device)).cpu().numpy()
 
-    def normalize_reward(self, raw: np.ndarray) -> np.ndarray:
-        """i_t / std(intrinsic return), one step of every env; updates the running statistics."""
-        return self.return_filter(raw)
+    def intrinsic_rewards(self, next_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(raw i_t, i_t / std of the intrinsic return) for a rollout of raw s_{t+1}, [T, N, *obs_shape].
 
-    def train_step(self, obs: torch.Tensor) -> float:
-        """One Adam step on a random `update_proportion` of the minibatch (normalised obs). The paper keeps
+        As in the paper's implementation: one forward for the whole rollout, the return filter run
+        over time for each env, then the observation statistics updated with the rollout.
+        """
+        T, N = next_obs.shape[:2]
+        flat = next_obs.reshape(T * N, *next_obs.shape[2:])
+        raw = self.intrinsic_reward(flat).reshape(T, N)
+        scaled = np.stack([self.return_filter(raw[t]) for t in range(T)])
+        self.obs_norm.update(flat)
+        return raw, scaled
+
+    def predictor_loss(self, obs: torch.Tensor) -> torch.Tensor:
+        """Mean prediction error on a random `update_proportion` of the minibatch (normalised obs). The paper keeps
         the predictor's effective batch fixed as envs are added this way, so it does not learn novelty away too fast."""
-        errors = self.errors(obs)
-        mask = (torch.rand(errors.shape[0], generator=self.generator, device=self.device)
-                < self.update_proportion).float()
-        loss = (errors * mask).sum() / mask.sum().clamp(min=1.0)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.item()
+        keep = torch.rand(obs.shape[0], generator=self.generator, device=self.device) < self.update_proportion
+        if not keep.any():
+            return torch.zeros((), device=self.device)
+        return self.errors(obs[keep]).mean()
 
     def stats(self) -> dict:
         rms = self.obs_norm.rms
@@ -113,13 +118,12 @@ class RND:
 
     def state_dict(self) -> dict:
         return {"target": self.target.state_dict(), "predictor": self.predictor.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "obs_norm": self.obs_norm.state_dict(),
+                "obs_norm": self.obs_norm.state_dict(),
                 "return_filter": self.return_filter.state_dict(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.target.load_state_dict(state["target"])
         self.predictor.load_state_dict(state["predictor"])
-        self.optimizer.load_state_dict(state["optimizer"])
         self.obs_norm.load_state_dict(state["obs_norm"])
         self.return_filter.load_state_dict(state["return_filter"])
         self.generator.set_state(state["generator"])

@@ -108,10 +108,12 @@ class Trainer:
         self.agent = PPO(cfg.algo, info.observ_dim, self.device, value_heads=2 if use_rnd else 1)
         # RND: None when off, so plain PPO pays one `is None` test per iteration and nothing else
         self.rnd = RND(info.obs_shape, cfg.algo, n, self.device, cfg.seed) if use_rnd else None
+        if use_rnd:
+            self.agent.add_param_group(self.rnd.predictor.parameters(), cfg.algo.rnd_lr)
         action_shape = (info.action_dim,) if info.has_continuous else ()
         self.memory = RolloutMemory(self.schedule.rollout_len, n, info.obs_shape, action_shape,
                                     extra_fields=MEMORY_FIELDS if use_rnd else ())
-        if use_rnd:  # raw s_{t+1}, normalised with the statistics of the training phase that uses it
+        if use_rnd:  # raw s_{t+1}: the intrinsic reward and the predictor's data, computed once per rollout
             self.memory.extra["next_obs"] = np.zeros((self.schedule.rollout_len, n, *info.obs_shape), np.float32)
 
         self.obs = self.envs.reset()
@@ -198,18 +200,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ RND (Burda et al., 2018; rlkit/rnd.py)
     def _rnd_collect(self, next_obs, final_obs, dones, values):
-        """Update the RND normaliser with s_{t+1}; when the policy acted (values [N, 2]), store the intrinsic
-        reward, raw and divided by the intrinsic return's std, and the intrinsic value. Returns the extrinsic values."""
-        rnd, x = self.rnd, self.memory.extra
+        """Keep s_{t+1} for the intrinsic reward (computed per rollout in _rnd_batch) and the intrinsic value;
+        in the random warm-up phase (values None) feed s_{t+1} to the RND normaliser. Returns the extrinsic values."""
         s_next = true_next_obs(next_obs, final_obs, dones)
-        rnd.obs_norm.update(s_next)
         if values is None:
+            self.rnd.obs_norm.update(s_next)
             return None
-        t = self.memory.pos
-        x["next_obs"][t] = s_next
-        x["int_rewards_raw"][t] = raw = rnd.intrinsic_reward(s_next)
-        x["int_rewards"][t] = rnd.normalize_reward(raw)
-        x["int_values"][t] = values[:, 1]
+        self.memory.extra["next_obs"][self.memory.pos] = s_next
+        self.memory.extra["int_values"][self.memory.pos] = values[:, 1]
         return values[:, 0]
 
     def exploring(self) -> bool:
@@ -220,6 +218,7 @@ class Trainer:
     def _rnd_batch(self, last_values):
         """Two GAE passes, the combined advantage, the predictor's data and the phase's RND metrics."""
         cfg, a, c, mem, x = self.cfg, self.cfg.algo, self.counter, self.memory, self.memory.extra
+        x["int_rewards_raw"], x["int_rewards"] = self.rnd.intrinsic_rewards(x["next_obs"])
         two_head_gae(mem, last_values, a.gamma, a.gamma_int, a.GAE_lambda)
         exploring = self.exploring()
         int_coef = 1.0 if a.beta is None else a.beta
@@ -238,7 +237,8 @@ class Trainer:
         rnd_obs = flat(self.rnd.obs_norm(x["next_obs"]))  # the predictor learns on this rollout's s_{t+1}
 
         def aux(idx):
-            return {"rnd/predictor_loss": self.rnd.train_step(rnd_obs[idx])}
+            loss = self.rnd.predictor_loss(rnd_obs[idx])
+            return loss, {"rnd/predictor_loss": loss}
 
         stats = {"rnd/exploring": float(exploring),
                  "rnd/intrinsic_reward": x["int_rewards_raw"].mean(), "rnd/intrinsic_reward_norm": x["int_rewards"].mean(),

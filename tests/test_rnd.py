@@ -92,13 +92,37 @@ def test_predictor_error_falls_on_seen_states_and_stays_high_on_novel_ones(obs_s
     before = rnd.intrinsic_reward(seen)
     assert before.shape == (32,) and (before > 0).all()
     batch = torch.as_tensor(rnd.obs_norm(seen))
+    optimizer = torch.optim.Adam(rnd.predictor.parameters(), lr=1e-3)
     for _ in range(200 if len(obs_shape) == 1 else 120):
-        rnd.train_step(batch)
+        optimizer.zero_grad()
+        rnd.predictor_loss(batch).backward()
+        optimizer.step()
     after = rnd.intrinsic_reward(seen).mean()
     novel = rnd.intrinsic_reward(rng.normal(size=(32, *obs_shape)).astype(np.float32)).mean()
     assert after < 0.2 * before.mean(), (before.mean(), after)
     assert novel > 2.5 * after, (novel, after)
     assert all(p.grad is None for p in rnd.target.parameters())  # the target never trains
+
+
+def test_rollout_intrinsic_rewards_are_the_per_step_definition():
+    """One forward per rollout gives what stepping through it would: raw errors under the statistics
+    from before the rollout, divided step by step by the std of each env's own intrinsic return."""
+    rng = np.random.default_rng(1)
+    T, N = 6, 4
+    algo = AlgoConfig(gamma_int=0.9)
+    rnd = RND((3,), algo, num_envs=N, device="cpu")
+    rnd.obs_norm.update(rng.normal(size=(100, 3)))
+    next_obs = rng.normal(size=(T, N, 3)).astype(np.float32)
+    expected_raw = np.stack([rnd.intrinsic_reward(next_obs[t]) for t in range(T)])
+    reference = ReturnFilter(N, 0.9, episodic=False)
+    expected_scaled = np.stack([reference(expected_raw[t]) for t in range(T)])
+    count = rnd.obs_norm.rms.count
+
+    raw, scaled = rnd.intrinsic_rewards(next_obs)
+    np.testing.assert_allclose(raw, expected_raw, rtol=1e-5)
+    np.testing.assert_allclose(scaled, expected_scaled, rtol=1e-5)
+    np.testing.assert_allclose(rnd.return_filter.returns, reference.returns)
+    assert rnd.obs_norm.rms.count == pytest.approx(count + T * N)  # statistics take the rollout in afterwards
 
 
 def test_exploration_phase_switches_at_the_right_policy_step(tmp_path, tiny):
