@@ -1,6 +1,6 @@
-"""Throughput benchmark: raw env limit, rlkit vs Stable-Baselines3 PPO, thread scaling, time to solve.
+"""Throughput benchmark: raw env limit, rlkit vs Stable-Baselines3 PPO, thread scaling, time to solve, RND cost.
 
-    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5]
+    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6]
 
 Every throughput figure is the median of --reps runs; the rep loop is outside and the cases
 inside, so load drift on a shared machine hits every case alike. Training SPS is policy steps
@@ -79,6 +79,16 @@ def sb3_sps(total_steps: int) -> float:
     return model.num_timesteps / elapsed
 
 
+def params_sps(config: str, total_steps: int) -> float:
+    """Case 6: policy steps per wall second of a params file as it is, eval and warm-up off (both rows alike)."""
+    overrides = {"total_steps": total_steps, "learning_starts": 0, "eval.every": 0, "checkpoint_every": 0,
+                 "torch_threads": 1}
+    with tempfile.TemporaryDirectory() as out:
+        run = rlkit.train(config, Path(out) / "run", overrides=overrides, progress=False, force=True)
+        last = read_metrics(run / "metrics.csv").iloc[-1]
+    return last.policy_step / last.wall_time
+
+
 class _Solved(Exception):
     """Raised by the callback to stop a run once it is solved."""
 
@@ -120,6 +130,11 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
             cases.append(("4 scaling", name, lambda env_id=env_id, steps=steps, b=backend, t=t, e=e: rlkit_sps(
                 {"parallel": {}, "algo": SCALING_ALGO}, steps, env_id,
                 num_threads=t, envs_per_thread=e, backend=b)))
+    rnd_steps = 4096 if q else 32_768  # 16 rollouts of 16 envs x 128 steps
+    cases += [("6 RND", "MountainCar-v0 PPO (params/mountaincar.yaml)",
+               lambda: params_sps("params/mountaincar.yaml", rnd_steps)),
+              ("6 RND", "MountainCar-v0 PPO + RND (params/mountaincar_rnd.yaml)",
+               lambda: params_sps("params/mountaincar_rnd.yaml", rnd_steps))]
     return [c for c in cases if c[0][0] in args.cases]
 
 
@@ -128,7 +143,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small step counts: a smoke test, not a measurement")
     parser.add_argument("--reps", type=int, default=3, help="runs per throughput figure (median reported)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for time to solve")
-    parser.add_argument("--cases", default="1,2,3,4,5", help="comma-separated subset of cases 1-5")
+    parser.add_argument("--cases", default="1,2,3,4,5,6", help="comma-separated subset of cases 1-6")
     parser.add_argument("--out", default="results/benchmarks/throughput.csv")
     args = parser.parse_args(argv)
     args.cases = set(args.cases.replace(" ", "").split(","))
@@ -155,11 +170,12 @@ def main(argv=None) -> int:
     for r in rows:  # ratios: rlkit / SB3 at the same settings; scaling rows / the same env at T=1;
         # the median of per-rep ratios: each pair ran side by side, so load drift largely cancels
         base = {"2 rlkit": ("3 SB3", r["name"]),
-                "4 scaling": ("4 scaling", f"{r['name'].split()[0]} thread T=1 E=16")}.get(r["case"])
+                "4 scaling": ("4 scaling", f"{r['name'].split()[0]} thread T=1 E=16"),
+                "6 RND": ("6 RND", "MountainCar-v0 PPO (params/mountaincar.yaml)")}.get(r["case"])
         if base in by_key and by_key[base] is not r:
             pairs = zip(samples[r["case"], r["name"]], samples[base])
             r["ratio"] = statistics.median(a / b for a, b in pairs)
-            r["ratio_to"] = "SB3" if base[0] == "3 SB3" else "thread T=1"
+            r["ratio_to"] = {"3 SB3": "SB3", "4 scaling": "thread T=1", "6 RND": "PPO"}[base[0]]
 
     if "5" in args.cases:
         seeds = 1 if args.quick else args.seeds
