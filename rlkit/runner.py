@@ -3,15 +3,19 @@
     results = run_batch(["params/cartpole.yaml"], parse_seeds("0-4"), jobs=2)
     sys.exit(batch_exit_code(results))
 
-Process model: each run is its own subprocess, in its own session, `jobs` at a time. Not a
-ProcessPoolExecutor: a pool cannot cancel a running task and killing one of its workers breaks
-the pool, while a hung run must be killed alone, kernel included. The worker imports no torch;
-only the kernel does.
+Process model: `run_one` runs one config x seed to its end and returns its summary row: it launches
+a worker subprocess (in its own session) that executes the notebook, waits, enforces the time limit
+and records the outcome; `jobs` threads call it. Not a ProcessPoolExecutor: a pool cannot cancel a
+running task and killing one of its workers breaks the pool, while a hung run must be killed alone,
+kernel included. The worker imports no torch; only the kernel does.
 
 Time limit (`timeout_s`): nbclient stops a cell that runs longer than `timeout_s` (CellTimeoutError;
-the partial notebook is saved). As a backstop the parent SIGKILLs the kernel's and the worker's
+the partial notebook is saved). As a backstop `run_one` SIGKILLs the kernel's and the worker's
 process groups `timeout_s + KILL_GRACE_S` after launch. Either way status.json says failed and
 the batch goes on.
+
+A worker subprocess dies with the thread that launched it (Linux): a batch killed outright takes
+its runs along.
 
 Kernels talk over IPC sockets with a unique path each (DESIGN §5: TCP ports collide at 16+ parallel kernels).
 """
@@ -22,8 +26,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +44,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
 KILL_GRACE_S = 10.0  # after timeout_s, time left for nbclient's own cell timeout before the hard kill
 POLL_S = 0.1
+STOP_POLL_S = 1.0  # how often a running run asks whether the batch was stopped
+INTERRUPTED = "Interrupted: the batch was stopped before this run ended"
 _ERROR = "rlkit-run-error: "  # prefix of the line where a worker reports why its run failed
 
 
@@ -121,10 +129,7 @@ def run_batch(configs, seeds, *, jobs=1, results_dir="results", overrides=None, 
     if timeout_s is not None and timeout_s <= 0:
         raise ConfigError(f"timeout {timeout_s} must be > 0 seconds (or None for no limit)")
     jobs = max(1, int(jobs))
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs)),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    env["MKL_NUM_THREADS"] = env["OMP_NUM_THREADS"]
-    common = {"notebook": str(notebook or NOTEBOOK), "cwd": str(REPO_ROOT),
+    common = {"notebook": str(Path(notebook or NOTEBOOK).resolve()), "cwd": str(REPO_ROOT),
               "kernel_name": kernel_name or default_kernel_name(), "cell_timeout": timeout_s}
 
     results, todo = [], []
@@ -139,40 +144,70 @@ def run_batch(configs, seeds, *, jobs=1, results_dir="results", overrides=None, 
             params = {"config": str(c), "seed": seed, "overrides": overrides or {}, "run_dir": str(run_dir),
                       "resume": True, "force": force, "live_plot": False, "progress": False}
             results.append(RunResult(c.stem, run_dir.name, run_dir, "failed"))
-            todo.append((results[-1], {**common, "parameters": params, "sockets": new_socket_prefix()}))
-    _execute(todo, jobs, timeout_s, env, log)  # fills in the RunResults in place, as runs end
+            todo.append((len(results) - 1, {**common, "parameters": params}))
+    _execute(results, todo, jobs, timeout_s, log)  # fills in the RunResults as runs end
     log(format_table(results))
     return results
 
 
-def _execute(todo, jobs, timeout_s, env, log) -> None:
-    """Launch up to `jobs` workers at once; reap, time out and record each one."""
-    pending, running = list(todo), {}
+def run_one(result: RunResult, spec: dict, timeout_s, env: dict, stop=None) -> RunResult:
+    """Run one config x seed to its end in a worker subprocess and return its summary row.
+
+    The local pool calls this in a thread per run. Enforces the time
+    limit, kills the run when `stop` (anything with is_set()) is set, and records a failure of any
+    kind in status.json; a run that ends without error must have written state finished.
+    """
+    if stop is not None and stop.is_set():  # stopped before it started: leave its directory alone
+        result.error = INTERRUPTED
+        return result
+    result.run_dir.mkdir(parents=True, exist_ok=True)
+    spec = {**spec, "sockets": new_socket_prefix(), "parent": os.getpid()}
+    t0 = next_stop_check = time.monotonic()
+    with open(result.run_dir / "runner.log", "w") as out:  # the worker's output, for post-mortems
+        proc = subprocess.Popen([sys.executable, "-c", _BOOT, json.dumps(spec)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                result, spec = pending.pop(0)
-                result.run_dir.mkdir(parents=True, exist_ok=True)
-                with open(result.run_dir / "runner.log", "w") as out:  # the worker's output, for post-mortems
-                    proc = subprocess.Popen([sys.executable, "-c", _BOOT, json.dumps(spec)], env=env,
-                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-                running[proc] = (result, time.monotonic(), spec["sockets"])
+        while proc.poll() is None:
             time.sleep(POLL_S)
-            for proc, (result, t0, sockets) in list(running.items()):
-                overdue = timeout_s is not None and time.monotonic() - t0 > timeout_s + KILL_GRACE_S
-                if proc.poll() is None and overdue:
+            now = time.monotonic()
+            if timeout_s is not None and now - t0 > timeout_s + KILL_GRACE_S:
+                _kill(proc)
+                result.error = f"TimeoutError: run exceeded timeout_s={timeout_s:g} s and was killed"
+            elif stop is not None and now >= next_stop_check:
+                next_stop_check = now + STOP_POLL_S
+                if stop.is_set():
                     _kill(proc)
-                    result.error = f"TimeoutError: run exceeded timeout_s={timeout_s:g} s and was killed"
-                if proc.poll() is not None:
-                    del running[proc]
-                    for leftover in Path(sockets).parent.glob(Path(sockets).name + "-*"):  # a killed kernel's
-                        leftover.unlink(missing_ok=True)
-                    _report(log, _finish(proc, result, time.monotonic() - t0))
-    finally:  # Ctrl-C or a bug here: workers live in their own sessions, so take them down explicitly
-        for proc, (result, *_) in running.items():
-            _kill(proc)
-            result.error = "Interrupted: the batch was stopped before this run ended"
-            write_status(result.run_dir, state="failed", error=result.error)
+                    result.error = INTERRUPTED
+    except BaseException:  # this thread is being torn down: never leave the run behind, nor unrecorded
+        _kill(proc)
+        result.error = result.error or INTERRUPTED
+        write_status(result.run_dir, state="failed", error=result.error)
+        raise
+    finally:
+        for leftover in Path(spec["sockets"]).parent.glob(Path(spec["sockets"]).name + "-*"):  # a killed kernel's
+            leftover.unlink(missing_ok=True)
+    return _finish(proc, result, time.monotonic() - t0)
+
+
+def _run_env(jobs: int) -> dict:
+    """The worker's environment: this machine's cores shared among `jobs` concurrent runs, rlkit importable."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs)),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env["MKL_NUM_THREADS"] = env["OMP_NUM_THREADS"]
+    return env
+
+
+def _execute(results, todo, jobs, timeout_s, log) -> None:
+    """The local pool: `jobs` threads, each running one run_one at a time; a line as each run ends."""
+    env, stop = _run_env(jobs), threading.Event()
+    pool = ThreadPoolExecutor(jobs, thread_name_prefix="rlkit-run")
+    futures = {pool.submit(run_one, results[i], spec, timeout_s, env, stop): i for i, spec in todo}
+    try:
+        for future in as_completed(futures):
+            _report(log, future.result())
+    finally:  # Ctrl-C or a bug here: runs not started never start, running ones are killed and recorded
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _finish(proc: subprocess.Popen, result: RunResult, seconds: float) -> RunResult:
@@ -241,6 +276,7 @@ def _worker(spec_json: str) -> None:
     import papermill
 
     spec = json.loads(spec_json)
+    _die_with_parent(spec["parent"])
     IPCKernelManager.sockets = spec["sockets"]
     out = Path(spec["parameters"]["run_dir"]) / "train.ipynb"
     try:
@@ -256,3 +292,19 @@ def _worker(spec_json: str) -> None:
         message = (str(evalue).strip().splitlines() or [""])[0][:300]
         print(f"{_ERROR}{ename}: {message}", flush=True)
         sys.exit(1)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this worker when the thread that launched it dies (a batch killed outright).
+
+    Its kernel, in a session of its own, then sees its parent gone and exits within a second (ipykernel's
+    parent poller). Elsewhere a no-op.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
