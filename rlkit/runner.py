@@ -210,8 +210,12 @@ def run_one(result: RunResult, spec: dict, timeout_s, env: dict, stop=None) -> R
 
 
 def _run_env(jobs: int) -> dict:
-    """The worker's environment: this machine's cores shared among `jobs` concurrent runs, rlkit importable."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs)),
+    """The worker's environment: this machine's cores shared among `jobs` concurrent runs, rlkit importable.
+
+    Cores = those this process may run on (a Slurm job's allocation, a container's cpuset), not the node's.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // jobs)),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     env["MKL_NUM_THREADS"] = env["OMP_NUM_THREADS"]
     return env
