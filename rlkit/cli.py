@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     r.add_argument("--force", action="store_true", help="re-run finished runs")
     r.add_argument("--timeout", type=float, default=None, help="wall-clock limit per run in seconds")
+    r.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run each config x seed as a task on this dask.distributed cluster (default: this machine, "
+                        "--jobs at a time); the results directory must be shared by every worker")
 
     p = sub.add_parser("report", help="execute notebooks/report.ipynb over a results directory")
     p.add_argument("results", nargs="?", default="results")
@@ -65,7 +68,8 @@ def _run(args) -> int:
     from rlkit.runner import batch_exit_code, parse_seeds, run_batch
 
     results = run_batch(args.configs, parse_seeds(args.seeds), jobs=args.jobs, results_dir=args.results,
-                        overrides=args.overrides, force=args.force, timeout_s=args.timeout)
+                        overrides=args.overrides, force=args.force, timeout_s=args.timeout,
+                        scheduler=args.scheduler)
     return batch_exit_code(results)
 
 

@@ -1,17 +1,25 @@
 """Batch runs: one papermill execution of notebooks/train.ipynb per params file x seed.
 
     results = run_batch(["params/cartpole.yaml"], parse_seeds("0-4"), jobs=2)
+    results = run_batch(["params/cartpole.yaml"], parse_seeds("0-4"), scheduler="tcp://head:8786")
     sys.exit(batch_exit_code(results))
 
-Process model: each run is its own subprocess, in its own session, `jobs` at a time. Not a
-ProcessPoolExecutor: a pool cannot cancel a running task and killing one of its workers breaks
-the pool, while a hung run must be killed alone, kernel included. The worker imports no torch;
-only the kernel does.
+Process model: `run_one` runs one config x seed to its end and returns its summary row: it launches
+a worker subprocess (in its own session) that executes the notebook, waits, enforces the time limit
+and records the outcome. Locally `jobs` threads call it; on a Dask cluster each run is a task that
+calls it on a worker. Not a ProcessPoolExecutor: a pool cannot cancel a running task and killing one
+of its workers breaks the pool, while a hung run must be killed alone, kernel included. The worker
+imports no torch; only the kernel does.
 
 Time limit (`timeout_s`): nbclient stops a cell that runs longer than `timeout_s` (CellTimeoutError;
-the partial notebook is saved). As a backstop the parent SIGKILLs the kernel's and the worker's
+the partial notebook is saved). As a backstop `run_one` SIGKILLs the kernel's and the worker's
 process groups `timeout_s + KILL_GRACE_S` after launch. Either way status.json says failed and
 the batch goes on.
+
+On a Dask cluster the results directory must be on a filesystem every worker shares, at the same
+path: the worker writes the run directory itself, as locally. A worker subprocess dies with the
+thread that launched it (Linux), so a Dask worker lost mid-run takes its run along; the task is
+then run once more on another worker, resuming from the checkpoint, and a second loss fails the run.
 
 Kernels talk over IPC sockets with a unique path each (DESIGN §5: TCP ports collide at 16+ parallel kernels).
 """
@@ -22,8 +30,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +48,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
 KILL_GRACE_S = 10.0  # after timeout_s, time left for nbclient's own cell timeout before the hard kill
 POLL_S = 0.1
+STOP_POLL_S = 1.0  # how often a running run asks whether the batch was stopped (on Dask: a scheduler round trip)
+CONNECT_TIMEOUT_S = 5.0  # to reach the Dask scheduler
+MAX_ATTEMPTS = 2  # per run on Dask: the first, and one more if the worker running it is lost
+STOP_WAIT_S = 15.0  # on Ctrl-C, how long to wait for Dask tasks to stop their runs and record them
+INTERRUPTED = "Interrupted: the batch was stopped before this run ended"
 _ERROR = "rlkit-run-error: "  # prefix of the line where a worker reports why its run failed
 
 
@@ -104,11 +119,14 @@ def default_kernel_name() -> str:
 
 
 def run_batch(configs, seeds, *, jobs=1, results_dir="results", overrides=None, force=False,
-              timeout_s=None, kernel_name=None, log=print, notebook=None) -> list[RunResult]:
+              timeout_s=None, kernel_name=None, log=print, notebook=None, scheduler=None) -> list[RunResult]:
     """Run every config x seed through the notebook, `jobs` at a time; never raises for a failed run.
 
-    Every config is validated first, so a bad one raises rlkit.ConfigError before anything runs.
-    A finished run is skipped unless `force`; an unfinished one resumes from its checkpoint.
+    With `scheduler` (a dask.distributed address, e.g. "tcp://head:8786") each run is a task on that
+    cluster instead, and `jobs` is ignored: the cluster's threads decide how many run at once.
+    Every config is validated first, so a bad one raises rlkit.ConfigError before anything runs; so
+    does a scheduler that cannot be reached. A finished run is skipped unless `force`; an unfinished
+    one resumes from its checkpoint.
     """
     configs = [Path(c).resolve() for c in configs]  # the kernel runs in the repo root, not our cwd
     stems = [c.stem for c in configs]
@@ -121,58 +139,99 @@ def run_batch(configs, seeds, *, jobs=1, results_dir="results", overrides=None, 
     if timeout_s is not None and timeout_s <= 0:
         raise ConfigError(f"timeout {timeout_s} must be > 0 seconds (or None for no limit)")
     jobs = max(1, int(jobs))
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs)),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    env["MKL_NUM_THREADS"] = env["OMP_NUM_THREADS"]
-    common = {"notebook": str(notebook or NOTEBOOK), "cwd": str(REPO_ROOT),
-              "kernel_name": kernel_name or default_kernel_name(), "cell_timeout": timeout_s}
+    # paths are absolute: on a cluster they must mean the same files on every worker
+    common = {"notebook": str(Path(notebook or NOTEBOOK).resolve()), "cwd": str(REPO_ROOT),
+              "kernel_name": kernel_name or (None if scheduler else default_kernel_name()),
+              "cell_timeout": timeout_s}
+    client = connect(scheduler, log) if scheduler else None  # before anything is written
 
-    results, todo = [], []
-    for c in configs:
-        for seed in seeds:
-            run_dir = Path(results_dir).resolve() / c.stem / f"seed{seed}"
-            status = read_status(run_dir)
-            if status.get("state") == "finished" and not force:
-                results.append(_report(log, RunResult(c.stem, run_dir.name, run_dir, "skipped",
-                                                      policy_step=status.get("policy_step"))))
-                continue
-            params = {"config": str(c), "seed": seed, "overrides": overrides or {}, "run_dir": str(run_dir),
-                      "resume": True, "force": force, "live_plot": False, "progress": False}
-            results.append(RunResult(c.stem, run_dir.name, run_dir, "failed"))
-            todo.append((results[-1], {**common, "parameters": params, "sockets": new_socket_prefix()}))
-    _execute(todo, jobs, timeout_s, env, log)  # fills in the RunResults in place, as runs end
+    try:
+        results, todo = [], []
+        for c in configs:
+            for seed in seeds:
+                run_dir = Path(results_dir).resolve() / c.stem / f"seed{seed}"
+                status = read_status(run_dir)
+                if status.get("state") == "finished" and not force:
+                    results.append(_report(log, RunResult(c.stem, run_dir.name, run_dir, "skipped",
+                                                          policy_step=status.get("policy_step"))))
+                    continue
+                params = {"config": str(c), "seed": seed, "overrides": overrides or {}, "run_dir": str(run_dir),
+                          "resume": True, "force": force, "live_plot": False, "progress": False}
+                results.append(RunResult(c.stem, run_dir.name, run_dir, "failed"))
+                todo.append((len(results) - 1, {**common, "parameters": params}))
+        if client is None:
+            _execute(results, todo, jobs, timeout_s, log)  # fills in the RunResults as runs end
+        else:
+            _execute_dask(client, results, todo, timeout_s, log)
+    finally:
+        if client is not None:
+            client.close()
     log(format_table(results))
     return results
 
 
-def _execute(todo, jobs, timeout_s, env, log) -> None:
-    """Launch up to `jobs` workers at once; reap, time out and record each one."""
-    pending, running = list(todo), {}
+def run_one(result: RunResult, spec: dict, timeout_s, env: dict, stop=None) -> RunResult:
+    """Run one config x seed to its end in a worker subprocess and return its summary row.
+
+    The local pool calls this in a thread per run, a Dask worker as the run's task. Enforces the time
+    limit, kills the run when `stop` (anything with is_set()) is set, and records a failure of any
+    kind in status.json; a run that ends without error must have written state finished.
+    """
+    if stop is not None and stop.is_set():  # stopped before it started: leave its directory alone
+        result.error = INTERRUPTED
+        return result
+    result.run_dir.mkdir(parents=True, exist_ok=True)
+    spec = {**spec, "sockets": new_socket_prefix(), "parent": os.getpid()}
+    t0 = next_stop_check = time.monotonic()
+    with open(result.run_dir / "runner.log", "w") as out:  # the worker's output, for post-mortems
+        proc = subprocess.Popen([sys.executable, "-c", _BOOT, json.dumps(spec)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                result, spec = pending.pop(0)
-                result.run_dir.mkdir(parents=True, exist_ok=True)
-                with open(result.run_dir / "runner.log", "w") as out:  # the worker's output, for post-mortems
-                    proc = subprocess.Popen([sys.executable, "-c", _BOOT, json.dumps(spec)], env=env,
-                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-                running[proc] = (result, time.monotonic(), spec["sockets"])
+        while proc.poll() is None:
             time.sleep(POLL_S)
-            for proc, (result, t0, sockets) in list(running.items()):
-                overdue = timeout_s is not None and time.monotonic() - t0 > timeout_s + KILL_GRACE_S
-                if proc.poll() is None and overdue:
+            now = time.monotonic()
+            if timeout_s is not None and now - t0 > timeout_s + KILL_GRACE_S:
+                _kill(proc)
+                result.error = f"TimeoutError: run exceeded timeout_s={timeout_s:g} s and was killed"
+            elif stop is not None and now >= next_stop_check:
+                next_stop_check = now + STOP_POLL_S
+                if stop.is_set():
                     _kill(proc)
-                    result.error = f"TimeoutError: run exceeded timeout_s={timeout_s:g} s and was killed"
-                if proc.poll() is not None:
-                    del running[proc]
-                    for leftover in Path(sockets).parent.glob(Path(sockets).name + "-*"):  # a killed kernel's
-                        leftover.unlink(missing_ok=True)
-                    _report(log, _finish(proc, result, time.monotonic() - t0))
-    finally:  # Ctrl-C or a bug here: workers live in their own sessions, so take them down explicitly
-        for proc, (result, *_) in running.items():
-            _kill(proc)
-            result.error = "Interrupted: the batch was stopped before this run ended"
-            write_status(result.run_dir, state="failed", error=result.error)
+                    result.error = INTERRUPTED
+    except BaseException:  # this thread is being torn down: never leave the run behind, nor unrecorded
+        _kill(proc)
+        result.error = result.error or INTERRUPTED
+        write_status(result.run_dir, state="failed", error=result.error)
+        raise
+    finally:
+        for leftover in Path(spec["sockets"]).parent.glob(Path(spec["sockets"]).name + "-*"):  # a killed kernel's
+            leftover.unlink(missing_ok=True)
+    return _finish(proc, result, time.monotonic() - t0)
+
+
+def _run_env(jobs: int) -> dict:
+    """The worker's environment: this machine's cores shared among `jobs` concurrent runs, rlkit importable.
+
+    Cores = those this process may run on (a Slurm job's allocation, a container's cpuset), not the node's.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // jobs)),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env["MKL_NUM_THREADS"] = env["OMP_NUM_THREADS"]
+    return env
+
+
+def _execute(results, todo, jobs, timeout_s, log) -> None:
+    """The local pool: `jobs` threads, each running one run_one at a time; a line as each run ends."""
+    env, stop = _run_env(jobs), threading.Event()
+    pool = ThreadPoolExecutor(jobs, thread_name_prefix="rlkit-run")
+    futures = {pool.submit(run_one, results[i], spec, timeout_s, env, stop): i for i, spec in todo}
+    try:
+        for future in as_completed(futures):
+            _report(log, future.result())
+    finally:  # Ctrl-C or a bug here: runs not started never start, running ones are killed and recorded
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _finish(proc: subprocess.Popen, result: RunResult, seconds: float) -> RunResult:
@@ -205,6 +264,131 @@ def _kill(proc: subprocess.Popen) -> None:
         except (ProcessLookupError, PermissionError):
             pass
     proc.wait()
+
+
+# ------------------------------------------------------------------ Dask: the client side
+
+def connect(scheduler: str, log=print):
+    """A dask.distributed Client for `scheduler`, or a ConfigError (one line) if it cannot be reached."""
+    from distributed import Client
+    from distributed.comm import parse_address
+    from distributed.comm.registry import get_backend
+
+    try:
+        get_backend(parse_address(scheduler)[0])  # a bad scheme fails here, not in a half-made Client
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"--scheduler {scheduler}: cannot reach a Dask scheduler ({reason}); start one with "
+                          f"`dask scheduler` and pass the address it prints, or leave out --scheduler to run "
+                          f"on this machine") from None
+    threads = client.nthreads()  # {worker address: threads}; one run per thread
+    log(f"dask: {scheduler}: {len(threads)} workers, {sum(threads.values())} runs at once")
+    return client
+
+
+def _execute_dask(client, results, todo, timeout_s, log) -> None:
+    """Each run a task on the cluster (retried once if it raises); a line as each run ends."""
+    from distributed import Event, as_completed as dask_completed
+
+    batch = uuid.uuid4().hex[:12]
+    stop = Event(f"rlkit-stop-{batch}", client=client)
+    futures = {}
+    for i, spec in todo:
+        results[i].run_dir.parent.mkdir(parents=True, exist_ok=True)  # a worker that cannot see it fails the run
+        key = f"rlkit-run-{results[i].experiment}-{results[i].run}-{batch}"
+        futures[client.submit(_dask_task, results[i], spec, timeout_s, batch, stop, key=key, retries=1)] = i
+    try:
+        for future in dask_completed(futures, loop=client.loop):
+            i = futures[future]
+            try:
+                row = future.result()
+            except Exception as e:  # the run's workers were lost, the task raised twice, the scheduler went away
+                row = _fail(results[i], _describe(e))
+            else:
+                if row.state == "failed" and read_status(row.run_dir).get("error") != row.error:
+                    _fail(row, row.error)  # a failure the worker could not write (e.g. no shared filesystem)
+            results[i] = _report(log, row)
+    finally:  # Ctrl-C or a bug here: tell the tasks to kill their runs and record them, then cancel
+        unfinished = [f for f in futures if not f.done()]
+        if unfinished:
+            stop.set()
+            deadline = time.monotonic() + STOP_WAIT_S
+            while time.monotonic() < deadline and not all(f.done() for f in unfinished):
+                time.sleep(POLL_S)
+            client.cancel(unfinished)
+
+
+def _describe(e: BaseException) -> str:
+    """One line for status.json when a task gave no result."""
+    from distributed.scheduler import KilledWorker
+
+    if isinstance(e, KilledWorker):  # the scheduler's own limit (allowed-failures) was reached first
+        return _lost(e.allowed_failures + 1, f"the last {getattr(e.last_worker, 'address', '?')}")
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+
+
+def _fail(result: RunResult, error: str) -> RunResult:
+    """Record `result` as failed with `error`, merged into its status.json (counters and files kept)."""
+    result.run_dir.mkdir(parents=True, exist_ok=True)
+    status = write_status(result.run_dir, state="failed", error=error)
+    result.state, result.error, result.policy_step = "failed", error, status.get("policy_step")
+    return result
+
+
+# ------------------------------------------------------------------ Dask: the task, on a worker
+
+def _dask_task(result: RunResult, spec: dict, timeout_s, batch: str, stop) -> RunResult:
+    """One run as a Dask task: run_one, as the local pool does, plus what a cluster needs.
+
+    Checks that this worker sees the paths (shared filesystem); counts attempts in attempts.json so
+    that a run whose worker was lost is run once more (resuming, never forced) and then fails.
+    """
+    from distributed import get_worker
+
+    worker = get_worker()
+    if stop.is_set():
+        result.error = INTERRUPTED
+        return result
+    for path in (spec["notebook"], spec["parameters"]["config"], result.run_dir.parent):
+        if not Path(path).exists():
+            result.error = (f"FileNotFoundError: {path} does not exist on the Dask worker {worker.address}; every "
+                            f"worker must see the checkout and the results directory at the same path (a shared filesystem)")
+            return result
+    result.run_dir.mkdir(exist_ok=True)
+    attempts = _add_attempt(result.run_dir, batch, worker.address)
+    if len(attempts) > MAX_ATTEMPTS:
+        return _fail(result, lost_worker_error(attempts[:-1]))
+    if len(attempts) > 1:  # the previous attempt's worker was lost: continue from what it wrote
+        spec = {**spec, "parameters": {**spec["parameters"], "force": False}}
+    spec = {**spec, "kernel_name": spec["kernel_name"] or default_kernel_name()}
+    return run_one(result, spec, timeout_s, _run_env(worker.state.nthreads), stop)
+
+
+def lost_worker_error(lost: list[dict]) -> str:
+    """The error recorded when the workers of `lost` attempts (attempts.json entries) died running the run."""
+    return _lost(len(lost), ", ".join(a["worker"] for a in lost))
+
+
+def _lost(times: int, workers: str) -> str:
+    return (f"WorkerLost: the Dask worker running this run died ({times}x: {workers}); its metrics and "
+            f"checkpoint are kept: run again to resume it")
+
+
+def _add_attempt(run_dir: Path, batch: str, worker: str) -> list[dict]:
+    """Append this attempt to run_dir/attempts.json (reset for a new batch); return this batch's attempts."""
+    path = run_dir / "attempts.json"
+    try:
+        record = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        record = {}
+    if record.get("batch") != batch:
+        record = {"batch": batch, "attempts": []}
+    record["attempts"].append({"worker": worker, "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+    return record["attempts"]
 
 
 def _report(log, r: RunResult) -> RunResult:
@@ -241,6 +425,7 @@ def _worker(spec_json: str) -> None:
     import papermill
 
     spec = json.loads(spec_json)
+    _die_with_parent(spec["parent"])
     IPCKernelManager.sockets = spec["sockets"]
     out = Path(spec["parameters"]["run_dir"]) / "train.ipynb"
     try:
@@ -256,3 +441,19 @@ def _worker(spec_json: str) -> None:
         message = (str(evalue).strip().splitlines() or [""])[0][:300]
         print(f"{_ERROR}{ename}: {message}", flush=True)
         sys.exit(1)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this worker when the thread that launched it dies (a lost Dask worker, a killed batch).
+
+    Its kernel, in a session of its own, then sees its parent gone and exits within a second (ipykernel's
+    parent poller). Elsewhere a no-op.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
