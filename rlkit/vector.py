@@ -111,8 +111,11 @@ class ThreadedEnvs:
         self._actions = None
         self._task = None
         self._errors: list = [None] * num_threads
-        self._go = [threading.Event() for _ in range(num_threads)]
-        self._done = [threading.Event() for _ in range(num_threads)]
+        # Bare locks as binary semaphores: released = "go" / "done". threading.Event is a Condition in
+        # Python (several lock operations per set and wait); a lock is one C call, and this handoff
+        # happens twice per worker per iteration.
+        self._go = [_taken_lock() for _ in range(num_threads)]
+        self._done = [_taken_lock() for _ in range(num_threads)]
         self._closing = False
         self._threads = [threading.current_thread()] + [
             threading.Thread(target=self._work, args=(w,), daemon=True, name=f"rlkit-env-{w}")
@@ -126,29 +129,27 @@ class ThreadedEnvs:
 
     def _work(self, w):
         while True:
-            self._go[w].wait()
-            self._go[w].clear()
+            self._go[w].acquire()
             if self._closing:
                 return
             try:
                 self._do(w)
             except BaseException as e:  # surfaced in the caller by _run
                 self._errors[w] = e
-            self._done[w].set()
+            self._done[w].release()
 
     def _run(self, task, actions=None):
         self._task, self._actions = task, actions
         for go in self._go[1:]:
-            go.set()
+            go.release()
         try:  # the calling thread is worker 0: one handoff fewer per step, and it would only wait anyway
             self._do(0)
         except BaseException as e:
             self._errors[0] = e
         for w in range(1, len(self.groups)):
-            while not self._done[w].wait(timeout=1.0):
+            while not self._done[w].acquire(timeout=1.0):
                 if not self._threads[w].is_alive():
                     raise EnvStepError(f"worker thread {w} died")
-            self._done[w].clear()
         errors = [e for e in self._errors if e is not None]
         if errors:
             self._errors = [None] * len(self._errors)
@@ -178,12 +179,19 @@ class ThreadedEnvs:
 
     def close(self):
         self._closing = True
-        for go in self._go:
-            go.set()
+        for go in self._go[1:]:
+            if go.locked():  # a worker waiting for work; one that is not has been released already
+                go.release()
         for t in self._threads[1:]:
             t.join(timeout=5)
         for g in self.groups:
             g.close()
+
+
+def _taken_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
 
 
 class ProcessEnvs:
