@@ -186,3 +186,23 @@ def test_bad_rnd_keys_name_the_key(key, value, expected):
     with pytest.raises(ConfigError) as e:
         load_config({"algo": {"use_RND": True, key: value}})
     assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_sparse_mountaincar_pays_only_at_the_flag():
+    from rlkit.envs import make_env
+
+    env = make_env(load_config("params/sparse_mountaincar.yaml").env)
+    obs, _ = env.reset(seed=0)
+    rewards = []
+    for _ in range(200):  # push along the velocity: the energy-pumping policy that reaches the flag
+        obs, reward, terminated, truncated, _ = env.step(2 if obs[1] >= 0 else 0)
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    assert terminated and rewards[-1] == 1.0 and sum(rewards) == 1.0
+    obs, _ = env.reset(seed=0)
+    for _ in range(200):  # standing still never gets there: 0 every step, then the time limit
+        obs, reward, terminated, truncated, _ = env.step(1)
+        assert reward == 0.0 and not terminated
+    assert truncated
+    env.close()
