@@ -17,6 +17,7 @@ from distributed import Client, Event
 from distributed.scheduler import KilledWorker
 from test_runner import CARTPOLE, TINY, alive, status, stub_notebook
 
+from rlkit import cluster as rlkit_cluster
 from rlkit import runner
 from rlkit.cli import main
 from rlkit.runner import RunResult, batch_exit_code, run_batch
@@ -142,9 +143,9 @@ def test_second_lost_worker_fails_the_run(cluster, tmp_path):
     missing = tmp_path / "elsewhere" / "seed0"
     with Client(cluster.address, timeout=10) as client:
         stop = Event("rlkit-test-stop", client=client)
-        row = client.submit(runner._dask_task, RunResult("cartpole", "seed0", run_dir, "failed"), spec, None,
+        row = client.submit(rlkit_cluster.run_task, RunResult("cartpole", "seed0", run_dir, "failed"), spec, None,
                             "b1", stop, pure=False).result(timeout=30)
-        assert row.state == "failed" and row.error == runner.lost_worker_error(lost) and row.policy_step == 64
+        assert row.state == "failed" and row.error == rlkit_cluster.lost_worker_error(lost) and row.policy_step == 64
         assert row.error.startswith("WorkerLost:") and "(2x: tcp://127.0.0.1:1, tcp://127.0.0.1:2)" in row.error
         st = status(run_dir)
         assert (st["state"], st["error"], st["policy_step"]) == ("failed", row.error, 64)
@@ -152,19 +153,19 @@ def test_second_lost_worker_fails_the_run(cluster, tmp_path):
         assert not (run_dir / "train.ipynb").exists()  # nothing was run
 
         # a worker that does not see the run directory (no shared filesystem) fails the run, saying so
-        row = client.submit(runner._dask_task, RunResult("cartpole", "seed0", missing, "failed"),
+        row = client.submit(rlkit_cluster.run_task, RunResult("cartpole", "seed0", missing, "failed"),
                             {**spec, "parameters": {**spec["parameters"], "run_dir": str(missing)}}, None, "b2",
                             stop, pure=False).result(timeout=30)
         assert row.state == "failed" and row.error.startswith(f"FileNotFoundError: {missing.parent} does not exist on")
         assert "shared filesystem" in row.error
     # the scheduler gave up on a task itself (allowed-failures): the client records it
-    error = runner._describe(KilledWorker("rlkit-run-x", SimpleNamespace(address="tcp://127.0.0.1:3"), 0))
+    error = rlkit_cluster._describe(KilledWorker("rlkit-run-x", SimpleNamespace(address="tcp://127.0.0.1:3"), 0))
     assert error == ("WorkerLost: the Dask worker running this run died (1x: the last tcp://127.0.0.1:3); "
                      "its metrics and checkpoint are kept: run again to resume it")
 
 
 def test_unreachable_scheduler_is_one_line_and_starts_nothing(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(runner, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(rlkit_cluster, "CONNECT_TIMEOUT_S", 1.0)
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
