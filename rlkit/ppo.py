@@ -24,6 +24,8 @@ class PPO:
         self.optimizer = torch.optim.Adam([{"params": self.actor.parameters(), "lr": algo.actor_lr},
                                            {"params": self.critic.parameters(), "lr": algo.critic_lr}],
                                           eps=1e-5, fused=True)
+        # Several ranks: a callable that averages the gradients over the ranks (rlkit.distributed); None with one
+        self.average_gradients = None
 
     # ALGO LOGIC: action logic (one batched forward for every env, never one per env)
     @torch.inference_mode()
@@ -73,6 +75,8 @@ class PPO:
 
             self.optimizer.zero_grad(set_to_none=True)
             (policy_loss - c.ent_coef * entropy + c.vf_coef * value_loss).backward()
+            if self.average_gradients is not None:  # before clipping: every rank clips and steps the same mean
+                self.average_gradients()
             gn_actor = nn.utils.clip_grad_norm_(self.actor.parameters(), c.max_grad_norm, foreach=True)
             gn_critic = nn.utils.clip_grad_norm_(self.critic.parameters(), c.max_grad_norm, foreach=True)
             self.optimizer.step()

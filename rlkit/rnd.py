@@ -80,6 +80,7 @@ class RND:
         # R_i <- gamma_int * R_i + i_t per env along its own time axis, never reset (non-episodic)
         self.return_filter = ReturnFilter(num_envs, algo.gamma_int, episodic=False)
         self.generator = torch.Generator(device=device).manual_seed(seed + 7919)  # predictor's sample mask
+        self.average_gradients = None  # several ranks: averages the predictor's gradients (rlkit.distributed)
 
     def errors(self, obs: torch.Tensor) -> torch.Tensor:
         """Per-sample mean squared prediction error over the k features; obs already normalised."""
@@ -103,6 +104,8 @@ class RND:
         loss = (errors * mask).sum() / mask.sum().clamp(min=1.0)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.average_gradients is not None:
+            self.average_gradients()
         self.optimizer.step()
         return loss.item()
 
