@@ -73,7 +73,7 @@ def process_group(device: str):
         return
     owner = not dist.is_initialized()
     if owner:
-        if uses_cuda(device):
+        if uses_cuda(device) and torch.cuda.is_available():  # (without CUDA the trainer names the config error)
             torch.cuda.set_device(ranks.local_rank)
             dist.init_process_group("cpu:gloo,cuda:nccl", device_id=torch.device("cuda", ranks.local_rank))
         else:
