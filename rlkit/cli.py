@@ -5,6 +5,7 @@ Bad input ends with one line on stderr naming the key and the fix, and exit code
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rlkit.config import ConfigError
@@ -15,7 +16,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlkit", description="Notebook-first RL experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train one run in this process")
+    t = sub.add_parser("train", help="train one run in this process (several: torchrun --nproc-per-node W -m rlkit train)")
     t.add_argument("config", nargs="?", help="params/*.yaml (optional with --resume: the run's config.yaml)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set algo.batch_size=512 (repeatable)")
@@ -60,8 +61,14 @@ def _train(args) -> int:
             raise ConfigError("rlkit train needs a CONFIG file (e.g. params/cartpole.yaml) or --resume RUN_DIR")
         path = train(args.config, args.out, overrides=args.overrides, force=args.force,
                      progress=not args.no_progress)
-    print(f"run finished: {path}")
+    if _rank() == 0:
+        print(f"run finished: {path}")
     return 0
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (0 otherwise): only rank 0 prints, so W ranks do not say it W times."""
+    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
 
 
 def _run(args) -> int:
@@ -89,10 +96,12 @@ def main(argv=None) -> int:
     try:
         return {"train": _train, "run": _run, "report": _report}[args.command](args)
     except (ConfigError, RunExistsError, FileNotFoundError) as e:
-        print(f"rlkit {args.command}: error: {e}", file=sys.stderr)
+        if _rank() == 0:
+            print(f"rlkit {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"rlkit {args.command}: interrupted; resume with --resume", file=sys.stderr)
+        if _rank() == 0:
+            print(f"rlkit {args.command}: interrupted; resume with --resume", file=sys.stderr)
         return 130
 
 

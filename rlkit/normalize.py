@@ -11,10 +11,15 @@ class RunningMeanStd:
         self.mean = np.zeros(shape, np.float64)
         self.var = np.ones(shape, np.float64)
         self.count = epsilon  # a tiny prior keeps the first division finite
+        # Several ranks (rlkit.distributed.merge_moments): (mean, var, count) of this rank's batch -> those of
+        # every rank's batch, so all ranks keep the same statistics. None in a one-rank run.
+        self.sync = None
 
     def update(self, batch: np.ndarray) -> None:
         batch = np.asarray(batch, np.float64)
         b_mean, b_var, b_count = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
+        if self.sync is not None:
+            b_mean, b_var, b_count = self.sync(b_mean, b_var, b_count)
         delta = b_mean - self.mean
         total = self.count + b_count
         self.mean = self.mean + delta * b_count / total

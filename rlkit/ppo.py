@@ -21,6 +21,8 @@ class PPO:
         self.optimizer = torch.optim.Adam([{"params": self.actor.parameters(), "lr": algo.actor_lr},
                                            {"params": self.critic.parameters(), "lr": algo.critic_lr}],
                                           eps=1e-5, fused=True)
+        # Several ranks: a callable that averages the gradients over the ranks (rlkit.distributed); None with one
+        self.average_gradients = None
 
     def add_param_group(self, params, lr: float) -> None:
         """Train more parameters in the same Adam step (RND's predictor); lr annealing leaves them alone."""
@@ -73,6 +75,8 @@ class PPO:
                 loss = loss + aux_loss
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.average_gradients is not None:  # before clipping: every rank clips and steps the same mean
+                self.average_gradients()
             gn_actor = nn.utils.clip_grad_norm_(self.actor.parameters(), c.max_grad_norm, foreach=True)
             gn_critic = nn.utils.clip_grad_norm_(self.critic.parameters(), c.max_grad_norm, foreach=True)
             self.optimizer.step()

@@ -15,6 +15,8 @@ import torch
 
 from rlkit.checkpoint import load_checkpoint, save_checkpoint
 from rlkit.config import Config, ConfigError, load_config
+from rlkit.distributed import (GradientAverager, broadcast_parameters, check_replicas, digest, gather_to_rank0,
+                               merge_moments, process_group, rank_seed)
 from rlkit.envs import inspect_env, make_env, resolve_env_fields
 from rlkit.evaluate import Evaluator
 from rlkit.memory import RolloutMemory
@@ -29,23 +31,34 @@ from rlkit.vector import make_vector
 
 
 def train(config, run_dir=None, *, overrides=None, resume=False, force=False, progress=True, callbacks=()) -> Path:
-    """Train one run; returns its directory (config.yaml, metrics.csv, status.json, checkpoint.pt)."""
+    """Train one run; returns its directory (config.yaml, metrics.csv, status.json, checkpoint.pt).
+
+    Launched by torchrun (WORLD_SIZE > 1), every rank calls this: rank 0 alone decides about and writes the
+    run directory (the others wait for its decision), logs, evaluates and calls the callbacks."""
     cfg = load_config(config, overrides)
     run_dir = Path(run_dir) if run_dir else default_run_dir(config, cfg.seed)
-    resuming = prepare(run_dir, resume, force)
-    trainer = Trainer(cfg, run_dir, progress=progress, callbacks=callbacks)
-    try:
-        if resuming:
-            _check_same_config(run_dir / "config.yaml", cfg)
-            trainer.restore(load_checkpoint(run_dir / "checkpoint.pt"))
-        (run_dir / "config.yaml").write_text(cfg.to_yaml())
-        trainer.run()
-    except BaseException as e:
-        write_status(run_dir, state="failed", error=f"{type(e).__name__}: {e}", **trainer.counters())
-        raise
-    finally:
-        trainer.close()
+    with process_group(cfg.device) as ranks:
+        resuming = ranks.on_rank0(lambda: prepare(run_dir, resume, force))
+        trainer = Trainer(cfg, run_dir, progress=progress and ranks.rank == 0, callbacks=callbacks,
+                          rank=ranks.rank, world_size=ranks.world_size)
+        try:
+            if resuming:  # after Trainer(): the saved config.yaml is compared with the resolved config
+                trainer.restore(ranks.on_rank0(lambda: _resume_state(run_dir, cfg)))
+            if ranks.rank == 0:
+                (run_dir / "config.yaml").write_text(cfg.to_yaml())
+            trainer.run()
+        except BaseException as e:
+            if ranks.rank == 0:
+                write_status(run_dir, state="failed", error=f"{type(e).__name__}: {e}", **trainer.counters())
+            raise
+        finally:
+            trainer.close()
     return run_dir
+
+
+def _resume_state(run_dir: Path, cfg: Config) -> dict:
+    _check_same_config(run_dir / "config.yaml", cfg)
+    return load_checkpoint(run_dir / "checkpoint.pt")
 
 
 def _check_same_config(path: Path, cfg: Config) -> None:
@@ -77,12 +90,16 @@ def resolve_device(name: str) -> torch.device:
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, progress=True, callbacks=(), rank=0, world_size=1):
         self.cfg, self.run_dir, self.callbacks = cfg, Path(run_dir), list(callbacks)
+        self.rank, self.world_size = rank, world_size
         self.device = resolve_device(cfg.device)
+        if world_size > 1 and self.device.type == "cuda":  # rank r on cuda:LOCAL_RANK (rlkit.distributed)
+            self.device = torch.device("cuda", torch.cuda.current_device())
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
-        torch.manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)  # minibatch shuffles, random warm-up actions
-        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)  # action sampling
+        torch.manual_seed(cfg.seed)  # initial weights; with several ranks rank 0's are broadcast anyway
+        seed = rank_seed(cfg.seed, rank)  # each rank its own random streams; rank 0's are those of a one-rank run
+        self.rng = np.random.default_rng(seed)  # minibatch shuffles, random warm-up actions
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)  # action sampling
 
         # Spaces -> the seed's inferred parameters (has_continuous, action_dim, observ_dim, action_scaling)
         probe = make_env(cfg.env)
@@ -107,7 +124,7 @@ class Trainer:
         use_rnd = cfg.algo.use_RND
         self.agent = PPO(cfg.algo, info.observ_dim, self.device, value_heads=2 if use_rnd else 1)
         # RND: None when off, so plain PPO pays one `is None` test per iteration and nothing else
-        self.rnd = RND(info.obs_shape, cfg.algo, n, self.device, cfg.seed) if use_rnd else None
+        self.rnd = RND(info.obs_shape, cfg.algo, n, self.device, seed) if use_rnd else None
         if use_rnd:
             self.agent.add_param_group(self.rnd.predictor.parameters(), cfg.algo.rnd_lr)
         action_shape = (info.action_dim,) if info.has_continuous else ()
@@ -121,15 +138,38 @@ class Trainer:
         self.episode_length = np.zeros(n, np.int64)
         self.wall_offset = 0.0  # wall time of earlier sessions of a resumed run
         self.last = {"log": 0, "eval": 0, "checkpoint": 0}
-        self.metrics = MetricsWriter(self.run_dir / "metrics.csv")
+        self.metrics = MetricsWriter(self.run_dir / "metrics.csv") if rank == 0 else None  # rank 0 writes
         self.progress = _progress_bar(cfg.total_steps) if progress else None
         self.last_return = float("nan")
+        if world_size > 1:
+            self._join_ranks()
+
+    def _join_ranks(self) -> None:
+        """Several ranks (data-parallel): one model, replicated. Every rank starts from rank 0's weights and
+        applies the same update, its gradients averaged over the ranks before clipping and the step.
+
+        Running statistics (observation normalisers, the reward filters' return std) are updated with the
+        moments of every rank's batch, so all ranks normalise identically: the policy sees the same input
+        scaling on every rank, the statistics are those one process with all W*T*E envs would compute, and
+        the one normaliser in the checkpoint is right for every rank. The price is one small all-gather per
+        statistic per iteration, and only when that normaliser is on (plain PPO has none)."""
+        W, nets = self.world_size, [self.agent.actor, self.agent.critic]
+        if self.rnd is not None:  # the predictor trains in the agent's Adam step: its gradients are averaged with theirs
+            nets.append(self.rnd.predictor)
+        broadcast_parameters(*nets, *([self.rnd.target] if self.rnd else []))
+        self.agent.average_gradients = GradientAverager([p for net in nets for p in net.parameters()], W)
+        stats = [self.obs_norm.rms] + ([self.reward_filter.rms] if self.reward_filter else [])
+        if self.rnd is not None:
+            stats += [self.rnd.obs_norm.rms, self.rnd.return_filter.rms]
+        for rms in stats:
+            rms.sync = merge_moments
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
         cfg, c, schedule = self.cfg, self.counter, self.schedule
-        write_status(self.run_dir, state="running", error=None, versions=versions(), git_commit=git_commit(),
-                     **self.counters())
+        if self.rank == 0:
+            write_status(self.run_dir, state="running", error=None, versions=versions(), git_commit=git_commit(),
+                         world_size=self.world_size, **self.counters())
         self.start = time.perf_counter()
         self.sps_mark = (self.start, c.policy_step)
         while not schedule.done(c):
@@ -148,7 +188,8 @@ class Trainer:
             self.evaluate()
         self.log_progress()
         self.save()
-        write_status(self.run_dir, state="finished", error=None, **self.counters())
+        if self.rank == 0:
+            write_status(self.run_dir, state="finished", error=None, **self.counters())
 
     def collect_iteration(self) -> None:
         """Every env takes one action: a batched forward for all of them, then the vector step."""
@@ -295,6 +336,8 @@ class Trainer:
         return {**c.as_row(), "wall_time": round(self.wall_time(), 3)} if c and hasattr(self, "start") else {}
 
     def log(self, metrics: dict) -> None:
+        if self.metrics is None:  # ranks other than 0 log nothing (episode metrics are rank 0's episodes)
+            return
         counters = self.counters()
         self.metrics.log(counters, counters["wall_time"], metrics)
         for callback in self.callbacks:
@@ -302,25 +345,39 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoint / resume
     def save(self) -> None:
-        state = {
-            "counter": self.counter.state_dict(), "agent": self.agent.state_dict(),
-            "obs_norm": self.obs_norm.state_dict(),
-            "reward_filter": self.reward_filter.state_dict() if self.reward_filter else None,
-            "rnd": self.rnd.state_dict() if self.rnd else None,
+        """Every rank calls this. With several ranks it first checks that the replicas are identical (weights,
+        optimizers, normaliser statistics; raising on every rank if not) and gathers each rank's own state (envs, random streams, episode
+        bookkeeping) to rank 0, which alone writes the checkpoint: a resumed run continues every rank exactly."""
+        local = {  # what differs between ranks
             "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
             "envs": self.envs.get_state(), "obs": self.obs.copy(),
             "episode_return": self.episode_return.copy(), "episode_length": self.episode_length.copy(),
-            "last": dict(self.last), "last_return": self.last_return, "wall_time": self.wall_time(),
-            "metrics_rows": self.metrics.rows, "memory_pos": self.memory.pos,
+            "reward_filter": self.reward_filter.state_dict() if self.reward_filter else None,
+            "rnd": self.rnd.state_dict() if self.rnd else None,
         }
-        save_checkpoint(self.run_dir / "checkpoint.pt", state)
+        state = {"agent": self.agent.state_dict(), "obs_norm": self.obs_norm.state_dict(), **local,
+                 "last": dict(self.last)}
+        status = {}
+        if self.world_size > 1:
+            status["replica_sha256"] = replica_digest(state)
+            check_replicas(status["replica_sha256"])
+            state["ranks"] = gather_to_rank0(local)
         self.last["checkpoint"] = self.counter.policy_step
-        write_status(self.run_dir, **self.counters())
+        if self.rank != 0:
+            return
+        state.update({"counter": self.counter.state_dict(), "last_return": self.last_return,
+                      "wall_time": self.wall_time(), "metrics_rows": self.metrics.rows, "memory_pos": self.memory.pos})
+        save_checkpoint(self.run_dir / "checkpoint.pt", state)
+        write_status(self.run_dir, **self.counters(), **status)
 
     def restore(self, state: dict) -> None:
+        """Every rank restores the shared model, optimizer, normalisers and counters, and its own envs and
+        random streams (a checkpoint of a W-rank run holds each rank's under "ranks")."""
         if state["memory_pos"] != 0:
             raise ValueError("checkpoint was taken mid-rollout; it cannot be resumed exactly")
-        self.counter.load_state_dict(state["counter"])
+        self.counter.load_state_dict(state["counter"])  # refuses another layout, world size included
+        if self.world_size > 1:
+            state = {**state, **state["ranks"][self.rank]}
         self.agent.load_state_dict(state["agent"])
         self.obs_norm.load_state_dict(state["obs_norm"])
         if self.reward_filter:
@@ -334,8 +391,9 @@ class Trainer:
         self.obs[:] = state["obs"]
         self.episode_return[:], self.episode_length[:] = state["episode_return"], state["episode_length"]
         self.last, self.last_return, self.wall_offset = dict(state["last"]), state["last_return"], state["wall_time"]
-        self.metrics.close()
-        self.metrics = MetricsWriter(self.run_dir / "metrics.csv", keep_rows=state["metrics_rows"])
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = MetricsWriter(self.run_dir / "metrics.csv", keep_rows=state["metrics_rows"])
         if self.progress is not None:
             self.progress.update(self.counter.policy_step)
 
@@ -343,9 +401,23 @@ class Trainer:
         self.envs.close()
         if self.evaluator:
             self.evaluator.close()
-        self.metrics.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self.progress is not None:
             self.progress.close()
+
+
+def replica_digest(state: dict) -> str:
+    """sha256 of what every rank of a run holds identically, from a checkpoint-format state: the model, the
+    optimizers and the running statistics (not the envs, random streams or per-env returns, which differ)."""
+    shared = {"agent": state["agent"], "obs_norm": state["obs_norm"]}
+    if state["reward_filter"] is not None:
+        shared["reward_filter"] = state["reward_filter"]["rms"]
+    if state["rnd"] is not None:
+        rnd = state["rnd"]
+        shared["rnd"] = {**{k: rnd[k] for k in ("target", "predictor", "obs_norm")},  # its Adam state is in "agent"
+                         "return_filter": rnd["return_filter"]["rms"]}
+    return digest(shared)
 
 
 def _progress_bar(total: int):
