@@ -12,12 +12,16 @@ the true last observation of an ended episode, which truncation bootstrapping ne
 """
 from __future__ import annotations
 
+import itertools
 import pickle
 import threading
 import traceback
 
 import gymnasium as gym
 import numpy as np
+
+
+PROBE_EVERY = 16  # ThreadedEnvs: rounds between wake-ups of owners that could not claim their slice
 
 
 class EnvStepError(RuntimeError):
@@ -92,9 +96,17 @@ def allocate(n, obs_shape) -> dict:
 
 
 class ThreadedEnvs:
-    """T workers; worker w steps envs [w*E, (w+1)*E) and writes only that slice.
+    """T workers; worker w owns envs [w*E, (w+1)*E), its slice, and writes only that slice.
 
-    Workers 1..T-1 are persistent threads; worker 0 is the calling thread itself.
+    Workers 1..T-1 are persistent threads; worker 0 is the calling thread itself. Each iteration every
+    slice is claimed once, atomically, by the first thread to ask: its owner, or the calling thread once
+    it has stepped its own slice. Envs that release the GIL while they step (a simulator over a socket, a
+    sleep, a C extension) let the owners wake and claim their slices while the caller's env waits, so
+    the slices step in parallel. A CPU-bound Python env never releases the GIL, so the owners cannot run
+    before the caller has claimed and stepped every slice itself: no iteration waits for a thread to be
+    woken (on a 2-core VM each wake-up costs tens of microseconds, several per iteration when workers
+    must run). Within an iteration a slice is stepped by one thread only, so no env is ever stepped
+    twice at once and no locks guard the arrays.
     """
 
     def __init__(self, env_fns, seeds, obs_shape, action_is_discrete, num_threads):
@@ -108,14 +120,11 @@ class ThreadedEnvs:
             self.groups.append(SerialEnvs(env_fns[part], seeds[part], obs_shape, action_is_discrete,
                                           first_index=w * per, arrays=view))
         self._slices = [slice(w * per, (w + 1) * per) for w in range(num_threads)]
-        self._actions = None
-        self._task = None
-        self._errors: list = [None] * num_threads
-        # Bare locks as binary semaphores: released = "go" / "done". threading.Event is a Condition in
-        # Python (several lock operations per set and wait); a lock is one C call, and this handoff
-        # happens twice per worker per iteration.
-        self._go = [_taken_lock() for _ in range(num_threads)]
-        self._done = [_taken_lock() for _ in range(num_threads)]
+        self._round = None  # the iteration's work: task, actions, claims; replaced every iteration
+        self._rounds = 0
+        self._owners_ran = True  # did an owner claim a slice last round? (no: the envs hold the GIL)
+        # Bare locks as binary semaphores (a lock is one C call; threading.Event is a Python Condition).
+        self._wake = [_taken_lock() for _ in range(num_threads)]
         self._closing = False
         self._threads = [threading.current_thread()] + [
             threading.Thread(target=self._work, args=(w,), daemon=True, name=f"rlkit-env-{w}")
@@ -129,37 +138,35 @@ class ThreadedEnvs:
 
     def _work(self, w):
         while True:
-            self._go[w].acquire()
+            self._wake[w].acquire()
             if self._closing:
                 return
-            try:
-                self._do(w)
-            except BaseException as e:  # surfaced in the caller by _run
-                self._errors[w] = e
-            self._done[w].release()
+            self._round.step_slice(w, self, owner=True)
 
     def _run(self, task, actions=None):
-        self._task, self._actions = task, actions
-        for go in self._go[1:]:
-            go.release()
-        try:  # the calling thread is worker 0: one handoff fewer per step, and it would only wait anyway
-            self._do(0)
-        except BaseException as e:
-            self._errors[0] = e
-        for w in range(1, len(self.groups)):
-            while not self._done[w].acquire(timeout=1.0):
-                if not self._threads[w].is_alive():
-                    raise EnvStepError(f"worker thread {w} died")
-        errors = [e for e in self._errors if e is not None]
+        work = self._round = _Round(task, actions, len(self.groups))
+        # Owners that could not claim a slice last round only cost wake-ups: let them sleep, and look
+        # again every PROBE_EVERY rounds in case the envs have started to release the GIL.
+        if self._owners_ran or self._rounds % PROBE_EVERY == 0:
+            for wake in self._wake[1:]:
+                if wake.locked():  # an idle owner: let it claim its slice; a busy one reads the new round next
+                    wake.release()
+        self._rounds += 1
+        for w in range(len(self.groups)):  # own slice first, then every slice no owner has claimed yet
+            work.step_slice(w, self)
+        while not work.all_done.acquire(timeout=1.0):  # slices that owners claimed and still step
+            if not all(t.is_alive() for t in self._threads):
+                raise EnvStepError("an env worker thread died")
+        self._owners_ran = bool(work.owner_claims)
+        errors = [e for e in work.errors if e is not None]
         if errors:
-            self._errors = [None] * len(self._errors)
             raise errors[0]
 
-    def _do(self, w):
-        if self._task == "reset":
+    def _do(self, task, w, actions):
+        if task == "reset":
             self.groups[w].reset()
         else:
-            self.groups[w].step(self._actions[self._slices[w]])
+            self.groups[w].step(actions[self._slices[w]])
 
     def reset(self):
         self._run("reset")
@@ -179,13 +186,37 @@ class ThreadedEnvs:
 
     def close(self):
         self._closing = True
-        for go in self._go[1:]:
-            if go.locked():  # a worker waiting for work; one that is not has been released already
-                go.release()
+        for wake in self._wake[1:]:
+            if wake.locked():  # an idle worker; a busy one sees _closing when it next waits
+                wake.release()
         for t in self._threads[1:]:
             t.join(timeout=5)
         for g in self.groups:
             g.close()
+
+
+class _Round:
+    """One iteration's work for ThreadedEnvs: who claimed which slice, how many are done, errors."""
+
+    def __init__(self, task, actions, num_slices):
+        self.task, self.actions, self.num_slices = task, actions, num_slices
+        self.claims = [threading.Lock() for _ in range(num_slices)]
+        self.finished = itertools.count(1)  # next() is atomic under the GIL: a race-free counter
+        self.all_done = _taken_lock()
+        self.errors = [None] * num_slices
+        self.owner_claims = []  # slices their owner thread claimed (list.append is atomic)
+
+    def step_slice(self, w, envs: ThreadedEnvs, owner: bool = False) -> None:
+        if not self.claims[w].acquire(blocking=False):
+            return  # another thread has it
+        if owner:
+            self.owner_claims.append(w)
+        try:
+            envs._do(self.task, w, self.actions)
+        except BaseException as e:  # raised in the calling thread by _run, with the env index
+            self.errors[w] = e
+        if next(self.finished) == self.num_slices:
+            self.all_done.release()
 
 
 def _taken_lock() -> threading.Lock:
