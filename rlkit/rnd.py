@@ -71,7 +71,7 @@ class RND:
     """Target and predictor, the observation normaliser and the intrinsic return filter. The predictor trains in
     the agent's Adam step (PPO.add_param_group, lr `rnd_lr`) on `predictor_loss`, as in the paper's implementation."""
 
-    def __init__(self, obs_shape, algo, num_envs: int, device, seed: int = 0):
+    def __init__(self, obs_shape, algo, num_envs: int, device):
         self.device, self.update_proportion = device, algo.update_proportion
         self.target = rnd_network(obs_shape, algo.rnd_hidden_sizes, algo.rnd_output_dim, predictor=False).to(device)
         self.target.requires_grad_(False)  # fixed: the randomness of f is what makes its outputs hard to predict
@@ -79,7 +79,6 @@ class RND:
         self.obs_norm = ObsNormalizer(obs_shape, clip=5.0)
         # R_i <- gamma_int * R_i + i_t per env along its own time axis, never reset (non-episodic)
         self.return_filter = ReturnFilter(num_envs, algo.gamma_int, episodic=False)
-        self.generator = torch.Generator(device=device).manual_seed(seed + 7919)  # predictor's sample mask
 
     def errors(self, obs: torch.Tensor) -> torch.Tensor:
         """Per-sample mean squared prediction error over the k features; obs already normalised."""
@@ -103,13 +102,18 @@ class RND:
         self.obs_norm.update(flat)
         return raw, scaled
 
-    def predictor_loss(self, obs: torch.Tensor) -> torch.Tensor:
-        """Mean prediction error on a random `update_proportion` of the minibatch (normalised obs). The paper keeps
-        the predictor's effective batch fixed as envs are added this way, so it does not learn novelty away too fast."""
-        keep = torch.rand(obs.shape[0], generator=self.generator, device=self.device) < self.update_proportion
-        if not keep.any():
-            return torch.zeros((), device=self.device)
-        return self.errors(obs[keep]).mean()
+    @torch.no_grad()
+    def target_features(self, obs: torch.Tensor) -> torch.Tensor:
+        """f(obs) for a rollout's normalised observations: the target never trains, so once per rollout."""
+        return self.target(obs)
+
+    def predictor_loss(self, obs: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
+        """The predictor's mean squared error on the first `update_proportion` of a minibatch (normalised obs
+        and their target features). Minibatches are random permutations, so those rows are a random sample.
+        The paper keeps the predictor's effective batch fixed as envs are added this way, so that it does
+        not learn novelty away too fast."""
+        k = max(1, round(self.update_proportion * obs.shape[0]))
+        return (self.predictor(obs[:k]) - target_features[:k]).pow(2).mean()
 
     def stats(self) -> dict:
         rms = self.obs_norm.rms
@@ -119,14 +123,13 @@ class RND:
     def state_dict(self) -> dict:
         return {"target": self.target.state_dict(), "predictor": self.predictor.state_dict(),
                 "obs_norm": self.obs_norm.state_dict(),
-                "return_filter": self.return_filter.state_dict(), "generator": self.generator.get_state()}
+                "return_filter": self.return_filter.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.target.load_state_dict(state["target"])
         self.predictor.load_state_dict(state["predictor"])
         self.obs_norm.load_state_dict(state["obs_norm"])
         self.return_filter.load_state_dict(state["return_filter"])
-        self.generator.set_state(state["generator"])
 
 
 # Rollout fields RND adds to RolloutMemory.extra, each [rollout_len, num_envs]

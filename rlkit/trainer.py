@@ -124,7 +124,7 @@ class Trainer:
         use_rnd = cfg.algo.use_RND
         self.agent = PPO(cfg.algo, info.observ_dim, self.device, value_heads=2 if use_rnd else 1)
         # RND: None when off, so plain PPO pays one `is None` test per iteration and nothing else
-        self.rnd = RND(info.obs_shape, cfg.algo, n, self.device, seed) if use_rnd else None
+        self.rnd = RND(info.obs_shape, cfg.algo, n, self.device) if use_rnd else None
         if use_rnd:
             self.agent.add_param_group(self.rnd.predictor.parameters(), cfg.algo.rnd_lr)
         action_shape = (info.action_dim,) if info.has_continuous else ()
@@ -276,9 +276,10 @@ class Trainer:
         batch["returns"] = flat(np.stack([mem.returns, x["int_returns"]], -1))
         batch["values"] = flat(np.stack([mem.values, x["int_values"]], -1))
         rnd_obs = flat(self.rnd.obs_norm(x["next_obs"]))  # the predictor learns on this rollout's s_{t+1}
+        rnd_targets = self.rnd.target_features(rnd_obs)
 
         def aux(idx):
-            loss = self.rnd.predictor_loss(rnd_obs[idx])
+            loss = self.rnd.predictor_loss(rnd_obs[idx], rnd_targets[idx])
             return loss, {"rnd/predictor_loss": loss}
 
         stats = {"rnd/exploring": float(exploring),

@@ -92,15 +92,26 @@ def test_predictor_error_falls_on_seen_states_and_stays_high_on_novel_ones(obs_s
     before = rnd.intrinsic_reward(seen)
     assert before.shape == (32,) and (before > 0).all()
     batch = torch.as_tensor(rnd.obs_norm(seen))
+    features = rnd.target_features(batch)
     optimizer = torch.optim.Adam(rnd.predictor.parameters(), lr=1e-3)
     for _ in range(200 if len(obs_shape) == 1 else 120):
+        minibatch = torch.randperm(len(batch))  # as PPO's minibatches: a random permutation
         optimizer.zero_grad()
-        rnd.predictor_loss(batch).backward()
+        rnd.predictor_loss(batch[minibatch], features[minibatch]).backward()
         optimizer.step()
     after = rnd.intrinsic_reward(seen).mean()
     novel = rnd.intrinsic_reward(rng.normal(size=(32, *obs_shape)).astype(np.float32)).mean()
     assert after < 0.2 * before.mean(), (before.mean(), after)
     assert novel > 2.5 * after, (novel, after)
+    assert all(p.grad is None for p in rnd.target.parameters())  # the target never trains
+
+
+def test_predictor_trains_on_update_proportion_of_each_minibatch():
+    rnd = RND((3,), AlgoConfig(update_proportion=0.25), num_envs=1, device="cpu")
+    obs = torch.randn(128, 3)
+    loss = rnd.predictor_loss(obs, rnd.target_features(obs))
+    assert torch.allclose(loss, rnd.errors(obs[:32]).mean())  # 0.25 x 128 rows of a random permutation
+    loss.backward()
     assert all(p.grad is None for p in rnd.target.parameters())  # the target never trains
 
 
