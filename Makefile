@@ -6,7 +6,8 @@ PY      = $(VENV)/bin/python
 RLKIT   = $(VENV)/bin/rlkit
 JOBS   ?= 2
 SEEDS  ?= 0-2
-SUITE  ?= params/cartpole.yaml params/acrobot.yaml params/pendulum.yaml params/mountaincar.yaml params/mountaincar_rnd.yaml
+SUITE  ?= params/cartpole.yaml params/acrobot.yaml params/pendulum.yaml params/mountaincar.yaml params/mountaincar_rnd.yaml \
+          params/sparse_mountaincar.yaml params/sparse_mountaincar_rnd.yaml
 
 .PHONY: install run test full lab clean-venv
 
