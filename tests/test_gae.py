@@ -1,25 +1,7 @@
 import numpy as np
 
 from rlkit.memory import compute_gae
-
-
-def reference_gae(rewards, values, last_values, terminated, truncated, final_values, gamma, lam):
-    """Plain per-env loop, written from the definitions: one episode at a time."""
-    T, N = rewards.shape
-    adv = np.zeros((T, N))
-    for i in range(N):
-        gae = 0.0
-        for t in reversed(range(T)):
-            if terminated[t, i]:
-                delta, gae = rewards[t, i] - values[t, i], 0.0  # nothing after a real end
-            elif truncated[t, i]:
-                delta, gae = rewards[t, i] + gamma * final_values[t, i] - values[t, i], 0.0
-            else:
-                nxt = last_values[i] if t == T - 1 else values[t + 1, i]
-                delta = rewards[t, i] + gamma * nxt - values[t, i]
-            gae = delta + gamma * lam * gae
-            adv[t, i] = gae
-    return adv
+from reference import reference_gae
 
 
 def test_gae_matches_reference_with_terminations_and_truncations():
@@ -33,7 +15,7 @@ def test_gae_matches_reference_with_terminations_and_truncations():
     final_values = np.where(truncated, rng.normal(size=(T, N)), 0).astype(np.float32)
     assert terminated.sum() > 5 and truncated.sum() > 5
     adv, ret = compute_gae(rewards, values, last, terminated | truncated, gamma, lam, final_values, truncated)
-    expected = reference_gae(rewards, values, last, terminated, truncated, final_values, gamma, lam)
+    expected = reference_gae(rewards, values, last, gamma, lam, terminated, truncated, final_values)
     np.testing.assert_allclose(adv, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ret, expected + values, rtol=1e-5, atol=1e-5)
 

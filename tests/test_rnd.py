@@ -12,6 +12,7 @@ from rlkit.memory import RolloutMemory
 from rlkit.metrics import read_metrics
 from rlkit.normalize import ReturnFilter
 from rlkit.rnd import MEMORY_FIELDS, RND, two_head_gae
+from reference import reference_gae
 
 RND_ON = {"algo.use_RND": True, "learning_starts": 64, "exploration_steps": 192}
 
@@ -36,25 +37,6 @@ def test_return_filter_runs_over_time_for_each_env():
         scaled = f(rewards[t], dones=np.array([True, True]))  # non-episodic: dones change nothing
         np.testing.assert_allclose(scaled, rewards[t] / expected_std[t], rtol=1e-3)
     np.testing.assert_allclose(f.returns, [0.625, 2.5])
-
-
-def reference_gae(rewards, values, last, gamma, lam, terminated=None, truncated=None, final_values=None):
-    """A plain loop per env from the definitions; without `terminated` the stream never ends."""
-    T, N = rewards.shape
-    adv = np.zeros((T, N))
-    for i in range(N):
-        gae = 0.0
-        for t in reversed(range(T)):
-            if terminated is not None and terminated[t, i]:
-                delta, gae = rewards[t, i] - values[t, i], 0.0
-            elif truncated is not None and truncated[t, i]:
-                delta, gae = rewards[t, i] + gamma * final_values[t, i] - values[t, i], 0.0
-            else:
-                nxt = last[i] if t == T - 1 else values[t + 1, i]
-                delta = rewards[t, i] + gamma * nxt - values[t, i]
-            gae = delta + gamma * lam * gae
-            adv[t, i] = gae
-    return adv
 
 
 def test_two_head_gae_matches_reference_loops():
