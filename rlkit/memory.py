@@ -28,7 +28,7 @@ def compute_gae(rewards, values, last_values, dones, gamma, lam, final_values=No
 
 
 class RolloutMemory:
-    """One slot per (iteration, env). Threads write disjoint env slices; nothing is appended."""
+    """One slot per (iteration, env), written by the training thread; nothing is appended."""
 
     def __init__(self, rollout_len: int, num_envs: int, obs_shape, action_shape, extra_fields=()):
         shape = (rollout_len, num_envs)

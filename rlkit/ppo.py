@@ -1,4 +1,5 @@
-"""PPO update (Schulman et al., 2017): clipped surrogate, separate actor and critic optimizers."""
+"""PPO update (Schulman et al., 2017): clipped surrogate; actor and critic with their own learning rates
+(one fused Adam, one parameter group each; RND's predictor joins as a third)."""
 from __future__ import annotations
 
 import numpy as np

@@ -107,13 +107,15 @@ class RND:
         """f(obs) for a rollout's normalised observations: the target never trains, so once per rollout."""
         return self.target(obs)
 
+    def sample(self, minibatch: torch.Tensor) -> torch.Tensor:
+        """The predictor's share of a minibatch: its first `update_proportion` of indices. Minibatches are
+        random permutations, so that is a random sample. The paper keeps the predictor's effective batch
+        fixed as envs are added this way, so that it does not learn novelty away too fast."""
+        return minibatch[:max(1, round(self.update_proportion * len(minibatch)))]
+
     def predictor_loss(self, obs: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
-        """The predictor's mean squared error on the first `update_proportion` of a minibatch (normalised obs
-        and their target features). Minibatches are random permutations, so those rows are a random sample.
-        The paper keeps the predictor's effective batch fixed as envs are added this way, so that it does
-        not learn novelty away too fast."""
-        k = max(1, round(self.update_proportion * obs.shape[0]))
-        return (self.predictor(obs[:k]) - target_features[:k]).pow(2).mean()
+        """The predictor's mean squared error on normalised observations and their target features."""
+        return (self.predictor(obs) - target_features).pow(2).mean()
 
     def stats(self) -> dict:
         rms = self.obs_norm.rms
@@ -139,7 +141,7 @@ MEMORY_FIELDS = ("int_rewards_raw", "int_rewards", "int_values", "int_advantages
 def true_next_obs(next_obs: np.ndarray, final_obs: np.ndarray, dones: np.ndarray) -> np.ndarray:
     """s_{t+1}: the final observation where an episode ended (the vector has already reset those envs)."""
     if not dones.any():
-        return next_obs.copy()
+        return next_obs  # callers only read it or copy it into the memory
     return np.where(dones.reshape(-1, *[1] * (next_obs.ndim - 1)), final_obs, next_obs)
 
 

@@ -152,7 +152,7 @@ class Trainer:
         moments of every rank's batch, so all ranks normalise identically: the policy sees the same input
         scaling on every rank, the statistics are those one process with all W*T*E envs would compute, and
         the one normaliser in the checkpoint is right for every rank. The price is one small all-gather per
-        statistic per iteration, and only when that normaliser is on (plain PPO has none)."""
+        statistic update (per iteration; RND's per rollout), and only when that normaliser is on (plain PPO has none)."""
         W, nets = self.world_size, [self.agent.actor, self.agent.critic]
         if self.rnd is not None:  # the predictor trains in the agent's Adam step: its gradients are averaged with theirs
             nets.append(self.rnd.predictor)
@@ -279,7 +279,8 @@ class Trainer:
         rnd_targets = self.rnd.target_features(rnd_obs)
 
         def aux(idx):
-            loss = self.rnd.predictor_loss(rnd_obs[idx], rnd_targets[idx])
+            sample = self.rnd.sample(idx)
+            loss = self.rnd.predictor_loss(rnd_obs[sample], rnd_targets[sample])
             return loss, {"rnd/predictor_loss": loss}
 
         stats = {"rnd/exploring": float(exploring),

@@ -68,7 +68,7 @@ def test_two_head_gae_matches_reference_loops():
 def test_predictor_error_falls_on_seen_states_and_stays_high_on_novel_ones(obs_shape):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    rnd = RND(obs_shape, AlgoConfig(rnd_lr=1e-3, update_proportion=0.5), num_envs=1, device="cpu")
+    rnd = RND(obs_shape, AlgoConfig(update_proportion=0.5), num_envs=1, device="cpu")
     rnd.obs_norm.update(rng.normal(size=(500, *obs_shape)))
     seen = rng.normal(size=(32, *obs_shape)).astype(np.float32)
     before = rnd.intrinsic_reward(seen)
@@ -77,9 +77,9 @@ def test_predictor_error_falls_on_seen_states_and_stays_high_on_novel_ones(obs_s
     features = rnd.target_features(batch)
     optimizer = torch.optim.Adam(rnd.predictor.parameters(), lr=1e-3)
     for _ in range(200 if len(obs_shape) == 1 else 120):
-        minibatch = torch.randperm(len(batch))  # as PPO's minibatches: a random permutation
+        sample = rnd.sample(torch.randperm(len(batch)))  # PPO's minibatches are random permutations
         optimizer.zero_grad()
-        rnd.predictor_loss(batch[minibatch], features[minibatch]).backward()
+        rnd.predictor_loss(batch[sample], features[sample]).backward()
         optimizer.step()
     after = rnd.intrinsic_reward(seen).mean()
     novel = rnd.intrinsic_reward(rng.normal(size=(32, *obs_shape)).astype(np.float32)).mean()
@@ -91,8 +91,11 @@ def test_predictor_error_falls_on_seen_states_and_stays_high_on_novel_ones(obs_s
 def test_predictor_trains_on_update_proportion_of_each_minibatch():
     rnd = RND((3,), AlgoConfig(update_proportion=0.25), num_envs=1, device="cpu")
     obs = torch.randn(128, 3)
-    loss = rnd.predictor_loss(obs, rnd.target_features(obs))
-    assert torch.allclose(loss, rnd.errors(obs[:32]).mean())  # 0.25 x 128 rows of a random permutation
+    minibatch = torch.randperm(128)
+    sample = rnd.sample(minibatch)
+    assert torch.equal(sample, minibatch[:32])  # 0.25 x 128 indices of a random permutation
+    loss = rnd.predictor_loss(obs[sample], rnd.target_features(obs[sample]))
+    assert torch.allclose(loss, rnd.errors(obs[sample]).mean())
     loss.backward()
     assert all(p.grad is None for p in rnd.target.parameters())  # the target never trains
 
