@@ -81,6 +81,7 @@ class AlgoConfig:
     normalize_obs: bool = False  # running mean/std of observations for the policy
     normalize_reward: bool = False  # divide rewards by the std of the discounted return
     log_std_init: float = 0.0  # continuous actions: initial log std of the Gaussian
+    fused_update: bool = True  # PPO's gradient written out (rlkit/fused.py); false: autograd, to change the loss
 
 
 @dataclass

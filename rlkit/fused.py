@@ -1,0 +1,152 @@
+"""rlkit's MLP actor and critic in numpy, for the CPU: the forward pass and PPO's gradient written out.
+
+At rlkit's sizes (8 to 16 observations per action, a 256-row minibatch, 64-unit layers) a torch
+CPU step is mostly per-call overhead: dispatch, autograd graph bookkeeping, and a CPU tanh that is
+not vectorised. numpy on the same memory does the same arithmetic with a fraction of the overhead.
+The parameters stay torch tensors (the flat buffers of rlkit.optim); the arrays here are views of
+them, so the Adam step, checkpoints and the torch path all see one set of weights.
+
+The PPO loss and its gradient are the autograd path's (PPO._autograd_step): tests/test_fused.py
+checks both for every supported configuration. `algo.fused_update: false` goes back to autograd,
+the place to start when changing the loss; CUDA and RND's extra loss always use it.
+Notation: B rows, adv the (normalised) advantages, r = pi / pi_old.
+"""
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+from rlkit.policies import HALF_LOG_2PI
+
+
+class MLPArrays:
+    """numpy views of an MLP's weights and gradients (nn.Linear layers between activations)."""
+
+    def __init__(self, net: nn.Sequential, activation: str):
+        layers = [m for m in net if isinstance(m, nn.Linear)]
+        self.weights = [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in layers]
+        self.grads = [(m.weight.grad.numpy(), m.bias.grad.numpy()) for m in layers]
+        self.tanh = activation == "tanh"
+
+    def forward(self, x: np.ndarray) -> list[np.ndarray]:
+        """[x, h_1, ..., h_k, out]: every layer's output, kept for the backward pass."""
+        outs = [x]
+        for i, (W, b) in enumerate(self.weights):
+            z = outs[-1] @ W.T
+            z += b
+            if i < len(self.weights) - 1:
+                np.tanh(z, out=z) if self.tanh else np.maximum(z, 0, out=z)
+            outs.append(z)
+        return outs
+
+    def backward(self, outs: list[np.ndarray], d_out: np.ndarray) -> None:
+        """Write dL/dW, dL/db of every layer into the gradient buffers, given dL/d(out)."""
+        dz = d_out
+        for i in range(len(self.weights) - 1, -1, -1):
+            (W, _), (dW, db), h_in = self.weights[i], self.grads[i], outs[i]
+            np.matmul(dz.T, h_in, out=dW)
+            dz.sum(0, out=db)
+            if i == 0:
+                break
+            dz = dz @ W  # dL/dh_in, then through the activation: tanh' = 1 - h^2, relu' = [h > 0]
+            dz *= (1 - h_in * h_in) if self.tanh else (h_in > 0)
+
+
+class ActorCriticArrays:
+    """The agent's actor and critic as numpy: sampling and values for the collector, and the PPO step."""
+
+    def __init__(self, actor, critic, activation: str):
+        self.actor, self.critic = MLPArrays(actor.net, activation), MLPArrays(critic.net, activation)
+        self.continuous, self.heads = actor.has_continuous, critic.heads
+        if self.continuous:
+            self.log_std, self.log_std_grad = actor.log_std.detach().numpy(), actor.log_std.grad.numpy()
+
+    def values(self, obs: np.ndarray) -> np.ndarray:
+        out = self.critic.forward(obs)[-1]
+        return out[:, 0] if self.heads == 1 else out
+
+    def sample(self, obs: np.ndarray, uniform_or_normal: np.ndarray):
+        """(actions, log pi(actions | obs)): inverse-CDF categorical draws from uniforms [B], or a Gaussian from
+        standard normals [B, action_dim]; the random numbers come from the caller's torch generator."""
+        out = self.actor.forward(obs)[-1]
+        if self.continuous:
+            actions = out + np.exp(self.log_std) * uniform_or_normal
+            return actions, (-0.5 * uniform_or_normal ** 2 - self.log_std - HALF_LOG_2PI).sum(-1)
+        logp_all = log_softmax(out)
+        cdf = np.exp(logp_all).cumsum(-1)
+        actions = np.minimum((cdf < uniform_or_normal[:, None]).sum(-1), out.shape[1] - 1)
+        return actions, logp_all[np.arange(len(actions)), actions]
+
+    def mode(self, obs: np.ndarray) -> np.ndarray:
+        out = self.actor.forward(obs)[-1]
+        return out if self.continuous else out.argmax(-1)
+
+    def ppo_step(self, c, batch: dict, idx: np.ndarray) -> dict:
+        """One minibatch: the PPO loss's gradient into the gradient buffers (overwritten, not accumulated);
+        returns the step's statistics (the keys PPO.update logs, less the gradient norms)."""
+        obs, adv, actions = batch["obs"][idx], batch["advantages"][idx], batch["actions"][idx]
+        B = len(idx)
+        if c.norm_adv and B > 1:
+            adv = (adv - adv.mean()) / (adv.std(ddof=1) + 1e-8)
+
+        # actor forward: log pi(a|s) and the entropy
+        a_outs = self.actor.forward(obs)
+        out = a_outs[-1]
+        if self.continuous:  # z = (a - mu) / sigma; log pi = sum_j -z_j^2/2 - log sigma_j - log(2 pi)/2
+            inv_std = np.exp(-self.log_std)
+            z = (actions - out) * inv_std
+            logp = (-0.5 * z * z - self.log_std - HALF_LOG_2PI).sum(-1)
+            entropy = (0.5 + HALF_LOG_2PI + self.log_std).sum()
+        else:
+            logp_all = log_softmax(out)
+            probs = np.exp(logp_all)
+            rows = np.arange(B)
+            logp = logp_all[rows, actions]
+            entropy_each = -(probs * logp_all).sum(-1)
+            entropy = entropy_each.mean()
+
+        # clipped surrogate L = mean(max(-adv r, -adv clip(r))): the gradient flows where the unclipped term
+        # is the larger (where they tie, r is inside the clip range and both terms are -adv r)
+        logratio = logp - batch["logprobs"][idx]
+        ratio = np.exp(logratio)
+        unclipped, clipped = -adv * ratio, -adv * np.clip(ratio, 1 - c.policy_clip, 1 + c.policy_clip)
+        policy_loss = np.maximum(unclipped, clipped).mean()
+        d_logp = (-adv / B) * ratio * (unclipped >= clipped)  # dL/dlog pi = dL/dr * r
+
+        # actor backward; the entropy bonus -ent_coef * mean(H) joins it
+        if self.continuous:  # dlog pi/dmu = z / sigma, dlog pi/dlog sigma = z^2 - 1, dH/dlog sigma = 1
+            d_out = d_logp[:, None] * z * inv_std
+            self.log_std_grad[:] = (d_logp[:, None] * (z * z - 1)).sum(0) - c.ent_coef
+        else:  # dlog pi_a/dlogits = onehot(a) - p;  dH/dlogits = -p (log p + H)
+            d_out = probs * -d_logp[:, None]
+            if c.ent_coef:
+                d_out += (c.ent_coef / B) * probs * (logp_all + entropy_each[:, None])
+            d_out[rows, actions] += d_logp
+        self.actor.backward(a_outs, d_out)
+
+        # critic: 0.5 * mean((v - R)^2), or of the larger of it and the clipped error; summed over heads
+        c_outs = self.critic.forward(obs)
+        values, returns, old_values = c_outs[-1], batch["returns"][idx], batch["values"][idx]
+        if self.heads == 1:
+            returns, old_values = returns[:, None], old_values[:, None]
+        err = values - returns
+        if not c.clip_vloss:
+            sq, d_values = err * err, err
+        else:
+            delta = values - old_values
+            clipped_err = old_values + np.clip(delta, -c.policy_clip, c.policy_clip) - returns
+            use_unclipped = err * err >= clipped_err * clipped_err
+            sq = np.where(use_unclipped, err * err, clipped_err * clipped_err)
+            d_values = np.where(use_unclipped, err, clipped_err * (np.abs(delta) <= c.policy_clip))
+        value_loss = 0.5 * sq.mean(0).sum()
+        d_values *= c.vf_coef / B
+        self.critic.backward(c_outs, d_values)
+
+        return {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": entropy,
+                "ppo/approx_kl": ((ratio - 1) - logratio).mean(),
+                "ppo/clipfrac": (np.abs(ratio - 1) > c.policy_clip).mean()}
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
