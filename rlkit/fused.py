@@ -41,15 +41,19 @@ class MLPArrays:
 
     def backward(self, outs: list[np.ndarray], d_out: np.ndarray) -> None:
         """Write dL/dW, dL/db of every layer into the gradient buffers, given dL/d(out)."""
-        dz = d_out
+        dz, ones = d_out, np.ones(len(d_out), np.float32)
         for i in range(len(self.weights) - 1, -1, -1):
             (W, _), (dW, db), h_in = self.weights[i], self.grads[i], outs[i]
             np.matmul(dz.T, h_in, out=dW)
-            dz.sum(0, out=db)
+            np.matmul(ones, dz, out=db)  # the column sums, as a product: 3x faster than dz.sum(0)
             if i == 0:
                 break
             dz = dz @ W  # dL/dh_in, then through the activation: tanh' = 1 - h^2, relu' = [h > 0]
-            dz *= (1 - h_in * h_in) if self.tanh else (h_in > 0)
+            if self.tanh:
+                slope = h_in * h_in
+                dz *= np.subtract(1, slope, out=slope)
+            else:
+                dz *= h_in > 0
 
 
 class ActorCriticArrays:
@@ -72,8 +76,8 @@ class ActorCriticArrays:
         if self.continuous:
             actions = out + np.exp(self.log_std) * uniform_or_normal
             return actions, (-0.5 * uniform_or_normal ** 2 - self.log_std - HALF_LOG_2PI).sum(-1)
-        logp_all = log_softmax(out)
-        cdf = np.exp(logp_all).cumsum(-1)
+        logp_all, probs = log_softmax(out)
+        cdf = probs.cumsum(-1)
         actions = np.minimum((cdf < uniform_or_normal[:, None]).sum(-1), out.shape[1] - 1)
         return actions, logp_all[np.arange(len(actions)), actions]
 
@@ -87,7 +91,8 @@ class ActorCriticArrays:
         obs, adv, actions = batch["obs"][idx], batch["advantages"][idx], batch["actions"][idx]
         B = len(idx)
         if c.norm_adv and B > 1:
-            adv = (adv - adv.mean()) / (adv.std(ddof=1) + 1e-8)
+            adv = adv - mean(adv)
+            adv /= np.sqrt(np.dot(adv, adv) / (B - 1)) + 1e-8  # the sample std, as torch's
 
         # actor forward: log pi(a|s) and the entropy
         a_outs = self.actor.forward(obs)
@@ -98,19 +103,18 @@ class ActorCriticArrays:
             logp = (-0.5 * z * z - self.log_std - HALF_LOG_2PI).sum(-1)
             entropy = (0.5 + HALF_LOG_2PI + self.log_std).sum()
         else:
-            logp_all = log_softmax(out)
-            probs = np.exp(logp_all)
+            logp_all, probs = log_softmax(out)
             rows = np.arange(B)
             logp = logp_all[rows, actions]
             entropy_each = -(probs * logp_all).sum(-1)
-            entropy = entropy_each.mean()
+            entropy = mean(entropy_each)
 
         # clipped surrogate L = mean(max(-adv r, -adv clip(r))): the gradient flows where the unclipped term
         # is the larger (where they tie, r is inside the clip range and both terms are -adv r)
         logratio = logp - batch["logprobs"][idx]
         ratio = np.exp(logratio)
         unclipped, clipped = -adv * ratio, -adv * np.clip(ratio, 1 - c.policy_clip, 1 + c.policy_clip)
-        policy_loss = np.maximum(unclipped, clipped).mean()
+        policy_loss = mean(np.maximum(unclipped, clipped))
         d_logp = (-adv / B) * ratio * (unclipped >= clipped)  # dL/dlog pi = dL/dr * r
 
         # actor backward; the entropy bonus -ent_coef * mean(H) joins it
@@ -138,15 +142,23 @@ class ActorCriticArrays:
             use_unclipped = err * err >= clipped_err * clipped_err
             sq = np.where(use_unclipped, err * err, clipped_err * clipped_err)
             d_values = np.where(use_unclipped, err, clipped_err * (np.abs(delta) <= c.policy_clip))
-        value_loss = 0.5 * sq.mean(0).sum()
+        value_loss = 0.5 * mean(sq) * sq.shape[1]  # the heads' mean squared errors, summed
         d_values *= c.vf_coef / B
         self.critic.backward(c_outs, d_values)
 
         return {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": entropy,
-                "ppo/approx_kl": ((ratio - 1) - logratio).mean(),
-                "ppo/clipfrac": (np.abs(ratio - 1) > c.policy_clip).mean()}
+                "ppo/approx_kl": mean((ratio - 1) - logratio),
+                "ppo/clipfrac": mean(np.abs(ratio - 1) > c.policy_clip)}
 
 
-def log_softmax(x: np.ndarray) -> np.ndarray:
+def log_softmax(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(log p, p) of softmax(x) over the last axis, from one exp."""
     shifted = x - x.max(-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    exp = np.exp(shifted)
+    total = exp.sum(-1, keepdims=True)
+    return shifted - np.log(total), exp / total
+
+
+def mean(x: np.ndarray) -> float:
+    """The mean of all elements (ndarray.mean's Python layer costs ~10 us per call, more than the sum here)."""
+    return np.add.reduce(x, None) / x.size

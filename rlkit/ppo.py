@@ -69,12 +69,13 @@ class PPO:
         the same backward and Adam step, as in the RND paper's implementation; its stats are averaged in."""
         c = self.cfg
         size = batch["obs"].shape[0]
-        fused = self.arrays is not None and aux is None and c.fused_update
+        on_cpu = self.arrays is not None
+        fused = on_cpu and aux is None and c.fused_update
         if fused:  # numpy views of the batch, taken once; discrete actions as indices
             arrays = {k: v.numpy() for k, v in batch.items()}
             if not c.has_continuous:
                 arrays["actions"] = arrays["actions"].astype(np.int64)
-        per_update = []  # one row of statistics per update, averaged once per phase (no .item() per update on a GPU)
+        per_update = []  # a row of statistics per update, averaged once per phase (no .item() per update on a GPU)
         for idx in minibatch_indices(size, c.mini_batch_size, n_updates, rng):
             if fused:  # the same loss and gradient, written out (rlkit/fused.py)
                 step = self.arrays.ppo_step(c, arrays, idx)
@@ -85,9 +86,9 @@ class PPO:
             step["ppo/grad_norm_actor"] = self.optimizer.clip_grad_norm(self.actor_group, c.max_grad_norm)
             step["ppo/grad_norm_critic"] = self.optimizer.clip_grad_norm(self.critic_group, c.max_grad_norm)
             self.optimizer.step()
-            per_update.append(np.array([float(v) for v in step.values()]) if fused
+            per_update.append(np.array([float(v) for v in step.values()]) if on_cpu
                               else torch.stack([v.detach().float() for v in step.values()]))
-        means = np.mean(per_update, 0) if fused else torch.stack(per_update).mean(0)
+        means = np.mean(per_update, 0) if on_cpu else torch.stack(per_update).mean(0)
         stats = dict(zip(step, means.tolist()))
         if self.critic.heads == 1:
             stats["ppo/explained_variance"] = explained_variance(batch["values"], batch["returns"])
