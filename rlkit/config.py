@@ -94,7 +94,7 @@ class Config:
     exploration_steps: int = 0  # RND only: policy steps optimising the intrinsic reward alone
     log_every: int = 2_048  # policy steps between training-metric rows (perf/sps, counters)
     checkpoint_every: int = 50_000  # policy steps between checkpoints; 0: only at the end
-    torch_threads: int | None = 1  # torch.set_num_threads: small MLPs run fastest on one intra-op thread; null keeps torch's default
+    torch_threads: int | None = 1  # torch's and numpy BLAS's threads: small MLPs run fastest on one; null keeps the defaults
     env: EnvConfig = field(default_factory=EnvConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)

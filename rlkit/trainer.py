@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import threadpoolctl
 import torch
 
 from rlkit.checkpoint import load_checkpoint, save_checkpoint
@@ -94,8 +95,9 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if world_size > 1 and self.device.type == "cuda":  # rank r on cuda:LOCAL_RANK (rlkit.distributed)
             self.device = torch.device("cuda", torch.cuda.current_device())
-        if cfg.torch_threads:
+        if cfg.torch_threads:  # torch's intra-op threads and numpy's BLAS threads (rlkit/fused.py's products) alike
             torch.set_num_threads(cfg.torch_threads)
+            threadpoolctl.threadpool_limits(cfg.torch_threads, user_api="blas")
         torch.manual_seed(cfg.seed)  # initial weights; with several ranks rank 0's are broadcast anyway
         seed = rank_seed(cfg.seed, rank)  # each rank its own random streams; rank 0's are those of a one-rank run
         self.rng = np.random.default_rng(seed)  # minibatch shuffles, random warm-up actions
