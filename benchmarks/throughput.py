@@ -1,12 +1,12 @@
 """Throughput benchmark: raw env limit, rlkit vs Stable-Baselines3 PPO, thread scaling, time to solve, RND cost.
 
-    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6]
+    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6,7]
 
 Every throughput figure is the median of --reps runs; the rep loop is outside and the cases
 inside, so load drift on a shared machine hits every case alike. Training SPS is policy steps
 / wall second from the final row of the run's metrics.csv (`wall_time` starts when the loop
 starts, so building envs and the model is left out; eval is off, one checkpoint at the end).
-SB3 is timed around `model.learn()` only. Both run with torch.set_num_threads(1).
+SB3 is timed around `model.learn()` only. Both run with torch.set_num_threads(1), numpy's BLAS on one thread.
 Prints a table and writes results/benchmarks/throughput.csv.
 """
 from __future__ import annotations
@@ -22,11 +22,13 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pandas as pd
+import threadpoolctl
 import torch
 
 import rlkit
 import rlkit.latency  # noqa: F401  registers LatencyCartPole-v1
 from rlkit.metrics import read_metrics
+from rlkit.ppo import PPO
 
 LATENCY_ID = "rlkit.latency:LatencyCartPole-v1"
 # SB3 rl-zoo CartPole-v1: 8 envs x 32 steps, 20 epochs of one 256-minibatch, gamma .98, lambda .8, lr 1e-3
@@ -89,6 +91,22 @@ def params_sps(config: str, total_steps: int) -> float:
     return last.policy_step / last.wall_time
 
 
+def gradient_step_us(fused: bool, steps: int) -> float:
+    """Case 7: wall microseconds per PPO gradient step at the zoo sizes (a 256-row minibatch of CartPole-sized
+    observations, 64-64 tanh actor and critic), clipping and Adam included: rlkit/fused.py or autograd."""
+    algo = {**ZOO["algo"], "fused_update": fused, "action_dim": 2, "observ_dim": 4, "has_continuous": False}
+    agent = PPO(rlkit.load_config({"algo": algo}).algo, 4, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    batch = {"obs": torch.randn(256, 4, generator=g), "actions": torch.randint(0, 2, (256,), generator=g).float(),
+             "logprobs": torch.full((256,), -0.69), "advantages": torch.randn(256, generator=g),
+             "returns": torch.randn(256, generator=g), "values": torch.randn(256, generator=g)}
+    rng = np.random.default_rng(0)
+    agent.update(batch, 20, rng)  # warm-up
+    start = time.perf_counter()
+    agent.update(batch, steps, rng)
+    return (time.perf_counter() - start) / steps * 1e6
+
+
 class _Solved(Exception):
     """Raised by the callback to stop a run once it is solved."""
 
@@ -135,6 +153,9 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
                lambda: params_sps("params/mountaincar.yaml", rnd_steps)),
               ("6 RND", "MountainCar-v0 PPO + RND (params/mountaincar_rnd.yaml)",
                lambda: params_sps("params/mountaincar_rnd.yaml", rnd_steps))]
+    grad_steps = 200 if q else 2000
+    cases += [("7 grad step", "zoo sizes, rlkit/fused.py (numpy)", lambda: gradient_step_us(True, grad_steps)),
+              ("7 grad step", "zoo sizes, autograd (algo.fused_update: false)", lambda: gradient_step_us(False, grad_steps))]
     return [c for c in cases if c[0][0] in args.cases]
 
 
@@ -143,11 +164,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small step counts: a smoke test, not a measurement")
     parser.add_argument("--reps", type=int, default=3, help="runs per throughput figure (median reported)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for time to solve")
-    parser.add_argument("--cases", default="1,2,3,4,5,6", help="comma-separated subset of cases 1-6")
+    parser.add_argument("--cases", default="1,2,3,4,5,6,7", help="comma-separated subset of cases 1-7")
     parser.add_argument("--out", default="results/benchmarks/throughput.csv")
     args = parser.parse_args(argv)
     args.cases = set(args.cases.replace(" ", "").split(","))
     torch.set_num_threads(1)
+    threadpoolctl.threadpool_limits(1, user_api="blas")
     try:
         import stable_baselines3  # noqa: F401
         have_sb3 = True
@@ -161,21 +183,25 @@ def main(argv=None) -> int:
     for rep in range(args.reps):  # reps outside, cases inside: drift hits all cases alike
         for case, name, fn in cases:
             samples[case, name].append(fn())
-            print(f"  rep {rep + 1}/{args.reps}  {case:10s} {name:55s} {samples[case, name][-1]:>10,.0f} steps/s",
+            unit = "us/step" if case.startswith("7") else "steps/s"
+            print(f"  rep {rep + 1}/{args.reps}  {case:11s} {name:55s} {samples[case, name][-1]:>10,.0f} {unit}",
                   flush=True)
 
-    rows = [{"case": c, "name": n, "value": statistics.median(v), "unit": "steps/s", "runs": len(v),
+    rows = [{"case": c, "name": n, "value": statistics.median(v), "unit": "us/step" if c.startswith("7") else "steps/s",
+             "runs": len(v),
              "samples": " ".join(f"{x:.0f}" for x in v)} for (c, n), v in samples.items()]
     by_key = {(r["case"], r["name"]): r for r in rows}
     for r in rows:  # ratios: rlkit / SB3 at the same settings; scaling rows / the same env at T=1;
         # the median of per-rep ratios: each pair ran side by side, so load drift largely cancels
         base = {"2 rlkit": ("3 SB3", r["name"]),
                 "4 scaling": ("4 scaling", f"{r['name'].split()[0]} thread T=1 E=16"),
-                "6 RND": ("6 RND", "MountainCar-v0 PPO (params/mountaincar.yaml)")}.get(r["case"])
+                "6 RND": ("6 RND", "MountainCar-v0 PPO (params/mountaincar.yaml)"),
+                # case 7: autograd's time over the fused step's, i.e. the fused step's speed-up
+                "7 grad step": ("7 grad step", "zoo sizes, rlkit/fused.py (numpy)")}.get(r["case"])
         if base in by_key and by_key[base] is not r:
             pairs = zip(samples[r["case"], r["name"]], samples[base])
             r["ratio"] = statistics.median(a / b for a, b in pairs)
-            r["ratio_to"] = {"3 SB3": "SB3", "4 scaling": "thread T=1", "6 RND": "PPO"}[base[0]]
+            r["ratio_to"] = {"3 SB3": "SB3", "4 scaling": "thread T=1", "6 RND": "PPO", "7 grad step": "fused"}[base[0]]
 
     if "5" in args.cases:
         seeds = 1 if args.quick else args.seeds
