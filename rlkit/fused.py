@@ -34,8 +34,10 @@ class MLPArrays:
         for i, (W, b) in enumerate(self.weights):
             z = outs[-1] @ W.T
             z += b
-            if i < len(self.weights) - 1:
-                np.tanh(z, out=z) if self.tanh else np.maximum(z, 0, out=z)
+            if i < len(self.weights) - 1 and self.tanh:
+                np.tanh(z, out=z)
+            elif i < len(self.weights) - 1:
+                np.maximum(z, 0, out=z)
             outs.append(z)
         return outs
 
