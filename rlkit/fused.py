@@ -8,7 +8,7 @@ them, so the Adam step, checkpoints and the torch path all see one set of weight
 
 The PPO loss and its gradient are the autograd path's (PPO._autograd_step): tests/test_fused.py
 checks both for every supported configuration. `algo.fused_update: false` goes back to autograd,
-the place to start when changing the loss; CUDA and RND's extra loss always use it.
+the place to start when changing the loss; CUDA and RND's conv predictor (image observations) always use it.
 Notation: B rows, adv the (normalised) advantages, r = pi / pi_old.
 """
 from __future__ import annotations
@@ -19,14 +19,24 @@ from torch import nn
 from rlkit.policies import HALF_LOG_2PI
 
 
+LEAKY_SLOPE = np.float32(0.01)  # nn.LeakyReLU's default negative slope (RND's networks)
+
+
+def is_mlp(net: nn.Sequential) -> bool:
+    """Only Linear layers and the activations MLPArrays knows (a Flatten of vector inputs is a no-op)."""
+    return all(isinstance(m, (nn.Linear, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.Flatten)) for m in net) and \
+        all(m.negative_slope == LEAKY_SLOPE for m in net if isinstance(m, nn.LeakyReLU))
+
+
 class MLPArrays:
-    """numpy views of an MLP's weights and gradients (nn.Linear layers between activations)."""
+    """numpy views of an MLP's weights and gradients: nn.Linear layers with `activation` (tanh | relu |
+    leaky_relu) between them."""
 
     def __init__(self, net: nn.Sequential, activation: str):
         layers = [m for m in net if isinstance(m, nn.Linear)]
         self.weights = [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in layers]
         self.grads = [(m.weight.grad.numpy(), m.bias.grad.numpy()) for m in layers]
-        self.tanh = activation == "tanh"
+        self.activation = activation
 
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         """[x, h_1, ..., h_k, out]: every layer's output, kept for the backward pass."""
@@ -34,10 +44,8 @@ class MLPArrays:
         for i, (W, b) in enumerate(self.weights):
             z = outs[-1] @ W.T
             z += b
-            if i < len(self.weights) - 1 and self.tanh:
-                np.tanh(z, out=z)
-            elif i < len(self.weights) - 1:
-                np.maximum(z, 0, out=z)
+            if i < len(self.weights) - 1:
+                self._activate(z)
             outs.append(z)
         return outs
 
@@ -50,12 +58,22 @@ class MLPArrays:
             np.matmul(ones, dz, out=db)  # the column sums, as a product: 3x faster than dz.sum(0)
             if i == 0:
                 break
-            dz = dz @ W  # dL/dh_in, then through the activation: tanh' = 1 - h^2, relu' = [h > 0]
-            if self.tanh:
+            dz = dz @ W  # dL/dh_in, then through the activation
+            if self.activation == "tanh":  # tanh' = 1 - h^2
                 slope = h_in * h_in
                 dz *= np.subtract(1, slope, out=slope)
-            else:
+            elif self.activation == "relu":  # [h > 0]
                 dz *= h_in > 0
+            else:  # leaky: 1 where h > 0, the slope elsewhere (h has z's sign)
+                dz *= np.where(h_in > 0, np.float32(1), LEAKY_SLOPE)
+
+    def _activate(self, z: np.ndarray) -> None:
+        if self.activation == "tanh":
+            np.tanh(z, out=z)
+        elif self.activation == "relu":
+            np.maximum(z, 0, out=z)
+        else:  # leaky: z - (1 - slope) * min(z, 0)
+            z -= (1 - LEAKY_SLOPE) * np.minimum(z, 0)
 
 
 class ActorCriticArrays:

@@ -65,12 +65,14 @@ class PPO:
 
     # Optimizing the policy and value network
     def update(self, batch: dict, n_updates: int, rng: np.random.Generator, aux=None) -> dict:
-        """aux(idx) -> (loss, {name: 0-dim tensor}): an extra loss on each minibatch (RND's predictor) that joins
-        the same backward and Adam step, as in the RND paper's implementation; its stats are averaged in."""
+        """aux: an extra loss on each minibatch (RND's predictor, rlkit.rnd.PredictorLoss) that joins the same
+        gradient step and Adam step, as in the RND paper's implementation; its stats are averaged in.
+        aux(idx) -> (loss, {name: 0-dim tensor}) through autograd; aux.fused(idx) -> {name: value} writes its
+        gradient itself (aux.arrays is None where it cannot)."""
         c = self.cfg
         size = batch["obs"].shape[0]
         on_cpu = self.arrays is not None
-        fused = on_cpu and aux is None and c.fused_update
+        fused = on_cpu and c.fused_update and (aux is None or aux.arrays is not None)
         if fused:  # numpy views of the batch, taken once; discrete actions as indices
             arrays = {k: v.numpy() for k, v in batch.items()}
             if not c.has_continuous:
@@ -79,6 +81,8 @@ class PPO:
         for idx in minibatch_indices(size, c.mini_batch_size, n_updates, rng):
             if fused:  # the same loss and gradient, written out (rlkit/fused.py)
                 step = self.arrays.ppo_step(c, arrays, idx)
+                if aux is not None:
+                    step.update(aux.fused(idx))
             else:
                 step = self._autograd_step(batch, torch.as_tensor(idx, device=self.device), aux)
             if self.average_gradients is not None:  # before clipping: every rank clips and steps the same mean
@@ -87,7 +91,7 @@ class PPO:
             step["ppo/grad_norm_critic"] = self.optimizer.clip_grad_norm(self.critic_group, c.max_grad_norm)
             self.optimizer.step()
             per_update.append(np.array([float(v) for v in step.values()]) if on_cpu
-                              else torch.stack([v.detach().float() for v in step.values()]))
+                              else torch.stack([v.float() for v in step.values()]))
         means = np.mean(per_update, 0) if on_cpu else torch.stack(per_update).mean(0)
         stats = dict(zip(step, means.tolist()))
         if self.critic.heads == 1:
@@ -119,9 +123,10 @@ class PPO:
         self.optimizer.zero_grad()
         loss.backward()
         with torch.no_grad():  # approx KL: Schulman's k3 estimator
-            return {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": entropy,
-                    "ppo/approx_kl": ((ratio - 1) - logratio).mean(),
-                    "ppo/clipfrac": ((ratio - 1).abs() > c.policy_clip).float().mean(), **extra}
+            stats = {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": entropy,
+                     "ppo/approx_kl": ((ratio - 1) - logratio).mean(),
+                     "ppo/clipfrac": ((ratio - 1).abs() > c.policy_clip).float().mean(), **extra}
+            return {k: v.detach() for k, v in stats.items()}
 
     def _value_loss(self, new_values, returns, old_values):
         if not self.cfg.clip_vloss:

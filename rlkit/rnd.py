@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlkit.fused import MLPArrays, is_mlp
 from rlkit.memory import compute_gae
 from rlkit.normalize import ObsNormalizer, ReturnFilter
 from rlkit.policies import _init
@@ -117,6 +118,14 @@ class RND:
         """The predictor's mean squared error on normalised observations and their target features."""
         return (self.predictor(obs) - target_features).pow(2).mean()
 
+    def predictor_arrays(self) -> MLPArrays | None:
+        """numpy views of the predictor for PredictorLoss.fused (CPU, vector observations); None otherwise.
+        Built on first use: its gradient buffer exists once the predictor joined the agent's Adam."""
+        if not hasattr(self, "_arrays"):
+            cpu_mlp = torch.device(self.device).type == "cpu" and is_mlp(self.predictor)
+            self._arrays = MLPArrays(self.predictor, "leaky_relu") if cpu_mlp else None
+        return self._arrays
+
     def stats(self) -> dict:
         rms = self.obs_norm.rms
         return {"rnd/obs_mean": float(rms.mean.mean()), "rnd/obs_std": float(rms.std.mean()),
@@ -132,6 +141,33 @@ class RND:
         self.predictor.load_state_dict(state["predictor"])
         self.obs_norm.load_state_dict(state["obs_norm"])
         self.return_filter.load_state_dict(state["return_filter"])
+
+
+class PredictorLoss:
+    """RND's loss term in PPO's minibatch step: the predictor's error on the minibatch's share (RND.sample)
+    of the rollout's normalised s_{t+1} and their target features. Called by PPO.update on each minibatch,
+    through autograd (__call__) or, on the CPU with vector observations, written out (fused)."""
+
+    def __init__(self, rnd: RND, obs: torch.Tensor, target_features: torch.Tensor):
+        self.rnd, self.obs, self.targets = rnd, obs, target_features
+        self.arrays = rnd.predictor_arrays()
+        if self.arrays is not None:
+            self.obs_np, self.targets_np = obs.numpy(), target_features.numpy()
+
+    def __call__(self, idx: torch.Tensor):
+        sample = self.rnd.sample(idx)
+        loss = self.rnd.predictor_loss(self.obs[sample], self.targets[sample])
+        return loss, {"rnd/predictor_loss": loss}
+
+    def fused(self, idx: np.ndarray) -> dict:
+        """The same loss, mean((f^(s) - f(s))^2), its gradient written into the predictor's gradient buffer."""
+        sample = self.rnd.sample(idx)
+        outs = self.arrays.forward(self.obs_np[sample])
+        err = outs[-1] - self.targets_np[sample]
+        loss = np.add.reduce(err * err, None) / err.size
+        err *= 2 / err.size
+        self.arrays.backward(outs, err)
+        return {"rnd/predictor_loss": loss}
 
 
 # Rollout fields RND adds to RolloutMemory.extra, each [rollout_len, num_envs]

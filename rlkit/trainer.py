@@ -25,7 +25,7 @@ from rlkit.metrics import MetricsWriter
 from rlkit.normalize import ObsNormalizer, ReturnFilter
 from rlkit.policies import ActionScaler
 from rlkit.ppo import PPO
-from rlkit.rnd import MEMORY_FIELDS, RND, true_next_obs, two_head_gae
+from rlkit.rnd import MEMORY_FIELDS, RND, PredictorLoss, true_next_obs, two_head_gae
 from rlkit.rundir import default_run_dir, git_commit, prepare, versions, write_status
 from rlkit.steps import StepCounter, crossed, make_schedule
 from rlkit.vector import make_vector
@@ -279,12 +279,7 @@ class Trainer:
         batch["values"] = flat(np.stack([mem.values, x["int_values"]], -1))
         rnd_obs = flat(self.rnd.obs_norm(x["next_obs"]))  # the predictor learns on this rollout's s_{t+1}
         rnd_targets = self.rnd.target_features(rnd_obs)
-
-        def aux(idx):
-            sample = self.rnd.sample(idx)
-            loss = self.rnd.predictor_loss(rnd_obs[sample], rnd_targets[sample])
-            return loss, {"rnd/predictor_loss": loss}
-
+        aux = PredictorLoss(self.rnd, rnd_obs, rnd_targets)  # the predictor trains in PPO's minibatch steps
         stats = {"rnd/exploring": float(exploring),
                  "rnd/intrinsic_reward": x["int_rewards_raw"].mean(), "rnd/intrinsic_reward_norm": x["int_rewards"].mean(),
                  "value/extrinsic": mem.values.mean(), "value/intrinsic": x["int_values"].mean(),

@@ -55,7 +55,7 @@ def test_fused_step_equals_autograd(continuous, activation, clip_vloss, ent_coef
     torch.testing.assert_close(gradients(agent), expected_grad, rtol=1e-4, atol=1e-6)
     assert gradients(agent).abs().sum() > 0
     for key, value in expected.items():
-        assert float(got[key]) == pytest.approx(float(value.detach()), rel=1e-4, abs=1e-6), key
+        assert float(got[key]) == pytest.approx(float(value), rel=1e-4, abs=1e-6), key
 
 
 def test_fused_step_two_value_heads():
@@ -69,7 +69,7 @@ def test_fused_step_two_value_heads():
     arrays["actions"] = arrays["actions"].astype(np.int64)
     got = agent.arrays.ppo_step(agent.cfg, arrays, idx)
     torch.testing.assert_close(gradients(agent), expected_grad, rtol=1e-4, atol=1e-6)
-    assert float(got["loss/value"]) == pytest.approx(float(expected["loss/value"].detach()), rel=1e-5)
+    assert float(got["loss/value"]) == pytest.approx(float(expected["loss/value"]), rel=1e-5)
 
 
 def _with_two_heads():
@@ -102,13 +102,19 @@ def test_categorical_samples_follow_the_policy():
     assert np.abs(freq - probs).max() < 0.01  # 20k draws: standard error <= 0.0035
 
 
-def test_update_with_fused_and_autograd_paths_agree():
-    """Twenty gradient steps, Adam and clipping included: the two paths end on the same weights."""
-    weights = []
-    for fused in (True, False):
-        agent = make_agent(fused_update=fused, mini_batch_size=32, clip_vloss=True, ent_coef=0.01)
+def test_update_paths_agree():
+    """Twenty gradient steps, clipping and Adam included, on one batch: the numpy step, autograd with the numpy
+    Adam, and the all-torch path that other devices (CUDA) take end on the same weights."""
+    results = []
+    for path in ("fused", "autograd", "torch"):
+        agent = make_agent(fused_update=path == "fused", mini_batch_size=32, clip_vloss=True, ent_coef=0.01)
         batch = make_batch(agent)
+        if path == "torch":  # what PPO does off the CPU: torch modules and FlatAdam's torch branch
+            agent.arrays, agent.optimizer.use_numpy = None, False
         stats = agent.update(batch, 20, np.random.default_rng(0))
-        weights.append((torch.cat([g["weights"].clone() for g in agent.optimizer.param_groups]), stats))
-    torch.testing.assert_close(weights[0][0], weights[1][0], rtol=1e-4, atol=1e-5)
-    assert weights[0][1] == pytest.approx(weights[1][1], rel=1e-3, abs=1e-5)
+        results.append((torch.cat([g["weights"].clone() for g in agent.optimizer.param_groups]), stats))
+    start = torch.cat([g["weights"] for g in make_agent().optimizer.param_groups])
+    assert not torch.allclose(results[0][0], start, atol=1e-4)  # the weights moved
+    for weights, stats in results[1:]:
+        torch.testing.assert_close(weights, results[0][0], rtol=1e-4, atol=1e-5)
+        assert stats == pytest.approx(results[0][1], rel=1e-3, abs=1e-5)

@@ -11,7 +11,8 @@ from rlkit.config import AlgoConfig
 from rlkit.memory import RolloutMemory
 from rlkit.metrics import read_metrics
 from rlkit.normalize import ReturnFilter
-from rlkit.rnd import MEMORY_FIELDS, RND, two_head_gae
+from rlkit.optim import FlatAdam
+from rlkit.rnd import MEMORY_FIELDS, RND, PredictorLoss, two_head_gae
 from reference import reference_gae
 
 RND_ON = {"algo.use_RND": True, "learning_starts": 64, "exploration_steps": 192}
@@ -98,6 +99,27 @@ def test_predictor_trains_on_update_proportion_of_each_minibatch():
     assert torch.allclose(loss, rnd.errors(obs[sample]).mean())
     loss.backward()
     assert all(p.grad is None for p in rnd.target.parameters())  # the target never trains
+
+
+def test_predictor_loss_written_out_equals_autograd():
+    """On the CPU with vector observations the predictor's loss and gradient are computed in numpy
+    (PredictorLoss.fused) inside PPO's numpy step; they must be autograd's."""
+    torch.manual_seed(0)
+    rnd = RND((6,), AlgoConfig(update_proportion=0.25), num_envs=1, device="cpu")
+    group = FlatAdam().add_param_group(rnd.predictor.parameters(), 1e-4)  # as the agent's Adam packs it
+    obs = torch.randn(128, 6)
+    loss_term = PredictorLoss(rnd, obs, rnd.target_features(obs))
+    idx = np.random.default_rng(0).permutation(128)
+    expected_loss, _ = loss_term(torch.as_tensor(idx))
+    expected_loss.backward()
+    expected = group["grad"].clone()
+    group["grad"].fill_(float("nan"))  # the written-out gradient overwrites every element
+    got = loss_term.fused(idx)
+    assert got["rnd/predictor_loss"] == pytest.approx(expected_loss.item(), rel=1e-5)
+    torch.testing.assert_close(group["grad"], expected, rtol=1e-4, atol=1e-7)
+    assert expected.abs().sum() > 0
+    # image observations: a conv predictor, autograd only
+    assert RND((4, 12, 12), AlgoConfig(), num_envs=1, device="cpu").predictor_arrays() is None
 
 
 def test_rollout_intrinsic_rewards_are_the_per_step_definition():
