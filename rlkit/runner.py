@@ -260,6 +260,19 @@ def _kill(proc: subprocess.Popen) -> None:
         except (ProcessLookupError, PermissionError):
             pass
     proc.wait()
+    # SIGKILL is delivered when the kernel is next scheduled: on a busy machine that can be after we return.
+    # Wait (at most 5 s) until no kernel runs, so that a reported kill is a finished one.
+    deadline = time.monotonic() + 5.0
+    while any(map(_running, kernels)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    """Linux: the process exists and is neither a zombie nor dead (elsewhere: assume it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def _report(log, r: RunResult) -> RunResult:
