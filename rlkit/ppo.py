@@ -23,7 +23,7 @@ class PPO:
         self.actor_group = self.optimizer.add_param_group(self.actor.parameters(), algo.actor_lr)
         self.critic_group = self.optimizer.add_param_group(self.critic.parameters(), algo.critic_lr)
         # CPU: numpy views of the same weights run the collector's forward passes and, unless fused_update is
-        # off or another loss joins (RND), the PPO step (rlkit/fused.py); elsewhere torch and autograd do
+        # off (or RND's predictor is a conv net), the PPO step (rlkit/fused.py); elsewhere torch and autograd do
         self.arrays = ActorCriticArrays(self.actor, self.critic, algo.activation) if self.device.type == "cpu" else None
         # Several ranks: a callable that averages the gradients over the ranks (rlkit.distributed); None with one
         self.average_gradients = None

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlkit.fused import MLPArrays, is_mlp
+from rlkit.fused import MLPArrays, is_mlp, mean
 from rlkit.memory import compute_gae
 from rlkit.normalize import ObsNormalizer, ReturnFilter
 from rlkit.policies import _init
@@ -164,7 +164,7 @@ class PredictorLoss:
         sample = self.rnd.sample(idx)
         outs = self.arrays.forward(self.obs_np[sample])
         err = outs[-1] - self.targets_np[sample]
-        loss = np.add.reduce(err * err, None) / err.size
+        loss = mean(err * err)
         err *= 2 / err.size
         self.arrays.backward(outs, err)
         return {"rnd/predictor_loss": loss}
