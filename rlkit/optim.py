@@ -108,6 +108,9 @@ class FlatAdam:
                                                  for k in ("lr", "exp_avg", "exp_avg_sq")} for g in self.param_groups]}
 
     def load_state_dict(self, state: dict) -> None:
+        if "groups" not in state:  # torch.optim.Adam's layout: {"state", "param_groups"}
+            raise ValueError("the checkpoint's optimizer state is torch.optim.Adam's, written by an older rlkit: "
+                             "resume it with that version, or start the run over (--force)")
         if len(state["groups"]) != len(self.param_groups):
             raise ValueError(f"optimizer state has {len(state['groups'])} parameter groups, this model "
                              f"{len(self.param_groups)}: the checkpoint is from a different configuration")

@@ -82,3 +82,6 @@ def test_loading_state_with_other_groups_names_the_cause():
     opt.add_param_group(two_nets()[0].parameters(), 1e-3)
     with pytest.raises(ValueError, match="different configuration"):
         opt.load_state_dict({"steps": 1, "groups": []})
+    old = torch.optim.Adam(two_nets()[1].parameters()).state_dict()  # a checkpoint from before FlatAdam
+    with pytest.raises(ValueError, match="older rlkit.*--force"):
+        opt.load_state_dict(old)
