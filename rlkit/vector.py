@@ -158,7 +158,8 @@ class ThreadedEnvs:
         while not work.all_done.acquire(timeout=1.0):  # slices that owners claimed and still step
             if not all(t.is_alive() for t in self._threads):
                 raise EnvStepError("an env worker thread died")
-        self._owners_ran = bool(work.owner_claims)
+        if task == "step":  # resets hold the GIL in most envs: the caller often does them all, which says nothing
+            self._owners_ran = bool(work.owner_claims)
         errors = [e for e in work.errors if e is not None]
         if errors:
             raise errors[0]

@@ -69,3 +69,19 @@ def test_three_threads_identical_metrics(tmp_path, tiny):
     a, b = (read_metrics(r / "metrics.csv").query("metric != 'perf/sps'").drop(columns="wall_time")
             .reset_index(drop=True) for r in runs)
     assert len(a) > 20 and a.equals(b)
+
+
+def test_workers_step_the_first_step_after_a_reset():
+    """A reset that the calling thread did alone (the envs' resets hold the GIL) must not make it step every
+    slice itself afterwards: waiting envs need their worker threads from the first step on."""
+    from rlkit.latency import LatencyCartPole
+
+    envs = ThreadedEnvs([lambda: LatencyCartPole(delay_s=0.002)] * 4, range(4), (4,), True, num_threads=4)
+    try:
+        for _ in range(3):
+            envs.reset()
+            time.sleep(0.01)  # workers woken for the reset find it done and wait again, as while the policy acts
+            envs.step(np.zeros(4, np.int64))
+            assert envs._round.owner_claims  # worker threads claimed slices in this step
+    finally:
+        envs.close()
