@@ -142,12 +142,15 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
     if have_sb3:
         cases.append(("3 SB3", "zoo: 8 envs x 32, 20 epochs, mb 256", lambda: sb3_sps(train_steps)))
     for env_id, steps in (("CartPole-v1", cpu_steps), (LATENCY_ID, lat_steps)):
-        for backend, t in SCALING:
+        # the latency env also at T=8 with its threads left on every core, beside one_core: auto's choice
+        extra = [("thread", 8, {"one_core": False})] if env_id == LATENCY_ID else []
+        for backend, t, options in [(b, t, {}) for b, t in SCALING] + extra:
             e = 16 // t
-            name = f"{env_id.split(':')[-1]} {backend} T={t} E={e}"
-            cases.append(("4 scaling", name, lambda env_id=env_id, steps=steps, b=backend, t=t, e=e: rlkit_sps(
+            name = f"{env_id.split(':')[-1]} {backend} T={t} E={e}" + "".join(
+                f" {k}={str(v).lower()}" for k, v in options.items())
+            cases.append(("4 scaling", name, lambda env_id=env_id, steps=steps, b=backend, t=t, e=e, o=options: rlkit_sps(
                 {"parallel": {}, "algo": SCALING_ALGO}, steps, env_id,
-                num_threads=t, envs_per_thread=e, backend=b)))
+                num_threads=t, envs_per_thread=e, backend=b, **o)))
     rnd_steps = 4096 if q else 32_768  # 16 rollouts of 16 envs x 128 steps
     cases += [("6 RND", "MountainCar-v0 PPO (params/mountaincar.yaml)",
                lambda: params_sps("params/mountaincar.yaml", rnd_steps)),

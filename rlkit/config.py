@@ -34,6 +34,7 @@ class ParallelConfig:
     num_threads: int = 1  # T: worker threads (or processes for backend "process")
     envs_per_thread: int = 8  # E: environments each worker owns
     backend: str = "thread"  # thread | process
+    one_core: bool | str = "auto"  # thread backend: its threads on one CPU core; auto: when the envs mostly wait
 
 
 @dataclass
@@ -243,6 +244,7 @@ def validate(cfg: Config) -> None:
     _require(p.num_threads >= 1, f"'parallel.num_threads' must be >= 1, got {p.num_threads}")
     _require(p.envs_per_thread >= 1, f"'parallel.envs_per_thread' must be >= 1, got {p.envs_per_thread}")
     _require(p.backend in ("thread", "process"), f"'parallel.backend' must be thread or process, got '{p.backend}'")
+    _require(p.one_core in (True, False, "auto"), f"'parallel.one_core' must be true, false or auto, got '{p.one_core}'")
     for key in ("actor_lr", "critic_lr"):
         _require(getattr(a, key) > 0, f"'algo.{key}' must be > 0, got {getattr(a, key)}")
     _require(a.k_epochs >= 1, f"'algo.k_epochs' must be >= 1, got {a.k_epochs}")

@@ -115,8 +115,10 @@ class Trainer:
         env_fn = functools.partial(make_env, cfg.env)
         n = cfg.num_envs
         seeds = [cfg.seed * 100_003 + rank * n + i for i in range(n)]  # ranks and envs seeded apart
+        # auto keeps torch's and BLAS's threads off one core: threads created later inherit the caller's core
+        one_core = p.one_core if p.one_core != "auto" or cfg.torch_threads == 1 else False
         self.envs = make_vector(p.backend, [env_fn] * n, seeds, info.obs_shape, not info.has_continuous,
-                                p.num_threads)
+                                p.num_threads, one_core)
         self.evaluator = Evaluator(env_fn, cfg.eval.episodes, 2**30 + cfg.seed * 1_000, info.obs_shape,
                                    not info.has_continuous) if cfg.eval.every > 0 and rank == 0 else None
         self.scale_actions = ActionScaler(info.action_low, info.action_high) if info.has_continuous else None

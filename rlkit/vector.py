@@ -16,11 +16,13 @@ from __future__ import annotations
 import itertools
 import pickle
 import threading
+import time
 import traceback
 
 import gymnasium as gym
 import numpy as np
 
+from rlkit.affinity import OneCore
 
 PROBE_EVERY = 16  # ThreadedEnvs: rounds between wake-ups of owners that could not claim their slice
 
@@ -110,7 +112,7 @@ class ThreadedEnvs:
     twice at once and no locks guard the arrays.
     """
 
-    def __init__(self, env_fns, seeds, obs_shape, action_is_discrete, num_threads):
+    def __init__(self, env_fns, seeds, obs_shape, action_is_discrete, num_threads, one_core="auto"):
         n = len(env_fns)
         per = n // num_threads
         self.arrays = allocate(n, obs_shape)
@@ -132,6 +134,8 @@ class ThreadedEnvs:
             for w in range(1, num_threads)]
         for t in self._threads[1:]:
             t.start()
+        self.cores = OneCore(one_core)  # rlkit/affinity.py: one core for all these threads when the envs wait
+        self.cores.start([t.native_id for t in self._threads[1:]])
 
     @property
     def num_envs(self) -> int:
@@ -145,6 +149,14 @@ class ThreadedEnvs:
             self._round.step_slice(w, self, owner=True)
 
     def _run(self, task, actions=None):
+        if self.cores.measuring:
+            wall, cpu = time.perf_counter(), time.process_time()
+            self._step_slices(task, actions)
+            self.cores.observe(self._owners_ran, time.perf_counter() - wall, time.process_time() - cpu)
+        else:
+            self._step_slices(task, actions)
+
+    def _step_slices(self, task, actions) -> None:
         work = self._round = _Round(task, actions, len(self.groups))
         # Owners that could not claim a slice last round only cost wake-ups: let them sleep, and look
         # again every PROBE_EVERY rounds in case the envs have started to release the GIL.
@@ -187,12 +199,15 @@ class ThreadedEnvs:
             g.set_state(s)
 
     def close(self):
+        if self._closing:  # closed already
+            return
         self._closing = True
         for wake in self._wake[1:]:
             if wake.locked():  # an idle worker; a busy one sees _closing when it next waits
                 wake.release()
         for t in self._threads[1:]:
             t.join(timeout=5)
+        self.cores.release()
         for g in self.groups:
             g.close()
 
@@ -265,9 +280,9 @@ class ProcessEnvs:
         self.vec.close()
 
 
-def make_vector(backend, env_fns, seeds, obs_shape, action_is_discrete, num_threads):
+def make_vector(backend, env_fns, seeds, obs_shape, action_is_discrete, num_threads, one_core="auto"):
     if backend == "process":
         return ProcessEnvs(env_fns, seeds, obs_shape, action_is_discrete)
     if num_threads == 1:
         return SerialEnvs(env_fns, seeds, obs_shape, action_is_discrete)
-    return ThreadedEnvs(env_fns, seeds, obs_shape, action_is_discrete, num_threads)
+    return ThreadedEnvs(env_fns, seeds, obs_shape, action_is_discrete, num_threads, one_core)

@@ -41,6 +41,7 @@ def test_yaml_and_overrides(tmp_path):
     ({"exploration_steps": 1000}, None, "'exploration_steps' (1000) needs an intrinsic reward"),
     ({"parallel": {"num_threads": 0}}, None, "'parallel.num_threads' must be >= 1, got 0"),
     ({"parallel": {"backend": "mpi"}}, None, "'parallel.backend' must be thread or process"),
+    ({"parallel": {"one_core": "sometimes"}}, None, "'parallel.one_core' must be true, false or auto, got 'sometimes'"),
     ({}, ["algo.batch_size"], "must look like section.key=value"),
     ({"algo": 3}, None, "'algo' must be a mapping"),
 ])
