@@ -8,7 +8,8 @@ the true last observation of an ended episode, which truncation bootstrapping ne
 - ThreadedEnvs (DESIGN §3): the calling thread and T-1 persistent worker threads step T slices
   of E envs, each slice claimed by one thread per iteration and written only to its own rows of
   shared preallocated arrays; inference stays batched in the caller, so threads never run the
-  model and never fight over the GIL with many small torch calls.
+  model and never fight over the GIL with many small torch calls. When the envs mostly wait, all
+  these threads move to one CPU core, so that GIL hand-overs stay on it (rlkit/affinity.py).
 - ProcessEnvs: gymnasium's AsyncVectorEnv, for CPU-bound pure-Python envs.
 """
 from __future__ import annotations
