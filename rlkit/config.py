@@ -27,6 +27,10 @@ class EnvConfig:
     max_episode_steps: int | None = None  # policy steps; None -> the env's own limit / action_repeat
     action_repeat: int = 1  # simulator frames per policy step
     kwargs: dict = field(default_factory=dict)  # passed to gymnasium.make
+    # gymnasium wrappers applied in order to every env (training and evaluation):
+    # [{"type": "gymnasium.wrappers.FrameStackObservation", "kwargs": {"stack_size": 4}}, ...]
+    wrappers: list = field(default_factory=list)
+    frames_per_step: int | None = None  # simulator frames per env step; None: inferred (ALE frameskip, AtariPreprocessing)
 
 
 @dataclass
@@ -241,6 +245,7 @@ def validate(cfg: Config) -> None:
     _require(cfg.env.action_repeat >= 1, f"'env.action_repeat' must be >= 1, got {cfg.env.action_repeat}")
     _require(cfg.env.max_episode_steps is None or cfg.env.max_episode_steps >= 1,
              f"'env.max_episode_steps' must be >= 1, got {cfg.env.max_episode_steps}")
+    validate_env_section(cfg.env)
     _require(p.num_threads >= 1, f"'parallel.num_threads' must be >= 1, got {p.num_threads}")
     _require(p.envs_per_thread >= 1, f"'parallel.envs_per_thread' must be >= 1, got {p.envs_per_thread}")
     _require(p.backend in ("thread", "process"), f"'parallel.backend' must be thread or process, got '{p.backend}'")
@@ -280,6 +285,21 @@ def validate(cfg: Config) -> None:
     _require(len(a.rnd_hidden_sizes) >= 1 and all(isinstance(h, int) and h > 0 for h in a.rnd_hidden_sizes),
              f"'algo.rnd_hidden_sizes' must be a list of positive ints, got {a.rnd_hidden_sizes}")
     _require(a.rnd_output_dim >= 1, f"'algo.rnd_output_dim' must be >= 1, got {a.rnd_output_dim}")
+
+
+def validate_env_section(env: EnvConfig) -> None:
+    """The shape of env.wrappers and env.frames_per_step; importing and applying the wrappers is rlkit.envs's job."""
+    _require(env.frames_per_step is None or env.frames_per_step >= 1,
+             f"'env.frames_per_step' must be >= 1 (or removed to infer it), got {env.frames_per_step}")
+    for i, w in enumerate(env.wrappers):
+        key = f"'env.wrappers[{i}]'"
+        _require(isinstance(w, dict) and isinstance(w.get("type"), str) and "." in w["type"],
+                 f"{key} must be a mapping with 'type' (the wrapper's import path, e.g. "
+                 f"gymnasium.wrappers.FrameStackObservation) and optional 'kwargs', got {w!r}")
+        unknown = set(w) - {"type", "kwargs"}
+        _require(not unknown, f"{key} has unknown keys {sorted(unknown)}; a wrapper takes only 'type' and 'kwargs'")
+        _require(isinstance(w.get("kwargs", {}), dict),
+                 f"{key}: 'kwargs' must be a mapping of keyword arguments, got {w.get('kwargs')!r}")
 
 
 def check_train_every(cfg: Config, world_size: int = 1) -> int:

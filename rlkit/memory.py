@@ -30,10 +30,11 @@ def compute_gae(rewards, values, last_values, dones, gamma, lam, final_values=No
 class RolloutMemory:
     """One slot per (iteration, env), written by the training thread; nothing is appended."""
 
-    def __init__(self, rollout_len: int, num_envs: int, obs_shape, action_shape, extra_fields=()):
+    def __init__(self, rollout_len: int, num_envs: int, obs_shape, action_shape, extra_fields=(), obs_dtype=np.float32):
         shape = (rollout_len, num_envs)
         self.rollout_len, self.num_envs = rollout_len, num_envs
-        self.obs = np.zeros((*shape, *obs_shape), np.float32)
+        # the observations' own storage dtype: images stay uint8 here and are scaled by the network on the fly
+        self.obs = np.zeros((*shape, *obs_shape), obs_dtype)
         self.actions = np.zeros((*shape, *action_shape), np.float32)
         self.logprobs = np.zeros(shape, np.float32)
         self.rewards = np.zeros(shape, np.float32)

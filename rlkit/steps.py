@@ -2,7 +2,7 @@
 
 W ranks, each with T threads owning E envs. One iteration = every env takes one action:
   policy_step   += W*T*E              actions chosen by the policy
-  env_step       = policy_step * action_repeat   frames the simulator computed
+  env_step       = policy_step * action_repeat * frames_per_step   frames the simulator computed
   gradient_step += W per optimizer update        parameter updates summed over ranks
 Hyper-parameters count policy steps unless named per_rank_*.
 """
@@ -18,6 +18,7 @@ class StepCounter:
     num_threads: int = 1  # T
     envs_per_thread: int = 1  # E
     action_repeat: int = 1
+    frames_per_step: int = 1  # frames per env step the env skips itself (ALE frameskip, AtariPreprocessing)
     policy_step: int = 0
     gradient_step: int = 0
     iteration: int = 0
@@ -29,7 +30,7 @@ class StepCounter:
 
     @property
     def env_step(self) -> int:
-        return self.policy_step * self.action_repeat
+        return self.policy_step * self.action_repeat * self.frames_per_step
 
     @property
     def replay_ratio(self) -> float:
@@ -53,11 +54,12 @@ class StepCounter:
         return asdict(self)
 
     def load_state_dict(self, state: dict) -> None:
-        layout = ("world_size", "num_threads", "envs_per_thread", "action_repeat")
+        state = {"frames_per_step": 1, **state}  # checkpoints from before frames_per_step counted one frame per step
+        layout = ("world_size", "num_threads", "envs_per_thread", "action_repeat", "frames_per_step")
         for key in layout:
             if state[key] != getattr(self, key):
                 raise ValueError(f"checkpoint was written with {key}={state[key]}, this run has {getattr(self, key)}; "
-                                 f"resume with the same parallel layout")
+                                 f"resume with the same layout")
         for key, value in state.items():
             setattr(self, key, value)
 

@@ -18,7 +18,7 @@ from rlkit.checkpoint import load_checkpoint, save_checkpoint
 from rlkit.config import Config, ConfigError, load_config
 from rlkit.distributed import (GradientAverager, broadcast_parameters, check_replicas, digest, gather_to_rank0,
                                merge_moments, process_group, rank_seed)
-from rlkit.envs import inspect_env, make_env, resolve_env_fields
+from rlkit.envs import EpisodeStats, make_env, probe_env, resolve_env_fields
 from rlkit.evaluate import Evaluator
 from rlkit.memory import RolloutMemory
 from rlkit.metrics import MetricsWriter
@@ -104,13 +104,12 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)  # action sampling
 
         # Spaces -> the seed's inferred parameters (has_continuous, action_dim, observ_dim, action_scaling)
-        probe = make_env(cfg.env)
-        self.info = info = inspect_env(probe)
-        probe.close()
+        self.info = info = probe_env(cfg.env)  # one env built, reset and stepped: bad env config fails here
         resolve_env_fields(cfg, info)
 
         p = cfg.parallel
-        self.counter = StepCounter(world_size, p.num_threads, p.envs_per_thread, cfg.env.action_repeat)
+        self.counter = StepCounter(world_size, p.num_threads, p.envs_per_thread, cfg.env.action_repeat,
+                                   info.frames_per_step)
         self.schedule = make_schedule(cfg, world_size)
         env_fn = functools.partial(make_env, cfg.env)
         n = cfg.num_envs
@@ -118,9 +117,10 @@ class Trainer:
         # auto keeps torch's and BLAS's threads off one core: threads created later inherit the caller's core
         one_core = p.one_core if p.one_core != "auto" or cfg.torch_threads == 1 else False
         self.envs = make_vector(p.backend, [env_fn] * n, seeds, info.obs_shape, not info.has_continuous,
-                                p.num_threads, one_core)
+                                p.num_threads, one_core, info.obs_dtype)
         self.evaluator = Evaluator(env_fn, cfg.eval.episodes, 2**30 + cfg.seed * 1_000, info.obs_shape,
-                                   not info.has_continuous) if cfg.eval.every > 0 and rank == 0 else None
+                                   not info.has_continuous, info.obs_dtype, info.true_returns) \
+            if cfg.eval.every > 0 and rank == 0 else None
         self.scale_actions = ActionScaler(info.action_low, info.action_high) if info.has_continuous else None
 
         self.obs_norm = ObsNormalizer(info.obs_shape, enabled=cfg.algo.normalize_obs)
@@ -133,13 +133,12 @@ class Trainer:
             self.agent.add_param_group(self.rnd.predictor.parameters(), cfg.algo.rnd_lr)
         action_shape = (info.action_dim,) if info.has_continuous else ()
         self.memory = RolloutMemory(self.schedule.rollout_len, n, info.obs_shape, action_shape,
-                                    extra_fields=MEMORY_FIELDS if use_rnd else ())
+                                    extra_fields=MEMORY_FIELDS if use_rnd else (), obs_dtype=info.obs_dtype)
         if use_rnd:  # raw s_{t+1}: the intrinsic reward and the predictor's data, computed once per rollout
-            self.memory.extra["next_obs"] = np.zeros((self.schedule.rollout_len, n, *info.obs_shape), np.float32)
+            self.memory.extra["next_obs"] = np.zeros((self.schedule.rollout_len, n, *info.obs_shape), info.obs_dtype)
 
         self.obs = self.envs.reset()
-        self.episode_return = np.zeros(n)
-        self.episode_length = np.zeros(n, np.int64)
+        self.episodes = EpisodeStats(n, info.true_returns)  # episode/return is the game's score (rlkit/envs.py)
         self.wall_offset = 0.0  # wall time of earlier sessions of a resumed run
         self.last = {"log": 0, "eval": 0, "checkpoint": 0}
         self.metrics = MetricsWriter(self.run_dir / "metrics.csv") if rank == 0 else None  # rank 0 writes
@@ -209,7 +208,9 @@ class Trainer:
         next_obs, rewards, terminated, truncated, final_obs = self.envs.step(env_actions)
         c.step_iteration()
         dones = terminated | truncated
-        self._track_episodes(rewards, dones)
+        for row in self.episodes.update(rewards, dones, self.envs.arrays["true_return"]):
+            self.last_return = float(row.get("episode/return", self.last_return))
+            self.log(row)
         self.obs_norm.update(next_obs)
         if self.rnd is not None:  # the RND normaliser warms up in the random phase too; -> extrinsic values
             values = self._rnd_collect(next_obs, final_obs, dones, None if random_phase else values)
@@ -300,16 +301,6 @@ class Trainer:
             return self.rng.uniform(-1, 1, (n, info.action_dim)).astype(np.float32)
         return self.rng.integers(0, info.action_dim, n)
 
-    def _track_episodes(self, rewards, dones) -> None:
-        self.episode_return += rewards
-        self.episode_length += 1
-        if dones.any():
-            for i in np.flatnonzero(dones):  # logged at the policy step the episode ends
-                self.last_return = float(self.episode_return[i])
-                self.log({"episode/return": self.episode_return[i], "episode/length": self.episode_length[i]})
-            self.episode_return[dones] = 0.0
-            self.episode_length[dones] = 0
-
     def evaluate(self) -> None:
         def greedy(obs):
             actions = self.agent.deterministic_action(self.obs_norm(obs))
@@ -352,7 +343,7 @@ class Trainer:
         local = {  # what differs between ranks
             "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
             "envs": self.envs.get_state(), "obs": self.obs.copy(),
-            "episode_return": self.episode_return.copy(), "episode_length": self.episode_length.copy(),
+            **self.episodes.state_dict(),  # episode_return, episode_length
             "reward_filter": self.reward_filter.state_dict() if self.reward_filter else None,
             "rnd": self.rnd.state_dict() if self.rnd else None,
         }
@@ -390,7 +381,7 @@ class Trainer:
         if state["envs"] is not None:
             self.envs.set_state(state["envs"])
         self.obs[:] = state["obs"]
-        self.episode_return[:], self.episode_length[:] = state["episode_return"], state["episode_length"]
+        self.episodes.load_state_dict(state)
         self.last, self.last_return, self.wall_offset = dict(state["last"]), state["last_return"], state["wall_time"]
         if self.metrics is not None:
             self.metrics.close()

@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlkit.affinity import OneCore
+from rlkit.wrappers import TRUE_RETURN, TrueEpisode
 
 PROBE_EVERY = 16  # ThreadedEnvs: rounds between wake-ups of owners that could not claim their slice
 
@@ -33,13 +34,14 @@ class EnvStepError(RuntimeError):
 
 
 class SerialEnvs:
-    def __init__(self, env_fns, seeds, obs_shape, action_is_discrete, first_index=0, arrays=None):
+    def __init__(self, env_fns, seeds, obs_shape, action_is_discrete, first_index=0, arrays=None, obs_dtype=np.float32):
         self.envs = [fn() for fn in env_fns]
+        self.recorders = _recorders(self.envs)
         self.seeds = list(seeds)
         self.first_index = first_index
         self.discrete = action_is_discrete
         n = len(self.envs)
-        self.arrays = arrays or allocate(n, obs_shape)
+        self.arrays = arrays or allocate(n, obs_shape, obs_dtype)
 
     @property
     def num_envs(self) -> int:
@@ -50,6 +52,8 @@ class SerialEnvs:
         try:
             for i, env in enumerate(self.envs):
                 obs[i] = env.reset(seed=self.seeds[i])[0]
+                if self.recorders[i] is not None:
+                    self.recorders[i].take()  # a game cut by this reset is nobody's episode
         except Exception as e:
             raise self._error(i, e) from e
         return obs
@@ -57,7 +61,8 @@ class SerialEnvs:
     def step(self, actions):
         a = self.arrays
         obs, rew, term, trunc, final = a["obs"], a["reward"], a["terminated"], a["truncated"], a["final_obs"]
-        if self.discrete:
+        true_return, recorders = a["true_return"], self.recorders
+        if self.discrete and actions.ndim == 1:
             actions = actions.tolist()  # Python ints, converted once for all envs
         i = 0
         try:  # one try around the loop, not one per env: this loop is the collector's hot path
@@ -67,6 +72,9 @@ class SerialEnvs:
                 if te or tr:
                     final[i] = o
                     o = env.reset()[0]
+                    # the game's own score where this reset ended a game (rlkit.wrappers.TrueEpisode), else NaN
+                    score = recorders[i].take() if recorders[i] is not None else None
+                    true_return[i] = np.nan if score is None else score
                 obs[i] = o
         except Exception as e:
             raise self._error(i, e) from e
@@ -83,20 +91,35 @@ class SerialEnvs:
         for env in self.envs:
             env.close()
         self.envs = pickle.loads(state)
+        self.recorders = _recorders(self.envs)
 
     def close(self):
         for env in self.envs:
             env.close()
 
 
-def allocate(n, obs_shape) -> dict:
+def allocate(n, obs_shape, obs_dtype=np.float32) -> dict:
+    """The arrays every backend writes; observations in the space's storage dtype (uint8 images stay bytes).
+    true_return[i] is meaningful where env i's episode ended this step: the score of the game that ended
+    with it (NaN when the game goes on, or when no TrueEpisode layer records one)."""
     return {
-        "obs": np.zeros((n, *obs_shape), np.float32),
-        "final_obs": np.zeros((n, *obs_shape), np.float32),
+        "obs": np.zeros((n, *obs_shape), obs_dtype),
+        "final_obs": np.zeros((n, *obs_shape), obs_dtype),
         "reward": np.zeros(n, np.float32),
         "terminated": np.zeros(n, bool),
         "truncated": np.zeros(n, bool),
+        "true_return": np.full(n, np.nan),
     }
+
+
+def _recorders(envs) -> list:
+    """Each env's TrueEpisode layer, or None."""
+    out = []
+    for env in envs:
+        while isinstance(env, gym.Wrapper) and not isinstance(env, TrueEpisode):
+            env = env.env
+        out.append(env if isinstance(env, TrueEpisode) else None)
+    return out
 
 
 class ThreadedEnvs:
@@ -113,10 +136,10 @@ class ThreadedEnvs:
     twice at once and no locks guard the arrays.
     """
 
-    def __init__(self, env_fns, seeds, obs_shape, action_is_discrete, num_threads, one_core="auto"):
+    def __init__(self, env_fns, seeds, obs_shape, action_is_discrete, num_threads, one_core="auto", obs_dtype=np.float32):
         n = len(env_fns)
         per = n // num_threads
-        self.arrays = allocate(n, obs_shape)
+        self.arrays = allocate(n, obs_shape, obs_dtype)
         self.groups = []
         for w in range(num_threads):
             part = slice(w * per, (w + 1) * per)
@@ -246,12 +269,12 @@ def _taken_lock() -> threading.Lock:
 class ProcessEnvs:
     """gymnasium AsyncVectorEnv (one process per env), same-step auto-reset like the others."""
 
-    def __init__(self, env_fns, seeds, obs_shape, action_is_discrete):
+    def __init__(self, env_fns, seeds, obs_shape, action_is_discrete, obs_dtype=np.float32):
         self.vec = gym.vector.AsyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
                                              copy=False)
         self.seeds = list(seeds)
         self.discrete = action_is_discrete
-        self.arrays = allocate(len(env_fns), obs_shape)
+        self.arrays = allocate(len(env_fns), obs_shape, obs_dtype)
 
     @property
     def num_envs(self) -> int:
@@ -269,6 +292,10 @@ class ProcessEnvs:
         if "_final_obs" in info:
             ended = info["_final_obs"]
             a["final_obs"][ended] = np.stack(info["final_obs"][ended])
+        a["true_return"][:] = np.nan
+        if TRUE_RETURN in info:  # the reset info of envs whose reset ended a game (rlkit.wrappers.TrueEpisode)
+            scored = info["_" + TRUE_RETURN]
+            a["true_return"][scored] = info[TRUE_RETURN][scored]
         return a["obs"], a["reward"], a["terminated"], a["truncated"], a["final_obs"]
 
     def get_state(self):
@@ -281,9 +308,10 @@ class ProcessEnvs:
         self.vec.close()
 
 
-def make_vector(backend, env_fns, seeds, obs_shape, action_is_discrete, num_threads, one_core="auto"):
+def make_vector(backend, env_fns, seeds, obs_shape, action_is_discrete, num_threads, one_core="auto",
+                obs_dtype=np.float32):
     if backend == "process":
-        return ProcessEnvs(env_fns, seeds, obs_shape, action_is_discrete)
+        return ProcessEnvs(env_fns, seeds, obs_shape, action_is_discrete, obs_dtype)
     if num_threads == 1:
-        return SerialEnvs(env_fns, seeds, obs_shape, action_is_discrete)
-    return ThreadedEnvs(env_fns, seeds, obs_shape, action_is_discrete, num_threads, one_core)
+        return SerialEnvs(env_fns, seeds, obs_shape, action_is_discrete, obs_dtype=obs_dtype)
+    return ThreadedEnvs(env_fns, seeds, obs_shape, action_is_discrete, num_threads, one_core, obs_dtype)
