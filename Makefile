@@ -6,12 +6,15 @@ PY      = $(VENV)/bin/python
 RLKIT   = $(VENV)/bin/rlkit
 JOBS   ?= 2
 SEEDS  ?= 0-2
+# optional environment groups from pyproject.toml, e.g. make install EXTRAS=mujoco,box2d (dev has atari, minigrid, minatar)
+EXTRAS ?=
 SUITE  ?= params/cartpole.yaml params/acrobot.yaml params/pendulum.yaml params/mountaincar.yaml params/mountaincar_rnd.yaml \
           params/sparse_mountaincar.yaml params/sparse_mountaincar_rnd.yaml
 
 .PHONY: install run test full lab clean-venv
 
 install: $(VENV)/.installed
+	@if [ -n "$(EXTRAS)" ]; then $(PY) -m pip install -q -e ".[$(EXTRAS)]"; fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
