@@ -123,7 +123,8 @@ def make_env(env_cfg: EnvConfig) -> gym.Env:
     except TypeError as e:
         raise ConfigError(f"'env.kwargs' {env_cfg.kwargs} rejected by {env_cfg.id}: {e}") from None
     except gym.error.DependencyNotInstalled as e:
-        extra = EXTRA_OF_ENTRY_POINT.get(str(spec.entry_point).rpartition(".")[0].rpartition(".")[0])
+        module = str(spec.entry_point).partition(":")[0]
+        extra = next((x for prefix, x in EXTRA_OF_ENTRY_POINT.items() if f"{module}.".startswith(prefix + ".")), None)
         fix = INSTALL.format(extra=extra) if extra else "install the package it names"
         raise ConfigError(f"'env.id': {env_cfg.id} needs a package that is not installed ({_first_line(e)}); "
                           f"{fix}") from None

@@ -35,6 +35,10 @@ def is_image(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and space.dtype in (np.uint8, np.bool_) and len(space.shape) in (2, 3)
 
 
+def one_line(space: gym.Space) -> str:
+    return " ".join(str(space).split())  # some reprs (a 2-D MultiDiscrete) span lines
+
+
 def check_observation_space(space: gym.Space, key: str = "") -> None:
     """Raise ConfigError for a space the kit cannot store or encode, naming a wrapper that would make it work."""
     where = f"observation key '{key}'" if key else "observation space"
@@ -52,28 +56,28 @@ def check_observation_space(space: gym.Space, key: str = "") -> None:
         raise ConfigError(f"'env.id': {where} is {type(space).__name__} (text), which no network here reads; drop it "
                           f"with gymnasium.wrappers.FilterObservation (kwargs: filter_keys: [the other keys]) "
                           f"or, for MiniGrid, minigrid.wrappers.ImgObsWrapper in env.wrappers")
-    raise ConfigError(f"'env.id': {where} {space} is not supported (Box, Discrete, MultiBinary or a Dict of "
+    raise ConfigError(f"'env.id': {where} {one_line(space)} is not supported (Box, Discrete, MultiBinary or a Dict of "
                       f"them); {FLATTEN_HINT}")
 
 
 def check_action_space(space: gym.Space) -> None:
     if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
         if isinstance(space, gym.spaces.MultiDiscrete) and space.nvec.ndim != 1:
-            raise ConfigError(f"'env.id': action space {space} is a MultiDiscrete of {space.nvec.ndim} dims; "
+            raise ConfigError(f"'env.id': action space {one_line(space)} is a MultiDiscrete of {space.nvec.ndim} dims; "
                               "rlkit takes a 1-D one: flatten it with a gymnasium.ActionWrapper of your own, named in env.wrappers")
         return
     if isinstance(space, gym.spaces.Box):
         if len(space.shape) != 1:
-            raise ConfigError(f"'env.id': action space {space} is a Box of shape {space.shape}; rlkit takes a 1-D Box: "
+            raise ConfigError(f"'env.id': action space {one_line(space)} is a Box of shape {space.shape}; rlkit takes a 1-D Box: "
                               "flatten it with a gymnasium.ActionWrapper of your own, named in env.wrappers")
         if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-            raise ConfigError(f"'env.id': the Box action space {space} has infinite bounds; the Gaussian policy is scaled "
+            raise ConfigError(f"'env.id': the Box action space {one_line(space)} has infinite bounds; the Gaussian policy is scaled "
                               "to the bounds: give them with a gymnasium.ActionWrapper of your own, named in env.wrappers")
         return
     if isinstance(space, gym.spaces.Dict):
-        raise ConfigError(f"'env.id': action space {space} is a Dict; add rlkit.wrappers.DictAction to env.wrappers "
+        raise ConfigError(f"'env.id': action space {one_line(space)} is a Dict; add rlkit.wrappers.DictAction to env.wrappers "
                           "(- type: rlkit.wrappers.DictAction), which makes it one MultiDiscrete or one Box")
-    raise ConfigError(f"'env.id': action space {space} is not supported (Discrete, Box, MultiDiscrete or MultiBinary); "
+    raise ConfigError(f"'env.id': action space {one_line(space)} is not supported (Discrete, Box, MultiDiscrete or MultiBinary); "
                       "map it onto one of them with a gymnasium.ActionWrapper of your own, named in env.wrappers")
 
 
