@@ -82,7 +82,11 @@ class AlgoConfig:
     normalize_obs: bool = False  # running mean/std of observations for the policy
     normalize_reward: bool = False  # divide rewards by the std of the discounted return
     log_std_init: float = 0.0  # continuous actions: initial log std of the Gaussian
-    fused_update: bool = True  # PPO's gradient written out (rlkit/fused.py); false: autograd, to change the loss
+    name: str = "ppo"  # the agent (rlkit.agent.AGENTS)
+    network: str = "auto"  # auto | mlp | cnn; auto: cnn for image-shaped Box observations (rlkit/networks.py)
+    cnn_layers: list | None = None  # [[channels, kernel, stride], ...]; null: Nature CNN from 36 px, 3x3 convs below
+    cnn_features: int = 512  # the dense layer after the convs
+    numpy_gradient: bool = True  # CPU, plain MLPs, the built-in loss: its gradient in numpy (rlkit/numpy_mlp.py)
 
 
 @dataclass
@@ -265,6 +269,12 @@ def validate(cfg: Config) -> None:
         _require(v is None or v >= 1, f"'algo.{key}' must be >= 1, got {v}")
     _require(a.max_grad_norm > 0, f"'algo.max_grad_norm' must be > 0, got {a.max_grad_norm}")
     _require(a.activation in ("tanh", "relu"), f"'algo.activation' must be tanh or relu, got '{a.activation}'")
+    _require(a.network in ("auto", "mlp", "cnn"), f"'algo.network' must be auto, mlp or cnn, got '{a.network}'")
+    _require(a.cnn_features >= 1, f"'algo.cnn_features' must be >= 1, got {a.cnn_features}")
+    _require(a.cnn_layers is None or (len(a.cnn_layers) >= 1 and all(
+        isinstance(layer, list) and len(layer) == 3 and all(isinstance(v, int) and v > 0 for v in layer)
+        for layer in a.cnn_layers)),
+        f"'algo.cnn_layers' must be a list of [channels, kernel, stride] of positive ints, got {a.cnn_layers}")
     _require(len(a.hidden_sizes) >= 1 and all(isinstance(h, int) and h > 0 for h in a.hidden_sizes),
              f"'algo.hidden_sizes' must be a list of positive ints, got {a.hidden_sizes}")
     _require(a.action_scaling is None or a.action_scaling > 0,

@@ -16,23 +16,24 @@ import torch
 
 from rlkit.checkpoint import load_checkpoint, save_checkpoint
 from rlkit.config import Config, ConfigError, load_config
-from rlkit.distributed import (GradientAverager, broadcast_parameters, check_replicas, digest, gather_to_rank0,
-                               merge_moments, process_group, rank_seed)
+from rlkit.agent import HOOKS, agent_class, load, make_hooks
+from rlkit.distributed import check_replicas, digest, gather_to_rank0, process_group, rank_seed, replicate
 from rlkit.envs import inspect_env, make_env, resolve_env_fields
 from rlkit.evaluate import Evaluator
 from rlkit.memory import RolloutMemory
 from rlkit.metrics import MetricsWriter
 from rlkit.normalize import ObsNormalizer, ReturnFilter
-from rlkit.policies import ActionScaler
-from rlkit.ppo import PPO
-from rlkit.rnd import MEMORY_FIELDS, RND, PredictorLoss, true_next_obs, two_head_gae
 from rlkit.rundir import default_run_dir, git_commit, prepare, versions, write_status
 from rlkit.steps import StepCounter, crossed, make_schedule
 from rlkit.vector import make_vector
 
 
-def train(config, run_dir=None, *, overrides=None, resume=False, force=False, progress=True, callbacks=()) -> Path:
+def train(config, run_dir=None, *, overrides=None, resume=False, force=False, progress=True, callbacks=(),
+          actor=None, critic=None, loss=None) -> Path:
     """Train one run; returns its directory (config.yaml, metrics.csv, status.json, checkpoint.pt).
+
+    actor, critic: your own nn.Modules in place of the networks algo.network builds (the forward contract
+    is in rlkit.networks); loss: your own PPO loss (rlkit.ppo.PPOLoss says how). None: the built-in ones.
 
     Launched by torchrun (WORLD_SIZE > 1), every rank calls this: rank 0 alone decides about and writes the
     run directory (the others wait for its decision), logs, evaluates and calls the callbacks."""
@@ -41,7 +42,7 @@ def train(config, run_dir=None, *, overrides=None, resume=False, force=False, pr
     with process_group(cfg.device) as ranks:
         resuming = ranks.on_rank0(lambda: prepare(run_dir, resume, force))
         trainer = Trainer(cfg, run_dir, progress=progress and ranks.rank == 0, callbacks=callbacks,
-                          rank=ranks.rank, world_size=ranks.world_size)
+                          rank=ranks.rank, world_size=ranks.world_size, actor=actor, critic=critic, loss=loss)
         try:
             if resuming:  # after Trainer(): the saved config.yaml is compared with the resolved config
                 trainer.restore(ranks.on_rank0(lambda: _resume_state(run_dir, cfg)))
@@ -89,13 +90,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, run_dir: Path, progress=True, callbacks=(), rank=0, world_size=1):
+    def __init__(self, cfg: Config, run_dir: Path, progress=True, callbacks=(), rank=0, world_size=1,
+                 actor=None, critic=None, loss=None):
         self.cfg, self.run_dir, self.callbacks = cfg, Path(run_dir), list(callbacks)
         self.rank, self.world_size = rank, world_size
         self.device = resolve_device(cfg.device)
         if world_size > 1 and self.device.type == "cuda":  # rank r on cuda:LOCAL_RANK (rlkit.distributed)
             self.device = torch.device("cuda", torch.cuda.current_device())
-        if cfg.torch_threads:  # torch's intra-op threads and numpy's BLAS threads (rlkit/fused.py's products) alike
+        if cfg.torch_threads:  # torch's intra-op threads and numpy's BLAS threads (rlkit/numpy_mlp.py) alike
             torch.set_num_threads(cfg.torch_threads)
             threadpoolctl.threadpool_limits(cfg.torch_threads, user_api="blas")
         torch.manual_seed(cfg.seed)  # initial weights; with several ranks rank 0's are broadcast anyway
@@ -103,17 +105,15 @@ class Trainer:
         self.rng = np.random.default_rng(seed)  # minibatch shuffles, random warm-up actions
         self.generator = torch.Generator(device=self.device).manual_seed(seed)  # action sampling
 
-        # Spaces -> the seed's inferred parameters (has_continuous, action_dim, observ_dim, action_scaling)
-        probe = make_env(cfg.env)
-        self.info = info = inspect_env(probe)
+        probe = make_env(cfg.env)  # the spaces; and the inferred algo fields (action_dim, observ_dim, ...)
+        info, obs_space, action_space = inspect_env(probe), probe.observation_space, probe.action_space
         probe.close()
         resolve_env_fields(cfg, info)
 
-        p = cfg.parallel
+        p, n = cfg.parallel, cfg.num_envs
         self.counter = StepCounter(world_size, p.num_threads, p.envs_per_thread, cfg.env.action_repeat)
         self.schedule = make_schedule(cfg, world_size)
         env_fn = functools.partial(make_env, cfg.env)
-        n = cfg.num_envs
         seeds = [cfg.seed * 100_003 + rank * n + i for i in range(n)]  # ranks and envs seeded apart
         # auto keeps torch's and BLAS's threads off one core: threads created later inherit the caller's core
         one_core = p.one_core if p.one_core != "auto" or cfg.torch_threads == 1 else False
@@ -121,21 +121,18 @@ class Trainer:
                                 p.num_threads, one_core)
         self.evaluator = Evaluator(env_fn, cfg.eval.episodes, 2**30 + cfg.seed * 1_000, info.obs_shape,
                                    not info.has_continuous) if cfg.eval.every > 0 and rank == 0 else None
-        self.scale_actions = ActionScaler(info.action_low, info.action_high) if info.has_continuous else None
-
         self.obs_norm = ObsNormalizer(info.obs_shape, enabled=cfg.algo.normalize_obs)
         self.reward_filter = ReturnFilter(n, cfg.algo.gamma) if cfg.algo.normalize_reward else None
-        use_rnd = cfg.algo.use_RND
-        self.agent = PPO(cfg.algo, info.observ_dim, self.device, value_heads=2 if use_rnd else 1)
-        # RND: None when off, so plain PPO pays one `is None` test per iteration and nothing else
-        self.rnd = RND(info.obs_shape, cfg.algo, n, self.device) if use_rnd else None
-        if use_rnd:
-            self.agent.add_param_group(self.rnd.predictor.parameters(), cfg.algo.rnd_lr)
+
+        # the parts: hooks (RND) ride along the rollout; the agent acts and learns
+        self.hooks = make_hooks(cfg, info.obs_shape, n, self.device, self.schedule.train_every)
+        heads = 1 + sum(hook.value_heads for hook in self.hooks)
+        self.agent = agent_class(cfg.algo.name)(cfg.algo, obs_space, action_space, self.device, value_heads=heads,
+                                                actor=actor, critic=critic, loss=loss)
         action_shape = (info.action_dim,) if info.has_continuous else ()
-        self.memory = RolloutMemory(self.schedule.rollout_len, n, info.obs_shape, action_shape,
-                                    extra_fields=MEMORY_FIELDS if use_rnd else ())
-        if use_rnd:  # raw s_{t+1}: the intrinsic reward and the predictor's data, computed once per rollout
-            self.memory.extra["next_obs"] = np.zeros((self.schedule.rollout_len, n, *info.obs_shape), np.float32)
+        self.memory = RolloutMemory(self.schedule.rollout_len, n, info.obs_shape, action_shape)
+        for hook in self.hooks:
+            hook.attach(self.agent, self.memory)
 
         self.obs = self.envs.reset()
         self.episode_return = np.zeros(n)
@@ -149,24 +146,9 @@ class Trainer:
             self._join_ranks()
 
     def _join_ranks(self) -> None:
-        """Several ranks (data-parallel): one model, replicated. Every rank starts from rank 0's weights and
-        applies the same update, its gradients averaged over the ranks before clipping and the step.
-
-        Running statistics (observation normalisers, the reward filters' return std) are updated with the
-        moments of every rank's batch, so all ranks normalise identically: the policy sees the same input
-        scaling on every rank, the statistics are those one process with all W*T*E envs would compute, and
-        the one normaliser in the checkpoint is right for every rank. The price is one small all-gather per
-        statistic update (per iteration; RND's per rollout), and only when that normaliser is on (plain PPO has none)."""
-        W, nets = self.world_size, [self.agent.actor, self.agent.critic]
-        if self.rnd is not None:  # the predictor trains in the agent's Adam step: its gradients are averaged with theirs
-            nets.append(self.rnd.predictor)
-        broadcast_parameters(*nets, *([self.rnd.target] if self.rnd else []))
-        self.agent.average_gradients = GradientAverager([p for net in nets for p in net.parameters()], W)
+        """Several ranks (data-parallel): one model, replicated (rlkit.distributed.replicate)."""
         stats = [self.obs_norm.rms] + ([self.reward_filter.rms] if self.reward_filter else [])
-        if self.rnd is not None:
-            stats += [self.rnd.obs_norm.rms, self.rnd.return_filter.rms]
-        for rms in stats:
-            rms.sync = merge_moments
+        replicate(self.world_size, self.agent, self.hooks, stats)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
@@ -197,109 +179,54 @@ class Trainer:
 
     def collect_iteration(self) -> None:
         """Every env takes one action: a batched forward for all of them, then the vector step."""
-        c, mem = self.counter, self.memory
+        c, mem, agent = self.counter, self.memory, self.agent
         obs_in = self.obs_norm(self.obs)
         random_phase = self.schedule.random_actions(c)
         if random_phase:  # learning_starts: random actions warm up the normalisers; the steps count
-            actions = self._random_actions()
+            actions, values = agent.random_actions(self.cfg.num_envs, self.rng), None
         else:
-            actions, logprobs, values = self.agent.act(obs_in, self.generator)
+            actions, logprobs, values = agent.act(obs_in, self.generator)
             mem.obs[mem.pos] = obs_in  # copied now: the vector overwrites its obs buffer in step()
-        env_actions = self.scale_actions(actions) if self.scale_actions else actions
-        next_obs, rewards, terminated, truncated, final_obs = self.envs.step(env_actions)
+        next_obs, rewards, terminated, truncated, final_obs = self.envs.step(agent.env_actions(actions))
         c.step_iteration()
         dones = terminated | truncated
         self._track_episodes(rewards, dones)
         self.obs_norm.update(next_obs)
-        if self.rnd is not None:  # the RND normaliser warms up in the random phase too; -> extrinsic values
-            values = self._rnd_collect(next_obs, final_obs, dones, None if random_phase else values)
+        for hook in self.hooks:
+            hook.on_step(mem, next_obs, final_obs, dones, values)
         if not random_phase:
             t = mem.pos
-            mem.actions[t], mem.logprobs[t], mem.values[t] = actions, logprobs, values
+            mem.actions[t], mem.logprobs[t], mem.values[t] = actions, logprobs, values[:, 0]
             mem.rewards[t] = self.reward_filter(rewards, dones) if self.reward_filter else rewards
             mem.dones[t], mem.truncated[t] = dones, truncated
             mem.final_values[t] = 0.0
             if truncated.any():  # time limit: bootstrap from the true last observation
-                final_values = self.agent.value(self.obs_norm(final_obs[truncated]))
-                mem.final_values[t, truncated] = final_values if self.rnd is None else final_values[:, 0]
+                mem.final_values[t, truncated] = agent.value(self.obs_norm(final_obs[truncated]))[:, 0]
             mem.pos += 1
         self.obs = next_obs
 
     def train_phase(self) -> None:
         c, cfg, mem = self.counter, self.cfg, self.memory
-        last_values = self.agent.value(self.obs_norm(self.obs))
-        if self.rnd is None:
-            mem.compute_returns(last_values, cfg.algo.gamma, cfg.algo.GAE_lambda)
-            batch, aux, rnd_stats = mem.batch(self.device), None, {}
-        else:
-            batch, aux, rnd_stats = self._rnd_batch(last_values)
+        last_values = self.agent.value(self.obs_norm(self.obs))  # [N, heads]
+        mem.compute_returns(last_values[:, 0], cfg.algo.gamma, cfg.algo.GAE_lambda)
+        batch = mem.batch(self.device)
+        batch["returns"], batch["values"] = batch["returns"][:, None], batch["values"][:, None]  # [N, heads]
+        extra_losses, hook_stats = [], {}
+        for hook in self.hooks:
+            losses, stats = hook.extend_batch(batch, mem, last_values, c)
+            extra_losses += losses
+            hook_stats.update(stats)
         if cfg.algo.anneal_lr:
             self.agent.set_lr_fraction(max(0.0, 1.0 - c.policy_step / cfg.total_steps))
         n_updates = self.schedule.gradient_steps_for(c)
-        stats = self.agent.update(batch, n_updates, self.rng, aux)
+        stats = self.agent.update(batch, n_updates, self.rng, extra_losses)
         c.step_gradient(n_updates)
         c.step_update()
         mem.pos = 0
         stats["steps/replay_ratio"] = c.replay_ratio
-        self.log({**stats, **rnd_stats})
-
-    # ------------------------------------------------------------------ RND (Burda et al., 2018; rlkit/rnd.py)
-    def _rnd_collect(self, next_obs, final_obs, dones, values):
-        """Keep s_{t+1} for the intrinsic reward (computed per rollout in _rnd_batch) and the intrinsic value;
-        in the random warm-up phase (values None) feed s_{t+1} to the RND normaliser. Returns the extrinsic values."""
-        s_next = true_next_obs(next_obs, final_obs, dones)
-        if values is None:
-            self.rnd.obs_norm.update(s_next)
-            return None
-        self.memory.extra["next_obs"][self.memory.pos] = s_next
-        self.memory.extra["int_values"][self.memory.pos] = values[:, 1]
-        return values[:, 0]
-
-    def exploring(self) -> bool:
-        """The phase at this policy step optimises the intrinsic reward alone: its whole rollout lies within
-        the first exploration_steps policy steps."""
-        return self.counter.policy_step <= self.cfg.exploration_steps
-
-    def _rnd_batch(self, last_values):
-        """Two GAE passes, the combined advantage, the predictor's data and the phase's RND metrics."""
-        cfg, a, c, mem, x = self.cfg, self.cfg.algo, self.counter, self.memory, self.memory.extra
-        x["int_rewards_raw"], x["int_rewards"] = self.rnd.intrinsic_rewards(x["next_obs"])
-        two_head_gae(mem, last_values, a.gamma, a.gamma_int, a.GAE_lambda)
-        exploring = self.exploring()
-        int_coef = 1.0 if a.beta is None else a.beta
-        if exploring:  # intrinsic reward alone; its weight is 1 so that beta 0 ("explore, then task only") explores
-            advantages = x["int_advantages"]
-        else:
-            advantages = a.ext_coef * mem.advantages + int_coef * x["int_advantages"]
-
-        def flat(array):
-            return torch.as_tensor(array.reshape(-1, *array.shape[2:]), device=self.device)
-
-        batch = mem.batch(self.device, fields=("obs", "actions", "logprobs"))
-        batch["advantages"] = flat(advantages)
-        batch["returns"] = flat(np.stack([mem.returns, x["int_returns"]], -1))
-        batch["values"] = flat(np.stack([mem.values, x["int_values"]], -1))
-        rnd_obs = flat(self.rnd.obs_norm(x["next_obs"]))  # the predictor learns on this rollout's s_{t+1}
-        rnd_targets = self.rnd.target_features(rnd_obs)
-        aux = PredictorLoss(self.rnd, rnd_obs, rnd_targets)  # the predictor trains in PPO's minibatch steps
-        stats = {"rnd/exploring": float(exploring),
-                 "rnd/intrinsic_reward": x["int_rewards_raw"].mean(), "rnd/intrinsic_reward_norm": x["int_rewards"].mean(),
-                 "value/extrinsic": mem.values.mean(), "value/intrinsic": x["int_values"].mean(),
-                 "return/extrinsic": mem.returns.mean(), "return/intrinsic": x["int_returns"].mean(),
-                 **self.rnd.stats()}
-        # the first phase after the switch (phases are train_every apart; update 0 has no earlier phase)
-        previous = c.policy_step - self.schedule.train_every
-        if cfg.exploration_steps > 0 and not exploring and (c.update == 0 or previous <= cfg.exploration_steps):
-            stats["rnd/phase_switch"] = 1.0
-        return batch, aux, stats
+        self.log({**stats, **hook_stats})
 
     # ------------------------------------------------------------------ helpers
-    def _random_actions(self) -> np.ndarray:
-        n, info = self.cfg.num_envs, self.info
-        if info.has_continuous:
-            return self.rng.uniform(-1, 1, (n, info.action_dim)).astype(np.float32)
-        return self.rng.integers(0, info.action_dim, n)
-
     def _track_episodes(self, rewards, dones) -> None:
         self.episode_return += rewards
         self.episode_length += 1
@@ -312,8 +239,7 @@ class Trainer:
 
     def evaluate(self) -> None:
         def greedy(obs):
-            actions = self.agent.deterministic_action(self.obs_norm(obs))
-            return self.scale_actions(actions) if self.scale_actions else actions
+            return self.agent.env_actions(self.agent.deterministic_action(self.obs_norm(obs)))
 
         self.log(self.evaluator.run(greedy, self.cfg.env.max_episode_steps))
         self.last["eval"] = self.counter.policy_step
@@ -347,14 +273,15 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoint / resume
     def save(self) -> None:
         """Every rank calls this. With several ranks it first checks that the replicas are identical (weights,
-        optimizers, normaliser statistics; raising on every rank if not) and gathers each rank's own state (envs, random streams, episode
-        bookkeeping) to rank 0, which alone writes the checkpoint: a resumed run continues every rank exactly."""
+        optimizers, normaliser statistics; raising on every rank if not) and gathers each rank's own state (envs,
+        random streams, episode bookkeeping) to rank 0, which alone writes the checkpoint: a resumed run continues
+        every rank exactly."""
         local = {  # what differs between ranks
             "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
             "envs": self.envs.get_state(), "obs": self.obs.copy(),
             "episode_return": self.episode_return.copy(), "episode_length": self.episode_length.copy(),
             "reward_filter": self.reward_filter.state_dict() if self.reward_filter else None,
-            "rnd": self.rnd.state_dict() if self.rnd else None,
+            **dict.fromkeys(HOOKS), **{hook.name: hook.state_dict() for hook in self.hooks},
         }
         state = {"agent": self.agent.state_dict(), "obs_norm": self.obs_norm.state_dict(), **local,
                  "last": dict(self.last)}
@@ -383,8 +310,8 @@ class Trainer:
         self.obs_norm.load_state_dict(state["obs_norm"])
         if self.reward_filter:
             self.reward_filter.load_state_dict(state["reward_filter"])
-        if self.rnd:
-            self.rnd.load_state_dict(state["rnd"])
+        for hook in self.hooks:
+            hook.load_state_dict(state[hook.name])
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
         if state["envs"] is not None:
@@ -414,10 +341,9 @@ def replica_digest(state: dict) -> str:
     shared = {"agent": state["agent"], "obs_norm": state["obs_norm"]}
     if state["reward_filter"] is not None:
         shared["reward_filter"] = state["reward_filter"]["rms"]
-    if state["rnd"] is not None:
-        rnd = state["rnd"]
-        shared["rnd"] = {**{k: rnd[k] for k in ("target", "predictor", "obs_norm")},  # its Adam state is in "agent"
-                         "return_filter": rnd["return_filter"]["rms"]}
+    for name, entry in HOOKS.items():
+        if state.get(name) is not None:
+            shared[name] = load(entry).replicated(state[name])
     return digest(shared)
 
 
