@@ -45,7 +45,7 @@ class EvalConfig:
 
 @dataclass
 class AlgoConfig:
-    # The seed document's PPO parameters, names and defaults as given there.
+    # The original PPO parameter list: its names and defaults (docs/design.md, "Parameter names").
     has_continuous: bool | None = None  # inferred from the action space
     action_dim: int | None = None  # inferred: number of actions (discrete) or action size
     observ_dim: int | None = None  # inferred: flattened observation size
@@ -67,7 +67,7 @@ class AlgoConfig:
     update_proportion: float = 0.25  # fraction of each minibatch the predictor trains on (paper: 32 / 128 envs)
     rnd_hidden_sizes: list = field(default_factory=lambda: [64, 64])  # vector obs: target MLP; predictor adds 2 layers
     rnd_output_dim: int = 64  # feature size of target and predictor (paper: 512 for Atari's CNN)
-    # Step-denominated hyper-parameters (DESIGN §2).
+    # Step-denominated hyper-parameters (docs/design.md, "Steps").
     per_rank_gradient_steps: int | None = None  # default k_epochs * ceil(batch_size / mini_batch_size)
     per_rank_pretrain_steps: int | None = None  # the same, first training phase only
     # The usual PPO knobs.
@@ -293,7 +293,7 @@ def validate(cfg: Config) -> None:
 
 
 def check_train_every(cfg: Config, world_size: int = 1) -> int:
-    """PPO trains once per rollout: train_every = batch_size x W policy steps (DESIGN §2)."""
+    """PPO trains once per rollout: train_every = batch_size x W policy steps (docs/design.md, "Steps")."""
     expected = cfg.algo.batch_size * world_size
     if cfg.train_every is not None and cfg.train_every != expected:
         raise ConfigError(

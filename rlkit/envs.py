@@ -1,7 +1,7 @@
 """Environment construction: gymnasium.make with the kit's step semantics.
 
 `max_episode_steps` counts policy steps; with `action_repeat` k the simulator runs at most
-max_episode_steps * k frames per episode (DESIGN §2), so the time limit wraps the raw env in
+max_episode_steps * k frames per episode (docs/design.md, "Steps"), so the time limit wraps the raw env in
 frames and the repeat wrapper sits outside it.
 """
 from __future__ import annotations
@@ -109,7 +109,8 @@ def inspect_env(env: gym.Env) -> EnvInfo:
 
 
 def resolve_env_fields(cfg, info: EnvInfo) -> None:
-    """Fill the seed's inferred PPO parameters; a given value that disagrees is an error naming both."""
+    """Fill the algo parameters inferred from the spaces (docs/design.md, "Parameter names"); a given value
+    that disagrees is an error naming both."""
     a = cfg.algo
     inferred = {"has_continuous": info.has_continuous, "action_dim": info.action_dim,
                 "observ_dim": info.observ_dim, "action_scaling": info.action_scaling}

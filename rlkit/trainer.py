@@ -94,16 +94,7 @@ class Trainer:
                  actor=None, critic=None, loss=None):
         self.cfg, self.run_dir, self.callbacks = cfg, Path(run_dir), list(callbacks)
         self.rank, self.world_size = rank, world_size
-        self.device = resolve_device(cfg.device)
-        if world_size > 1 and self.device.type == "cuda":  # rank r on cuda:LOCAL_RANK (rlkit.distributed)
-            self.device = torch.device("cuda", torch.cuda.current_device())
-        if cfg.torch_threads:  # torch's intra-op threads and numpy's BLAS threads (rlkit/numpy_mlp.py) alike
-            torch.set_num_threads(cfg.torch_threads)
-            threadpoolctl.threadpool_limits(cfg.torch_threads, user_api="blas")
-        torch.manual_seed(cfg.seed)  # initial weights; with several ranks rank 0's are broadcast anyway
-        seed = rank_seed(cfg.seed, rank)  # each rank its own random streams; rank 0's are those of a one-rank run
-        self.rng = np.random.default_rng(seed)  # minibatch shuffles, random warm-up actions
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)  # action sampling
+        self.device, self.rng, self.generator = _torch_setup(cfg, rank, world_size)
 
         probe = make_env(cfg.env)  # the spaces; and the inferred algo fields (action_dim, observ_dim, ...)
         info, obs_space, action_space = inspect_env(probe), probe.observation_space, probe.action_space
@@ -113,14 +104,7 @@ class Trainer:
         p, n = cfg.parallel, cfg.num_envs
         self.counter = StepCounter(world_size, p.num_threads, p.envs_per_thread, cfg.env.action_repeat)
         self.schedule = make_schedule(cfg, world_size)
-        env_fn = functools.partial(make_env, cfg.env)
-        seeds = [cfg.seed * 100_003 + rank * n + i for i in range(n)]  # ranks and envs seeded apart
-        # auto keeps torch's and BLAS's threads off one core: threads created later inherit the caller's core
-        one_core = p.one_core if p.one_core != "auto" or cfg.torch_threads == 1 else False
-        self.envs = make_vector(p.backend, [env_fn] * n, seeds, info.obs_shape, not info.has_continuous,
-                                p.num_threads, one_core)
-        self.evaluator = Evaluator(env_fn, cfg.eval.episodes, 2**30 + cfg.seed * 1_000, info.obs_shape,
-                                   not info.has_continuous) if cfg.eval.every > 0 and rank == 0 else None
+        self.envs, self.evaluator = _make_envs(cfg, info, rank)
         self.obs_norm = ObsNormalizer(info.obs_shape, enabled=cfg.algo.normalize_obs)
         self.reward_filter = ReturnFilter(n, cfg.algo.gamma) if cfg.algo.normalize_reward else None
 
@@ -135,13 +119,11 @@ class Trainer:
             hook.attach(self.agent, self.memory)
 
         self.obs = self.envs.reset()
-        self.episode_return = np.zeros(n)
-        self.episode_length = np.zeros(n, np.int64)
+        self.episodes = Episodes(n)
         self.wall_offset = 0.0  # wall time of earlier sessions of a resumed run
         self.last = {"log": 0, "eval": 0, "checkpoint": 0}
         self.metrics = MetricsWriter(self.run_dir / "metrics.csv") if rank == 0 else None  # rank 0 writes
         self.progress = _progress_bar(cfg.total_steps) if progress else None
-        self.last_return = float("nan")
         if world_size > 1:
             self._join_ranks()
 
@@ -190,7 +172,8 @@ class Trainer:
         next_obs, rewards, terminated, truncated, final_obs = self.envs.step(agent.env_actions(actions))
         c.step_iteration()
         dones = terminated | truncated
-        self._track_episodes(rewards, dones)
+        for episode in self.episodes.step(rewards, dones):  # logged at the policy step the episode ends
+            self.log(episode)
         self.obs_norm.update(next_obs)
         for hook in self.hooks:
             hook.on_step(mem, next_obs, final_obs, dones, values)
@@ -227,16 +210,6 @@ class Trainer:
         self.log({**stats, **hook_stats})
 
     # ------------------------------------------------------------------ helpers
-    def _track_episodes(self, rewards, dones) -> None:
-        self.episode_return += rewards
-        self.episode_length += 1
-        if dones.any():
-            for i in np.flatnonzero(dones):  # logged at the policy step the episode ends
-                self.last_return = float(self.episode_return[i])
-                self.log({"episode/return": self.episode_return[i], "episode/length": self.episode_length[i]})
-            self.episode_return[dones] = 0.0
-            self.episode_length[dones] = 0
-
     def evaluate(self) -> None:
         def greedy(obs):
             return self.agent.env_actions(self.agent.deterministic_action(self.obs_norm(obs)))
@@ -253,7 +226,7 @@ class Trainer:
         self.last["log"] = step
         if self.progress is not None:
             self.progress.update(step - self.progress.n)
-            self.progress.set_postfix(sps=f"{sps:,.0f}", ret=f"{self.last_return:.1f}", refresh=False)
+            self.progress.set_postfix(sps=f"{sps:,.0f}", ret=f"{self.episodes.last_return:.1f}", refresh=False)
 
     def wall_time(self) -> float:
         return self.wall_offset + time.perf_counter() - self.start
@@ -272,14 +245,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoint / resume
     def save(self) -> None:
-        """Every rank calls this. With several ranks it first checks that the replicas are identical (weights,
-        optimizers, normaliser statistics; raising on every rank if not) and gathers each rank's own state (envs,
-        random streams, episode bookkeeping) to rank 0, which alone writes the checkpoint: a resumed run continues
-        every rank exactly."""
+        """Every rank calls this. With several ranks it first checks that the replicas are identical (raising on
+        every rank if not) and gathers each rank's own state (envs, random streams, episodes) to rank 0, which
+        alone writes the checkpoint: a resumed run continues every rank exactly."""
         local = {  # what differs between ranks
             "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
             "envs": self.envs.get_state(), "obs": self.obs.copy(),
-            "episode_return": self.episode_return.copy(), "episode_length": self.episode_length.copy(),
+            "episode_return": self.episodes.returns.copy(), "episode_length": self.episodes.lengths.copy(),
             "reward_filter": self.reward_filter.state_dict() if self.reward_filter else None,
             **dict.fromkeys(HOOKS), **{hook.name: hook.state_dict() for hook in self.hooks},
         }
@@ -293,7 +265,7 @@ class Trainer:
         self.last["checkpoint"] = self.counter.policy_step
         if self.rank != 0:
             return
-        state.update({"counter": self.counter.state_dict(), "last_return": self.last_return,
+        state.update({"counter": self.counter.state_dict(), "last_return": self.episodes.last_return,
                       "wall_time": self.wall_time(), "metrics_rows": self.metrics.rows, "memory_pos": self.memory.pos})
         save_checkpoint(self.run_dir / "checkpoint.pt", state)
         write_status(self.run_dir, **self.counters(), **status)
@@ -308,17 +280,17 @@ class Trainer:
             state = {**state, **state["ranks"][self.rank]}
         self.agent.load_state_dict(state["agent"])
         self.obs_norm.load_state_dict(state["obs_norm"])
-        if self.reward_filter:
-            self.reward_filter.load_state_dict(state["reward_filter"])
-        for hook in self.hooks:
-            hook.load_state_dict(state[hook.name])
+        for name, part in [("reward_filter", self.reward_filter), *((hook.name, hook) for hook in self.hooks)]:
+            if part is not None:
+                part.load_state_dict(state[name])
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
         if state["envs"] is not None:
             self.envs.set_state(state["envs"])
         self.obs[:] = state["obs"]
-        self.episode_return[:], self.episode_length[:] = state["episode_return"], state["episode_length"]
-        self.last, self.last_return, self.wall_offset = dict(state["last"]), state["last_return"], state["wall_time"]
+        self.episodes.returns[:], self.episodes.lengths[:] = state["episode_return"], state["episode_length"]
+        self.episodes.last_return = state["last_return"]
+        self.last, self.wall_offset = dict(state["last"]), state["wall_time"]
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = MetricsWriter(self.run_dir / "metrics.csv", keep_rows=state["metrics_rows"])
@@ -326,13 +298,55 @@ class Trainer:
             self.progress.update(self.counter.policy_step)
 
     def close(self) -> None:
-        self.envs.close()
-        if self.evaluator:
-            self.evaluator.close()
-        if self.metrics is not None:
-            self.metrics.close()
-        if self.progress is not None:
-            self.progress.close()
+        for part in (self.envs, self.evaluator, self.metrics, self.progress):
+            if part is not None:
+                part.close()
+
+
+def _torch_setup(cfg: Config, rank: int, world_size: int):
+    """(device, numpy rng, torch generator): threads, initial-weight seed and this rank's random streams."""
+    device = resolve_device(cfg.device)
+    if world_size > 1 and device.type == "cuda":  # rank r on cuda:LOCAL_RANK (rlkit.distributed)
+        device = torch.device("cuda", torch.cuda.current_device())
+    if cfg.torch_threads:  # torch's intra-op threads and numpy's BLAS threads (rlkit/numpy_mlp.py) alike
+        torch.set_num_threads(cfg.torch_threads)
+        threadpoolctl.threadpool_limits(cfg.torch_threads, user_api="blas")
+    torch.manual_seed(cfg.seed)  # initial weights; with several ranks rank 0's are broadcast anyway
+    seed = rank_seed(cfg.seed, rank)  # each rank its own random streams; rank 0's are those of a one-rank run
+    rng = np.random.default_rng(seed)  # minibatch shuffles, random warm-up actions
+    return device, rng, torch.Generator(device=device).manual_seed(seed)  # the generator: action sampling
+
+
+def _make_envs(cfg: Config, info, rank: int):
+    """(this rank's vector of T x E envs, the evaluator on rank 0 or None)."""
+    p, n = cfg.parallel, cfg.num_envs
+    env_fn = functools.partial(make_env, cfg.env)
+    seeds = [cfg.seed * 100_003 + rank * n + i for i in range(n)]  # ranks and envs seeded apart
+    # auto keeps torch's and BLAS's threads off one core: threads created later inherit the caller's core
+    one_core = p.one_core if p.one_core != "auto" or cfg.torch_threads == 1 else False
+    envs = make_vector(p.backend, [env_fn] * n, seeds, info.obs_shape, not info.has_continuous, p.num_threads, one_core)
+    evaluator = Evaluator(env_fn, cfg.eval.episodes, 2**30 + cfg.seed * 1_000, info.obs_shape,
+                          not info.has_continuous) if cfg.eval.every > 0 and rank == 0 else None
+    return envs, evaluator
+
+
+class Episodes:
+    """Each env's running episode return and length; the finished episodes' metrics."""
+
+    def __init__(self, num_envs: int):
+        self.returns, self.lengths = np.zeros(num_envs), np.zeros(num_envs, np.int64)
+        self.last_return = float("nan")
+
+    def step(self, rewards, dones) -> list[dict]:
+        self.returns += rewards
+        self.lengths += 1
+        if not dones.any():
+            return []
+        ended = [{"episode/return": self.returns[i], "episode/length": self.lengths[i]} for i in np.flatnonzero(dones)]
+        self.last_return = float(ended[-1]["episode/return"])
+        self.returns[dones] = 0.0
+        self.lengths[dones] = 0
+        return ended
 
 
 def replica_digest(state: dict) -> str:
