@@ -168,3 +168,24 @@ def test_a_wrapped_loss_takes_effect_through_train_on_the_cpu(tmp_path, tiny):
     assert len(calls) == 32 and set(calls) == {32}  # 8 phases x 4 minibatch steps, as the counters say
     assert (df[df.metric == "loss/wrapped"].value == 1.0).all() and (df.metric == "loss/wrapped").sum() == 8
     assert (df[df.metric == "ppo/numpy_gradient"].value == 0.0).all()
+
+
+class CountingPPO(PPO):
+    """A stand-in for a new on-policy algorithm: a module of its own and one registry line, nothing in the trainer."""
+
+    updates = 0
+
+    def update(self, batch, n_updates, rng, extra_losses=()):
+        type(self).updates += 1
+        return {**super().update(batch, n_updates, rng, extra_losses), "mine/updates": float(type(self).updates)}
+
+
+def test_a_registered_agent_is_chosen_by_algo_name(tmp_path, tiny, monkeypatch):
+    from rlkit import agent
+
+    monkeypatch.setitem(agent.AGENTS, "counting_ppo", f"{__name__}:CountingPPO")
+    run = train("params/cartpole.yaml", tmp_path / "r", overrides={**tiny, "algo.name": "counting_ppo"}, progress=False)
+    df = read_metrics(run / "metrics.csv")
+    assert df[df.metric == "mine/updates"].value.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    with pytest.raises(ConfigError, match="'algo.name' is 'a2c'; known agents: ppo"):
+        train("params/cartpole.yaml", tmp_path / "bad", overrides={**tiny, "algo.name": "a2c"}, progress=False)
