@@ -93,13 +93,14 @@ def params_sps(config: str, total_steps: int) -> float:
 
 def gradient_step_us(fused: bool, steps: int) -> float:
     """Case 7: wall microseconds per PPO gradient step at the zoo sizes (a 256-row minibatch of CartPole-sized
-    observations, 64-64 tanh actor and critic), clipping and Adam included: rlkit/fused.py or autograd."""
-    algo = {**ZOO["algo"], "fused_update": fused, "action_dim": 2, "observ_dim": 4, "has_continuous": False}
-    agent = PPO(rlkit.load_config({"algo": algo}).algo, 4, torch.device("cpu"))
+    observations, 64-64 tanh actor and critic), clipping and Adam included: rlkit/numpy_mlp.py or autograd."""
+    algo = {**ZOO["algo"], "numpy_gradient": fused}
+    agent = PPO(rlkit.load_config({"algo": algo}).algo, gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
+                gym.spaces.Discrete(2), torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
     batch = {"obs": torch.randn(256, 4, generator=g), "actions": torch.randint(0, 2, (256,), generator=g).float(),
              "logprobs": torch.full((256,), -0.69), "advantages": torch.randn(256, generator=g),
-             "returns": torch.randn(256, generator=g), "values": torch.randn(256, generator=g)}
+             "returns": torch.randn(256, 1, generator=g), "values": torch.randn(256, 1, generator=g)}
     rng = np.random.default_rng(0)
     agent.update(batch, 20, rng)  # warm-up
     start = time.perf_counter()
@@ -157,8 +158,8 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
               ("6 RND", "MountainCar-v0 PPO + RND (params/mountaincar_rnd.yaml)",
                lambda: params_sps("params/mountaincar_rnd.yaml", rnd_steps))]
     grad_steps = 200 if q else 2000
-    cases += [("7 grad step", "zoo sizes, rlkit/fused.py (numpy)", lambda: gradient_step_us(True, grad_steps)),
-              ("7 grad step", "zoo sizes, autograd (algo.fused_update: false)", lambda: gradient_step_us(False, grad_steps))]
+    cases += [("7 grad step", "zoo sizes, rlkit/numpy_mlp.py (numpy)", lambda: gradient_step_us(True, grad_steps)),
+              ("7 grad step", "zoo sizes, autograd (algo.numpy_gradient: false)", lambda: gradient_step_us(False, grad_steps))]
     return [c for c in cases if c[0][0] in args.cases]
 
 
@@ -200,7 +201,7 @@ def main(argv=None) -> int:
                 "4 scaling": ("4 scaling", f"{r['name'].split()[0]} thread T=1 E=16"),
                 "6 RND": ("6 RND", "MountainCar-v0 PPO (params/mountaincar.yaml)"),
                 # case 7: autograd's time over the fused step's, i.e. the fused step's speed-up
-                "7 grad step": ("7 grad step", "zoo sizes, rlkit/fused.py (numpy)")}.get(r["case"])
+                "7 grad step": ("7 grad step", "zoo sizes, rlkit/numpy_mlp.py (numpy)")}.get(r["case"])
         if base in by_key and by_key[base] is not r:
             pairs = zip(samples[r["case"], r["name"]], samples[base])
             r["ratio"] = statistics.median(a / b for a, b in pairs)

@@ -49,7 +49,7 @@ class EvalConfig:
 
 @dataclass
 class AlgoConfig:
-    # The seed document's PPO parameters, names and defaults as given there.
+    # The original PPO parameter list: its names and defaults (docs/design.md, "Parameter names").
     has_continuous: bool | None = None  # inferred from the action space
     action_dim: int | None = None  # inferred: number of actions (discrete) or action size
     observ_dim: int | None = None  # inferred: flattened observation size
@@ -71,7 +71,7 @@ class AlgoConfig:
     update_proportion: float = 0.25  # fraction of each minibatch the predictor trains on (paper: 32 / 128 envs)
     rnd_hidden_sizes: list = field(default_factory=lambda: [64, 64])  # vector obs: target MLP; predictor adds 2 layers
     rnd_output_dim: int = 64  # feature size of target and predictor (paper: 512 for Atari's CNN)
-    # Step-denominated hyper-parameters (DESIGN §2).
+    # Step-denominated hyper-parameters (docs/design.md, "Steps").
     per_rank_gradient_steps: int | None = None  # default k_epochs * ceil(batch_size / mini_batch_size)
     per_rank_pretrain_steps: int | None = None  # the same, first training phase only
     # The usual PPO knobs.
@@ -86,7 +86,11 @@ class AlgoConfig:
     normalize_obs: bool = False  # running mean/std of observations for the policy
     normalize_reward: bool = False  # divide rewards by the std of the discounted return
     log_std_init: float = 0.0  # continuous actions: initial log std of the Gaussian
-    fused_update: bool = True  # PPO's gradient written out (rlkit/fused.py); false: autograd, to change the loss
+    name: str = "ppo"  # the agent (rlkit.agent.AGENTS)
+    network: str = "auto"  # auto | mlp | cnn; auto: cnn for image-shaped Box observations (rlkit/networks.py)
+    cnn_layers: list | None = None  # [[channels, kernel, stride], ...]; null: Nature CNN from 36 px, 3x3 convs below
+    cnn_features: int = 512  # the dense layer after the convs
+    numpy_gradient: bool = True  # CPU, plain MLPs, the built-in loss: its gradient in numpy (rlkit/numpy_mlp.py)
 
 
 @dataclass
@@ -270,6 +274,12 @@ def validate(cfg: Config) -> None:
         _require(v is None or v >= 1, f"'algo.{key}' must be >= 1, got {v}")
     _require(a.max_grad_norm > 0, f"'algo.max_grad_norm' must be > 0, got {a.max_grad_norm}")
     _require(a.activation in ("tanh", "relu"), f"'algo.activation' must be tanh or relu, got '{a.activation}'")
+    _require(a.network in ("auto", "mlp", "cnn"), f"'algo.network' must be auto, mlp or cnn, got '{a.network}'")
+    _require(a.cnn_features >= 1, f"'algo.cnn_features' must be >= 1, got {a.cnn_features}")
+    _require(a.cnn_layers is None or (len(a.cnn_layers) >= 1 and all(
+        isinstance(layer, list) and len(layer) == 3 and all(isinstance(v, int) and v > 0 for v in layer)
+        for layer in a.cnn_layers)),
+        f"'algo.cnn_layers' must be a list of [channels, kernel, stride] of positive ints, got {a.cnn_layers}")
     _require(len(a.hidden_sizes) >= 1 and all(isinstance(h, int) and h > 0 for h in a.hidden_sizes),
              f"'algo.hidden_sizes' must be a list of positive ints, got {a.hidden_sizes}")
     _require(a.action_scaling is None or a.action_scaling > 0,
@@ -303,7 +313,7 @@ def validate_env_section(env: EnvConfig) -> None:
 
 
 def check_train_every(cfg: Config, world_size: int = 1) -> int:
-    """PPO trains once per rollout: train_every = batch_size x W policy steps (DESIGN §2)."""
+    """PPO trains once per rollout: train_every = batch_size x W policy steps (docs/design.md, "Steps")."""
     expected = cfg.algo.batch_size * world_size
     if cfg.train_every is not None and cfg.train_every != expected:
         raise ConfigError(

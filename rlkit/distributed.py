@@ -106,6 +106,21 @@ def rank_seed(seed: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint32)[0])
 
 
+def replicate(world_size: int, agent, hooks=(), running_stats=()) -> None:
+    """Make this rank's agent and hooks one replica of a data-parallel model, in one call at the start.
+
+    Every rank takes rank 0's weights; the agent averages its gradients over the ranks after every backward,
+    before clipping, so every rank applies the same update (a hook's network that trains in the agent's step,
+    RND's predictor, is among the agent's parameters). Running statistics (observation normalisers, reward
+    filters) merge every rank's batch moments before each update, so all ranks normalise identically: the
+    statistics one process with all the envs would compute, and one normaliser in the checkpoint is right
+    for every rank. The price is one small all-gather per statistic update, only for normalisers that are on."""
+    broadcast_parameters(*agent.modules(), *(m for hook in hooks for m in hook.modules()))
+    agent.sync_gradients = GradientAverager(agent.params, world_size)
+    for rms in [*running_stats, *(rms for hook in hooks for rms in hook.running_stats())]:
+        rms.sync = merge_moments
+
+
 def broadcast_parameters(*modules) -> None:
     """Every rank takes rank 0's parameters and buffers (once, at the start)."""
     with torch.no_grad():

@@ -209,6 +209,11 @@ class EnvInfo:
         return float(np.max((self.action_high - self.action_low) / 2))
 
     @property
+    def action_shape(self) -> tuple:
+        """One action's shape in the rollout memory: () for Discrete, (k,) for a Box, MultiDiscrete or MultiBinary."""
+        return () if isinstance(self.action_space, gym.spaces.Discrete) else tuple(self.action_space.shape)
+
+    @property
     def is_image(self) -> bool:
         return spaces.is_image(self.obs_space)
 
@@ -265,7 +270,8 @@ def default_max_episode_steps(env_cfg: EnvConfig, raw_steps_per_step: int = 1, s
 
 
 def resolve_env_fields(cfg, info: EnvInfo) -> None:
-    """Fill the seed's inferred PPO parameters; a given value that disagrees is an error naming both."""
+    """Fill the algo parameters inferred from the spaces (docs/design.md, "Parameter names"); a given value
+    that disagrees is an error naming both."""
     a = cfg.algo
     if a.normalize_obs and info.obs_dtype != np.float32:
         raise ConfigError(f"'algo.normalize_obs' is for float vector observations; {cfg.env.id}'s are "
@@ -286,39 +292,39 @@ def resolve_env_fields(cfg, info: EnvInfo) -> None:
         cfg.env.max_episode_steps = default_max_episode_steps(cfg.env, info.raw_steps_per_step)
 
 
-class EpisodeStats:
-    """Per-env sums of the running episodes -> the rows to log when they end.
+class Episodes:
+    """Each env's running episode return and length -> the metrics of the episodes that end.
 
     `episode/return` and `episode/length` (policy steps) are the game's own: its score, even when the
     wrappers clip rewards or end the learner's episode at a lost life. With env.wrappers set, whose
     episodes may differ from the game's, `episode/return_train` is logged at the end of every episode
     the learner saw: the sum of the rewards it was given (before algo.normalize_reward)."""
 
-    def __init__(self, num_envs: int, true_returns: bool):
+    def __init__(self, num_envs: int, true_returns: bool = False):
         self.true_returns = true_returns
-        self.train_return = np.zeros(num_envs)
-        self.length = np.zeros(num_envs, np.int64)  # policy steps since the logged episode began
+        self.returns = np.zeros(num_envs)  # the learner's episode so far
+        self.lengths = np.zeros(num_envs, np.int64)  # policy steps since the logged episode (the game) began
+        self.last_return = float("nan")
 
-    def update(self, rewards: np.ndarray, dones: np.ndarray, true_return: np.ndarray) -> list[dict]:
-        self.train_return += rewards
-        self.length += 1
-        rows = []
-        if dones.any():
-            for i in np.flatnonzero(dones):  # logged at the policy step the episode ends
-                if not self.true_returns:
-                    rows.append({"episode/return": self.train_return[i], "episode/length": self.length[i]})
-                    self.length[i] = 0
-                    continue
-                row = {"episode/return_train": self.train_return[i]}
-                if not np.isnan(true_return[i]):  # this episode's end was the game's
-                    row.update({"episode/return": true_return[i], "episode/length": self.length[i]})
-                    self.length[i] = 0
-                rows.append(row)
-            self.train_return[dones] = 0.0
-        return rows
-
-    def state_dict(self) -> dict:
-        return {"episode_return": self.train_return.copy(), "episode_length": self.length.copy()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.train_return[:], self.length[:] = state["episode_return"], state["episode_length"]
+    def step(self, rewards: np.ndarray, dones: np.ndarray, true_return: np.ndarray | None = None) -> list[dict]:
+        """true_return: the vector's (NaN where no game ended); needed with true_returns."""
+        self.returns += rewards
+        self.lengths += 1
+        if not dones.any():
+            return []
+        ended = []
+        for i in np.flatnonzero(dones):  # logged at the policy step the episode ends
+            if not self.true_returns:
+                ended.append({"episode/return": self.returns[i], "episode/length": self.lengths[i]})
+                self.lengths[i] = 0
+                continue
+            row = {"episode/return_train": self.returns[i]}
+            if not np.isnan(true_return[i]):  # this episode's end was the game's
+                row.update({"episode/return": true_return[i], "episode/length": self.lengths[i]})
+                self.lengths[i] = 0
+            ended.append(row)
+        games = [row["episode/return"] for row in ended if "episode/return" in row]
+        if games:
+            self.last_return = float(games[-1])
+        self.returns[dones] = 0.0
+        return ended

@@ -2,7 +2,7 @@
 
 The wait is `time.sleep`, which releases the GIL, like a remote simulator, a real-time game
 or a robot that answers after a while. It is the case where worker threads pay off
-(DESIGN §3); the thread-scaling benchmark uses it beside the CPU-bound CartPole-v1.
+(docs/design.md, "Threads"); the thread-scaling benchmark uses it beside the CPU-bound CartPole-v1.
 
 Importing this module registers the env, so a config can name it without extra code:
 

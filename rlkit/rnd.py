@@ -23,54 +23,36 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlkit.fused import MLPArrays, is_mlp, mean
 from rlkit.memory import compute_gae
+from rlkit.networks import conv_trunk, image_layout, init_layer
 from rlkit.normalize import ObsNormalizer, ReturnFilter
-from rlkit.policies import _init
-
-
-def image_layout(obs_shape) -> str | None:
-    """'chw' or 'hwc' for 3-dim observations (channels: a dim of 1, 3 or 4 at one end), None for vectors."""
-    if len(obs_shape) != 3:
-        return None
-    return "hwc" if obs_shape[-1] in (1, 3, 4) and obs_shape[0] not in (1, 3, 4) else "chw"
-
-
-class _ChannelsFirst(nn.Module):
-    def forward(self, x):
-        return x.permute(0, 3, 1, 2)
+from rlkit.numpy_mlp import MLPArrays, mean, mlp_activation
+from rlkit.ppo import explained_variance
 
 
 def rnd_network(obs_shape, hidden, out_dim: int, predictor: bool) -> nn.Sequential:
     """Target, or predictor (= the target's layers + two more hidden layers, as in the paper: it must
     be able to fit the target on the visited states). Leaky ReLU and orthogonal init sqrt(2) as there.
-    Images get the paper's conv trunk (32x8/4, 64x4/2, 64x3/1; 3x3 convs below 36 pixels); vectors an MLP."""
-    layout = image_layout(obs_shape)
-    if layout is None:
+    Images get the networks module's conv trunk (the paper's 32x8/4, 64x4/2, 64x3/1 from 36 pixels,
+    padded 3x3 convs below); vectors an MLP."""
+    if image_layout(obs_shape) is None:
         layers, width, sizes = [nn.Flatten()], int(np.prod(obs_shape)), list(hidden)
     else:
-        c, h, w = obs_shape if layout == "chw" else (obs_shape[2], obs_shape[0], obs_shape[1])
-        convs = [(32, 8, 4), (64, 4, 2), (64, 3, 1)] if min(h, w) >= 36 else [(32, 3, 1), (64, 3, 2), (64, 3, 1)]
-        layers = [_ChannelsFirst()] if layout == "hwc" else []
-        for channels, kernel, stride in convs:
-            layers += [_init(nn.Conv2d(c, channels, kernel, stride), math.sqrt(2)), nn.LeakyReLU()]
-            c = channels
-        layers.append(nn.Flatten())
-        with torch.no_grad():
-            width = nn.Sequential(*layers)(torch.zeros(1, *obs_shape)).shape[1]
-        sizes = []  # the paper's target goes straight from the convs to the output layer
+        trunk, width = conv_trunk(obs_shape, activation=nn.LeakyReLU)
+        layers, sizes = [trunk], []  # the paper's target goes straight from the convs to the output layer
     if predictor:
         sizes += [out_dim, out_dim]
     for size in sizes:
-        layers += [_init(nn.Linear(width, size), math.sqrt(2)), nn.LeakyReLU()]
+        layers += [init_layer(nn.Linear(width, size), math.sqrt(2)), nn.LeakyReLU()]
         width = size
-    layers.append(_init(nn.Linear(width, out_dim), math.sqrt(2)))
+    layers.append(init_layer(nn.Linear(width, out_dim), math.sqrt(2)))
     return nn.Sequential(*layers)
 
 
 class RND:
     """Target and predictor, the observation normaliser and the intrinsic return filter. The predictor trains in
-    the agent's Adam step (PPO.add_param_group, lr `rnd_lr`) on `predictor_loss`, as in the paper's implementation."""
+    the agent's Adam step (Agent.add_param_group, lr `rnd_lr`) on `predictor_loss`, as in the paper's implementation.
+    RNDHook wires it into the training loop."""
 
     def __init__(self, obs_shape, algo, num_envs: int, device):
         self.device, self.update_proportion = device, algo.update_proportion
@@ -119,11 +101,11 @@ class RND:
         return (self.predictor(obs) - target_features).pow(2).mean()
 
     def predictor_arrays(self) -> MLPArrays | None:
-        """numpy views of the predictor for PredictorLoss.fused (CPU, vector observations); None otherwise.
+        """numpy views of the predictor for PredictorLoss.numpy_gradient (CPU, vector observations); None otherwise.
         Built on first use: its gradient buffer exists once the predictor joined the agent's Adam."""
         if not hasattr(self, "_arrays"):
-            cpu_mlp = torch.device(self.device).type == "cpu" and is_mlp(self.predictor)
-            self._arrays = MLPArrays(self.predictor, "leaky_relu") if cpu_mlp else None
+            cpu_mlp = torch.device(self.device).type == "cpu" and mlp_activation(self.predictor) is not None
+            self._arrays = MLPArrays(self.predictor) if cpu_mlp else None
         return self._arrays
 
     def stats(self) -> dict:
@@ -146,7 +128,7 @@ class RND:
 class PredictorLoss:
     """RND's loss term in PPO's minibatch step: the predictor's error on the minibatch's share (RND.sample)
     of the rollout's normalised s_{t+1} and their target features. Called by PPO.update on each minibatch,
-    through autograd (__call__) or, on the CPU with vector observations, written out (fused)."""
+    through autograd (__call__) or, on the CPU with vector observations, written out (numpy_gradient)."""
 
     def __init__(self, rnd: RND, obs: torch.Tensor, target_features: torch.Tensor):
         self.rnd, self.obs, self.targets = rnd, obs, target_features
@@ -159,7 +141,7 @@ class PredictorLoss:
         loss = self.rnd.predictor_loss(self.obs[sample], self.targets[sample])
         return loss, {"rnd/predictor_loss": loss}
 
-    def fused(self, idx: np.ndarray) -> dict:
+    def numpy_gradient(self, idx: np.ndarray) -> dict:
         """The same loss, mean((f^(s) - f(s))^2), its gradient written into the predictor's gradient buffer."""
         sample = self.rnd.sample(idx)
         outs = self.arrays.forward(self.obs_np[sample])
@@ -181,14 +163,108 @@ def true_next_obs(next_obs: np.ndarray, final_obs: np.ndarray, dones: np.ndarray
     return np.where(dones.reshape(-1, *[1] * (next_obs.ndim - 1)), final_obs, next_obs)
 
 
+def intrinsic_gae(x: dict, last_int_values: np.ndarray, gamma_int: float, lam: float) -> None:
+    """The intrinsic stream's GAE: non-episodic (dones=None), so the return runs on into the next episode,
+    as in the paper -> x["int_advantages"], x["int_returns"] (x: RolloutMemory.extra)."""
+    x["int_advantages"], x["int_returns"] = compute_gae(x["int_rewards"], x["int_values"], last_int_values,
+                                                        None, gamma_int, lam)
+
+
 def two_head_gae(mem, last_values: np.ndarray, gamma: float, gamma_int: float, lam: float) -> None:
     """GAE for both value heads; last_values is [num_envs, 2] (extrinsic, intrinsic).
-
-    Extrinsic: episodic, truncation bootstrapped (RolloutMemory.compute_returns) -> mem.advantages, mem.returns.
-    Intrinsic: non-episodic (dones=None), so the return runs on into the next episode, as in the paper
-    -> mem.extra["int_advantages"], mem.extra["int_returns"].
-    """
+    Extrinsic: episodic, truncation bootstrapped (RolloutMemory.compute_returns) -> mem.advantages, mem.returns."""
     mem.compute_returns(last_values[:, 0], gamma, lam)
-    x = mem.extra
-    x["int_advantages"], x["int_returns"] = compute_gae(x["int_rewards"], x["int_values"], last_values[:, 1],
-                                                        None, gamma_int, lam)
+    intrinsic_gae(mem.extra, last_values[:, 1], gamma_int, lam)
+
+
+class RNDHook:
+    """RND in the training loop (the RolloutHook contract, rlkit.agent): it keeps each step's s_{t+1} and
+    intrinsic value, turns a rollout into intrinsic rewards, a second GAE and the combined advantage, trains
+    the predictor in the agent's minibatch steps, and logs its metrics."""
+
+    name, value_heads = "rnd", 1
+
+    @staticmethod
+    def enabled(cfg) -> bool:
+        return cfg.algo.use_RND
+
+    def __init__(self, cfg, obs_shape, num_envs: int, device, train_every: int, value_head: int):
+        self.cfg, self.obs_shape, self.device = cfg, tuple(obs_shape), device
+        self.train_every, self.head = train_every, value_head
+        self.rnd = RND(obs_shape, cfg.algo, num_envs, device)
+
+    def attach(self, agent, memory) -> None:
+        agent.add_param_group(self.rnd.predictor.parameters(), self.cfg.algo.rnd_lr)
+        shape = (memory.rollout_len, memory.num_envs)
+        for name in MEMORY_FIELDS:
+            memory.extra[name] = np.zeros(shape, np.float32)
+        # raw s_{t+1}: the intrinsic reward and the predictor's data, computed once per rollout
+        memory.extra["next_obs"] = np.zeros((*shape, *self.obs_shape), np.float32)
+
+    def on_step(self, memory, next_obs, final_obs, dones, values) -> None:
+        """Keep s_{t+1} and the intrinsic value; in the random warm-up (values None) feed s_{t+1} to the RND
+        normaliser instead: it warms up there, as in the paper."""
+        s_next = true_next_obs(next_obs, final_obs, dones)
+        if values is None:
+            self.rnd.obs_norm.update(s_next)
+            return
+        memory.extra["next_obs"][memory.pos] = s_next
+        memory.extra["int_values"][memory.pos] = values[:, self.head]
+
+    def exploring(self, counter) -> bool:
+        """The phase at this policy step optimises the intrinsic reward alone: its whole rollout lies within
+        the first exploration_steps policy steps."""
+        return counter.policy_step <= self.cfg.exploration_steps
+
+    def extend_batch(self, batch: dict, memory, last_values, counter):
+        """The intrinsic GAE, the combined advantage, the intrinsic head's returns and values, the predictor's
+        loss term and the phase's RND metrics."""
+        a, x = self.cfg.algo, memory.extra
+        x["int_rewards_raw"], x["int_rewards"] = self.rnd.intrinsic_rewards(x["next_obs"])
+        intrinsic_gae(x, last_values[:, self.head], a.gamma_int, a.GAE_lambda)
+        exploring = self.exploring(counter)
+        int_coef = 1.0 if a.beta is None else a.beta
+        if exploring:  # intrinsic reward alone; its weight is 1 so that beta 0 ("explore, then task only") explores
+            advantages = x["int_advantages"]
+        else:
+            advantages = a.ext_coef * memory.advantages + int_coef * x["int_advantages"]
+
+        def flat(array):
+            return torch.as_tensor(array.reshape(-1, *array.shape[2:]), device=self.device)
+
+        assert batch["returns"].shape[1] == self.head  # the heads before this one are in the batch already
+        batch["advantages"] = flat(advantages)
+        batch["returns"] = torch.cat([batch["returns"], flat(x["int_returns"])[:, None]], 1)
+        batch["values"] = torch.cat([batch["values"], flat(x["int_values"])[:, None]], 1)
+        rnd_obs = flat(self.rnd.obs_norm(x["next_obs"]))  # the predictor learns on this rollout's s_{t+1}
+        predictor_loss = PredictorLoss(self.rnd, rnd_obs, self.rnd.target_features(rnd_obs))
+        stats = {"rnd/exploring": float(exploring),
+                 "rnd/intrinsic_reward": x["int_rewards_raw"].mean(), "rnd/intrinsic_reward_norm": x["int_rewards"].mean(),
+                 "value/extrinsic": memory.values.mean(), "value/intrinsic": x["int_values"].mean(),
+                 "return/extrinsic": memory.returns.mean(), "return/intrinsic": x["int_returns"].mean(),
+                 "ppo/explained_variance_int": explained_variance(batch["values"][:, self.head],
+                                                                  batch["returns"][:, self.head]),
+                 **self.rnd.stats()}
+        # the first phase after the switch (phases are train_every apart; update 0 has no earlier phase)
+        previous = counter.policy_step - self.train_every
+        if self.cfg.exploration_steps > 0 and not exploring and (counter.update == 0 or previous <= self.cfg.exploration_steps):
+            stats["rnd/phase_switch"] = 1.0
+        return [predictor_loss], stats
+
+    def modules(self) -> list:
+        return [self.rnd.target, self.rnd.predictor]
+
+    def running_stats(self) -> list:
+        return [self.rnd.obs_norm.rms, self.rnd.return_filter.rms]
+
+    def state_dict(self) -> dict:
+        return self.rnd.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rnd.load_state_dict(state)
+
+    @staticmethod
+    def replicated(state: dict) -> dict:
+        """Networks and statistics; not the per-env intrinsic returns (each rank's own envs). The predictor's
+        Adam state is in the agent's."""
+        return {**{k: state[k] for k in ("target", "predictor", "obs_norm")}, "return_filter": state["return_filter"]["rms"]}

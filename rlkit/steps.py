@@ -1,4 +1,4 @@
-"""Step counters with the seed document's semantics (DESIGN §2).
+"""Step counters with the semantics of docs/design.md, "Steps".
 
 W ranks, each with T threads owning E envs. One iteration = every env takes one action:
   policy_step   += W*T*E              actions chosen by the policy

@@ -16,23 +16,24 @@ import torch
 
 from rlkit.checkpoint import load_checkpoint, save_checkpoint
 from rlkit.config import Config, ConfigError, load_config
-from rlkit.distributed import (GradientAverager, broadcast_parameters, check_replicas, digest, gather_to_rank0,
-                               merge_moments, process_group, rank_seed)
-from rlkit.envs import EpisodeStats, make_env, probe_env, resolve_env_fields
+from rlkit.agent import HOOKS, agent_class, load, make_hooks
+from rlkit.distributed import check_replicas, digest, gather_to_rank0, process_group, rank_seed, replicate
+from rlkit.envs import Episodes, make_env, probe_env, resolve_env_fields
 from rlkit.evaluate import Evaluator
 from rlkit.memory import RolloutMemory
 from rlkit.metrics import MetricsWriter
 from rlkit.normalize import ObsNormalizer, ReturnFilter
-from rlkit.policies import ActionScaler
-from rlkit.ppo import PPO
-from rlkit.rnd import MEMORY_FIELDS, RND, PredictorLoss, true_next_obs, two_head_gae
 from rlkit.rundir import default_run_dir, git_commit, prepare, versions, write_status
 from rlkit.steps import StepCounter, crossed, make_schedule
 from rlkit.vector import make_vector
 
 
-def train(config, run_dir=None, *, overrides=None, resume=False, force=False, progress=True, callbacks=()) -> Path:
+def train(config, run_dir=None, *, overrides=None, resume=False, force=False, progress=True, callbacks=(),
+          actor=None, critic=None, loss=None) -> Path:
     """Train one run; returns its directory (config.yaml, metrics.csv, status.json, checkpoint.pt).
+
+    actor, critic: your own nn.Modules in place of the networks algo.network builds (the forward contract
+    is in rlkit.networks); loss: your own PPO loss (rlkit.ppo.PPOLoss says how). None: the built-in ones.
 
     Launched by torchrun (WORLD_SIZE > 1), every rank calls this: rank 0 alone decides about and writes the
     run directory (the others wait for its decision), logs, evaluates and calls the callbacks."""
@@ -41,7 +42,7 @@ def train(config, run_dir=None, *, overrides=None, resume=False, force=False, pr
     with process_group(cfg.device) as ranks:
         resuming = ranks.on_rank0(lambda: prepare(run_dir, resume, force))
         trainer = Trainer(cfg, run_dir, progress=progress and ranks.rank == 0, callbacks=callbacks,
-                          rank=ranks.rank, world_size=ranks.world_size)
+                          rank=ranks.rank, world_size=ranks.world_size, actor=actor, critic=critic, loss=loss)
         try:
             if resuming:  # after Trainer(): the saved config.yaml is compared with the resolved config
                 trainer.restore(ranks.on_rank0(lambda: _resume_state(run_dir, cfg)))
@@ -89,83 +90,47 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, run_dir: Path, progress=True, callbacks=(), rank=0, world_size=1):
+    def __init__(self, cfg: Config, run_dir: Path, progress=True, callbacks=(), rank=0, world_size=1,
+                 actor=None, critic=None, loss=None):
         self.cfg, self.run_dir, self.callbacks = cfg, Path(run_dir), list(callbacks)
         self.rank, self.world_size = rank, world_size
-        self.device = resolve_device(cfg.device)
-        if world_size > 1 and self.device.type == "cuda":  # rank r on cuda:LOCAL_RANK (rlkit.distributed)
-            self.device = torch.device("cuda", torch.cuda.current_device())
-        if cfg.torch_threads:  # torch's intra-op threads and numpy's BLAS threads (rlkit/fused.py's products) alike
-            torch.set_num_threads(cfg.torch_threads)
-            threadpoolctl.threadpool_limits(cfg.torch_threads, user_api="blas")
-        torch.manual_seed(cfg.seed)  # initial weights; with several ranks rank 0's are broadcast anyway
-        seed = rank_seed(cfg.seed, rank)  # each rank its own random streams; rank 0's are those of a one-rank run
-        self.rng = np.random.default_rng(seed)  # minibatch shuffles, random warm-up actions
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)  # action sampling
+        self.device, self.rng, self.generator = _torch_setup(cfg, rank, world_size)
 
-        # Spaces -> the seed's inferred parameters (has_continuous, action_dim, observ_dim, action_scaling)
-        self.info = info = probe_env(cfg.env)  # one env built, reset and stepped: bad env config fails here
-        resolve_env_fields(cfg, info)
+        info = probe_env(cfg.env)  # one env built, reset and stepped: the spaces; a bad env config fails here
+        obs_space, action_space = info.obs_space, info.action_space
+        resolve_env_fields(cfg, info)  # the inferred algo fields (action_dim, observ_dim, ...)
 
-        p = cfg.parallel
+        p, n = cfg.parallel, cfg.num_envs
         self.counter = StepCounter(world_size, p.num_threads, p.envs_per_thread, cfg.env.action_repeat,
                                    info.frames_per_step)
         self.schedule = make_schedule(cfg, world_size)
-        env_fn = functools.partial(make_env, cfg.env)
-        n = cfg.num_envs
-        seeds = [cfg.seed * 100_003 + rank * n + i for i in range(n)]  # ranks and envs seeded apart
-        # auto keeps torch's and BLAS's threads off one core: threads created later inherit the caller's core
-        one_core = p.one_core if p.one_core != "auto" or cfg.torch_threads == 1 else False
-        self.envs = make_vector(p.backend, [env_fn] * n, seeds, info.obs_shape, not info.has_continuous,
-                                p.num_threads, one_core, info.obs_dtype)
-        self.evaluator = Evaluator(env_fn, cfg.eval.episodes, 2**30 + cfg.seed * 1_000, info.obs_shape,
-                                   not info.has_continuous, info.obs_dtype, info.true_returns) \
-            if cfg.eval.every > 0 and rank == 0 else None
-        self.scale_actions = ActionScaler(info.action_low, info.action_high) if info.has_continuous else None
-
+        self.envs, self.evaluator = _make_envs(cfg, info, rank)
         self.obs_norm = ObsNormalizer(info.obs_shape, enabled=cfg.algo.normalize_obs)
         self.reward_filter = ReturnFilter(n, cfg.algo.gamma) if cfg.algo.normalize_reward else None
-        use_rnd = cfg.algo.use_RND
-        self.agent = PPO(cfg.algo, info.observ_dim, self.device, value_heads=2 if use_rnd else 1)
-        # RND: None when off, so plain PPO pays one `is None` test per iteration and nothing else
-        self.rnd = RND(info.obs_shape, cfg.algo, n, self.device) if use_rnd else None
-        if use_rnd:
-            self.agent.add_param_group(self.rnd.predictor.parameters(), cfg.algo.rnd_lr)
-        action_shape = (info.action_dim,) if info.has_continuous else ()
-        self.memory = RolloutMemory(self.schedule.rollout_len, n, info.obs_shape, action_shape,
-                                    extra_fields=MEMORY_FIELDS if use_rnd else (), obs_dtype=info.obs_dtype)
-        if use_rnd:  # raw s_{t+1}: the intrinsic reward and the predictor's data, computed once per rollout
-            self.memory.extra["next_obs"] = np.zeros((self.schedule.rollout_len, n, *info.obs_shape), info.obs_dtype)
+
+        # the parts: hooks (RND) ride along the rollout; the agent acts and learns
+        self.hooks = make_hooks(cfg, info.obs_shape, n, self.device, self.schedule.train_every)
+        heads = 1 + sum(hook.value_heads for hook in self.hooks)
+        self.agent = agent_class(cfg.algo.name)(cfg.algo, obs_space, action_space, self.device, value_heads=heads,
+                                                actor=actor, critic=critic, loss=loss)
+        action_shape = info.action_shape
+        self.memory = RolloutMemory(self.schedule.rollout_len, n, info.obs_shape, action_shape, obs_dtype=info.obs_dtype)
+        for hook in self.hooks:
+            hook.attach(self.agent, self.memory)
 
         self.obs = self.envs.reset()
-        self.episodes = EpisodeStats(n, info.true_returns)  # episode/return is the game's score (rlkit/envs.py)
+        self.episodes = Episodes(n, info.true_returns)  # episode/return: the game's score (rlkit/envs.py)
         self.wall_offset = 0.0  # wall time of earlier sessions of a resumed run
         self.last = {"log": 0, "eval": 0, "checkpoint": 0}
         self.metrics = MetricsWriter(self.run_dir / "metrics.csv") if rank == 0 else None  # rank 0 writes
         self.progress = _progress_bar(cfg.total_steps) if progress else None
-        self.last_return = float("nan")
         if world_size > 1:
             self._join_ranks()
 
     def _join_ranks(self) -> None:
-        """Several ranks (data-parallel): one model, replicated. Every rank starts from rank 0's weights and
-        applies the same update, its gradients averaged over the ranks before clipping and the step.
-
-        Running statistics (observation normalisers, the reward filters' return std) are updated with the
-        moments of every rank's batch, so all ranks normalise identically: the policy sees the same input
-        scaling on every rank, the statistics are those one process with all W*T*E envs would compute, and
-        the one normaliser in the checkpoint is right for every rank. The price is one small all-gather per
-        statistic update (per iteration; RND's per rollout), and only when that normaliser is on (plain PPO has none)."""
-        W, nets = self.world_size, [self.agent.actor, self.agent.critic]
-        if self.rnd is not None:  # the predictor trains in the agent's Adam step: its gradients are averaged with theirs
-            nets.append(self.rnd.predictor)
-        broadcast_parameters(*nets, *([self.rnd.target] if self.rnd else []))
-        self.agent.average_gradients = GradientAverager([p for net in nets for p in net.parameters()], W)
+        """Several ranks (data-parallel): one model, replicated (rlkit.distributed.replicate)."""
         stats = [self.obs_norm.rms] + ([self.reward_filter.rms] if self.reward_filter else [])
-        if self.rnd is not None:
-            stats += [self.rnd.obs_norm.rms, self.rnd.return_filter.rms]
-        for rms in stats:
-            rms.sync = merge_moments
+        replicate(self.world_size, self.agent, self.hooks, stats)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
@@ -196,115 +161,58 @@ class Trainer:
 
     def collect_iteration(self) -> None:
         """Every env takes one action: a batched forward for all of them, then the vector step."""
-        c, mem = self.counter, self.memory
+        c, mem, agent = self.counter, self.memory, self.agent
         obs_in = self.obs_norm(self.obs)
         random_phase = self.schedule.random_actions(c)
         if random_phase:  # learning_starts: random actions warm up the normalisers; the steps count
-            actions = self._random_actions()
+            actions, values = agent.random_actions(self.cfg.num_envs, self.rng), None
         else:
-            actions, logprobs, values = self.agent.act(obs_in, self.generator)
+            actions, logprobs, values = agent.act(obs_in, self.generator)
             mem.obs[mem.pos] = obs_in  # copied now: the vector overwrites its obs buffer in step()
-        env_actions = self.scale_actions(actions) if self.scale_actions else actions
-        next_obs, rewards, terminated, truncated, final_obs = self.envs.step(env_actions)
+        next_obs, rewards, terminated, truncated, final_obs = self.envs.step(agent.env_actions(actions))
         c.step_iteration()
         dones = terminated | truncated
-        for row in self.episodes.update(rewards, dones, self.envs.arrays["true_return"]):
-            self.last_return = float(row.get("episode/return", self.last_return))
-            self.log(row)
+        for episode in self.episodes.step(rewards, dones, self.envs.arrays["true_return"]):  # logged at the policy step the episode ends
+            self.log(episode)
         self.obs_norm.update(next_obs)
-        if self.rnd is not None:  # the RND normaliser warms up in the random phase too; -> extrinsic values
-            values = self._rnd_collect(next_obs, final_obs, dones, None if random_phase else values)
+        for hook in self.hooks:
+            hook.on_step(mem, next_obs, final_obs, dones, values)
         if not random_phase:
             t = mem.pos
-            mem.actions[t], mem.logprobs[t], mem.values[t] = actions, logprobs, values
+            mem.actions[t], mem.logprobs[t], mem.values[t] = actions, logprobs, values[:, 0]
             mem.rewards[t] = self.reward_filter(rewards, dones) if self.reward_filter else rewards
             mem.dones[t], mem.truncated[t] = dones, truncated
             mem.final_values[t] = 0.0
             if truncated.any():  # time limit: bootstrap from the true last observation
-                final_values = self.agent.value(self.obs_norm(final_obs[truncated]))
-                mem.final_values[t, truncated] = final_values if self.rnd is None else final_values[:, 0]
+                mem.final_values[t, truncated] = agent.value(self.obs_norm(final_obs[truncated]))[:, 0]
             mem.pos += 1
         self.obs = next_obs
 
     def train_phase(self) -> None:
         c, cfg, mem = self.counter, self.cfg, self.memory
-        last_values = self.agent.value(self.obs_norm(self.obs))
-        if self.rnd is None:
-            mem.compute_returns(last_values, cfg.algo.gamma, cfg.algo.GAE_lambda)
-            batch, aux, rnd_stats = mem.batch(self.device), None, {}
-        else:
-            batch, aux, rnd_stats = self._rnd_batch(last_values)
+        last_values = self.agent.value(self.obs_norm(self.obs))  # [N, heads]
+        mem.compute_returns(last_values[:, 0], cfg.algo.gamma, cfg.algo.GAE_lambda)
+        batch = mem.batch(self.device)
+        batch["returns"], batch["values"] = batch["returns"][:, None], batch["values"][:, None]  # [N, heads]
+        extra_losses, hook_stats = [], {}
+        for hook in self.hooks:
+            losses, stats = hook.extend_batch(batch, mem, last_values, c)
+            extra_losses += losses
+            hook_stats.update(stats)
         if cfg.algo.anneal_lr:
             self.agent.set_lr_fraction(max(0.0, 1.0 - c.policy_step / cfg.total_steps))
         n_updates = self.schedule.gradient_steps_for(c)
-        stats = self.agent.update(batch, n_updates, self.rng, aux)
+        stats = self.agent.update(batch, n_updates, self.rng, extra_losses)
         c.step_gradient(n_updates)
         c.step_update()
         mem.pos = 0
         stats["steps/replay_ratio"] = c.replay_ratio
-        self.log({**stats, **rnd_stats})
-
-    # ------------------------------------------------------------------ RND (Burda et al., 2018; rlkit/rnd.py)
-    def _rnd_collect(self, next_obs, final_obs, dones, values):
-        """Keep s_{t+1} for the intrinsic reward (computed per rollout in _rnd_batch) and the intrinsic value;
-        in the random warm-up phase (values None) feed s_{t+1} to the RND normaliser. Returns the extrinsic values."""
-        s_next = true_next_obs(next_obs, final_obs, dones)
-        if values is None:
-            self.rnd.obs_norm.update(s_next)
-            return None
-        self.memory.extra["next_obs"][self.memory.pos] = s_next
-        self.memory.extra["int_values"][self.memory.pos] = values[:, 1]
-        return values[:, 0]
-
-    def exploring(self) -> bool:
-        """The phase at this policy step optimises the intrinsic reward alone: its whole rollout lies within
-        the first exploration_steps policy steps."""
-        return self.counter.policy_step <= self.cfg.exploration_steps
-
-    def _rnd_batch(self, last_values):
-        """Two GAE passes, the combined advantage, the predictor's data and the phase's RND metrics."""
-        cfg, a, c, mem, x = self.cfg, self.cfg.algo, self.counter, self.memory, self.memory.extra
-        x["int_rewards_raw"], x["int_rewards"] = self.rnd.intrinsic_rewards(x["next_obs"])
-        two_head_gae(mem, last_values, a.gamma, a.gamma_int, a.GAE_lambda)
-        exploring = self.exploring()
-        int_coef = 1.0 if a.beta is None else a.beta
-        if exploring:  # intrinsic reward alone; its weight is 1 so that beta 0 ("explore, then task only") explores
-            advantages = x["int_advantages"]
-        else:
-            advantages = a.ext_coef * mem.advantages + int_coef * x["int_advantages"]
-
-        def flat(array):
-            return torch.as_tensor(array.reshape(-1, *array.shape[2:]), device=self.device)
-
-        batch = mem.batch(self.device, fields=("obs", "actions", "logprobs"))
-        batch["advantages"] = flat(advantages)
-        batch["returns"] = flat(np.stack([mem.returns, x["int_returns"]], -1))
-        batch["values"] = flat(np.stack([mem.values, x["int_values"]], -1))
-        rnd_obs = flat(self.rnd.obs_norm(x["next_obs"]))  # the predictor learns on this rollout's s_{t+1}
-        rnd_targets = self.rnd.target_features(rnd_obs)
-        aux = PredictorLoss(self.rnd, rnd_obs, rnd_targets)  # the predictor trains in PPO's minibatch steps
-        stats = {"rnd/exploring": float(exploring),
-                 "rnd/intrinsic_reward": x["int_rewards_raw"].mean(), "rnd/intrinsic_reward_norm": x["int_rewards"].mean(),
-                 "value/extrinsic": mem.values.mean(), "value/intrinsic": x["int_values"].mean(),
-                 "return/extrinsic": mem.returns.mean(), "return/intrinsic": x["int_returns"].mean(),
-                 **self.rnd.stats()}
-        # the first phase after the switch (phases are train_every apart; update 0 has no earlier phase)
-        previous = c.policy_step - self.schedule.train_every
-        if cfg.exploration_steps > 0 and not exploring and (c.update == 0 or previous <= cfg.exploration_steps):
-            stats["rnd/phase_switch"] = 1.0
-        return batch, aux, stats
+        self.log({**stats, **hook_stats})
 
     # ------------------------------------------------------------------ helpers
-    def _random_actions(self) -> np.ndarray:
-        n, info = self.cfg.num_envs, self.info
-        if info.has_continuous:
-            return self.rng.uniform(-1, 1, (n, info.action_dim)).astype(np.float32)
-        return self.rng.integers(0, info.action_dim, n)
-
     def evaluate(self) -> None:
         def greedy(obs):
-            actions = self.agent.deterministic_action(self.obs_norm(obs))
-            return self.scale_actions(actions) if self.scale_actions else actions
+            return self.agent.env_actions(self.agent.deterministic_action(self.obs_norm(obs)))
 
         self.log(self.evaluator.run(greedy, self.cfg.env.max_episode_steps))
         self.last["eval"] = self.counter.policy_step
@@ -318,7 +226,7 @@ class Trainer:
         self.last["log"] = step
         if self.progress is not None:
             self.progress.update(step - self.progress.n)
-            self.progress.set_postfix(sps=f"{sps:,.0f}", ret=f"{self.last_return:.1f}", refresh=False)
+            self.progress.set_postfix(sps=f"{sps:,.0f}", ret=f"{self.episodes.last_return:.1f}", refresh=False)
 
     def wall_time(self) -> float:
         return self.wall_offset + time.perf_counter() - self.start
@@ -337,15 +245,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoint / resume
     def save(self) -> None:
-        """Every rank calls this. With several ranks it first checks that the replicas are identical (weights,
-        optimizers, normaliser statistics; raising on every rank if not) and gathers each rank's own state (envs, random streams, episode
-        bookkeeping) to rank 0, which alone writes the checkpoint: a resumed run continues every rank exactly."""
+        """Every rank calls this. With several ranks it first checks that the replicas are identical (raising on
+        every rank if not) and gathers each rank's own state (envs, random streams, episodes) to rank 0, which
+        alone writes the checkpoint: a resumed run continues every rank exactly."""
         local = {  # what differs between ranks
             "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
             "envs": self.envs.get_state(), "obs": self.obs.copy(),
-            **self.episodes.state_dict(),  # episode_return, episode_length
+            "episode_return": self.episodes.returns.copy(), "episode_length": self.episodes.lengths.copy(),
             "reward_filter": self.reward_filter.state_dict() if self.reward_filter else None,
-            "rnd": self.rnd.state_dict() if self.rnd else None,
+            **dict.fromkeys(HOOKS), **{hook.name: hook.state_dict() for hook in self.hooks},
         }
         state = {"agent": self.agent.state_dict(), "obs_norm": self.obs_norm.state_dict(), **local,
                  "last": dict(self.last)}
@@ -357,7 +265,7 @@ class Trainer:
         self.last["checkpoint"] = self.counter.policy_step
         if self.rank != 0:
             return
-        state.update({"counter": self.counter.state_dict(), "last_return": self.last_return,
+        state.update({"counter": self.counter.state_dict(), "last_return": self.episodes.last_return,
                       "wall_time": self.wall_time(), "metrics_rows": self.metrics.rows, "memory_pos": self.memory.pos})
         save_checkpoint(self.run_dir / "checkpoint.pt", state)
         write_status(self.run_dir, **self.counters(), **status)
@@ -372,17 +280,17 @@ class Trainer:
             state = {**state, **state["ranks"][self.rank]}
         self.agent.load_state_dict(state["agent"])
         self.obs_norm.load_state_dict(state["obs_norm"])
-        if self.reward_filter:
-            self.reward_filter.load_state_dict(state["reward_filter"])
-        if self.rnd:
-            self.rnd.load_state_dict(state["rnd"])
+        for name, part in [("reward_filter", self.reward_filter), *((hook.name, hook) for hook in self.hooks)]:
+            if part is not None:
+                part.load_state_dict(state[name])
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
         if state["envs"] is not None:
             self.envs.set_state(state["envs"])
         self.obs[:] = state["obs"]
-        self.episodes.load_state_dict(state)
-        self.last, self.last_return, self.wall_offset = dict(state["last"]), state["last_return"], state["wall_time"]
+        self.episodes.returns[:], self.episodes.lengths[:] = state["episode_return"], state["episode_length"]
+        self.episodes.last_return = state["last_return"]
+        self.last, self.wall_offset = dict(state["last"]), state["wall_time"]
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = MetricsWriter(self.run_dir / "metrics.csv", keep_rows=state["metrics_rows"])
@@ -390,13 +298,37 @@ class Trainer:
             self.progress.update(self.counter.policy_step)
 
     def close(self) -> None:
-        self.envs.close()
-        if self.evaluator:
-            self.evaluator.close()
-        if self.metrics is not None:
-            self.metrics.close()
-        if self.progress is not None:
-            self.progress.close()
+        for part in (self.envs, self.evaluator, self.metrics, self.progress):
+            if part is not None:
+                part.close()
+
+
+def _torch_setup(cfg: Config, rank: int, world_size: int):
+    """(device, numpy rng, torch generator): threads, initial-weight seed and this rank's random streams."""
+    device = resolve_device(cfg.device)
+    if world_size > 1 and device.type == "cuda":  # rank r on cuda:LOCAL_RANK (rlkit.distributed)
+        device = torch.device("cuda", torch.cuda.current_device())
+    if cfg.torch_threads:  # torch's intra-op threads and numpy's BLAS threads (rlkit/numpy_mlp.py) alike
+        torch.set_num_threads(cfg.torch_threads)
+        threadpoolctl.threadpool_limits(cfg.torch_threads, user_api="blas")
+    torch.manual_seed(cfg.seed)  # initial weights; with several ranks rank 0's are broadcast anyway
+    seed = rank_seed(cfg.seed, rank)  # each rank its own random streams; rank 0's are those of a one-rank run
+    rng = np.random.default_rng(seed)  # minibatch shuffles, random warm-up actions
+    return device, rng, torch.Generator(device=device).manual_seed(seed)  # the generator: action sampling
+
+
+def _make_envs(cfg: Config, info, rank: int):
+    """(this rank's vector of T x E envs, the evaluator on rank 0 or None)."""
+    p, n = cfg.parallel, cfg.num_envs
+    env_fn = functools.partial(make_env, cfg.env)
+    seeds = [cfg.seed * 100_003 + rank * n + i for i in range(n)]  # ranks and envs seeded apart
+    # auto keeps torch's and BLAS's threads off one core: threads created later inherit the caller's core
+    one_core = p.one_core if p.one_core != "auto" or cfg.torch_threads == 1 else False
+    envs = make_vector(p.backend, [env_fn] * n, seeds, info.obs_shape, not info.has_continuous, p.num_threads, one_core,
+                       info.obs_dtype)
+    evaluator = Evaluator(env_fn, cfg.eval.episodes, 2**30 + cfg.seed * 1_000, info.obs_shape, not info.has_continuous,
+                          info.obs_dtype, info.true_returns) if cfg.eval.every > 0 and rank == 0 else None
+    return envs, evaluator
 
 
 def replica_digest(state: dict) -> str:
@@ -405,10 +337,9 @@ def replica_digest(state: dict) -> str:
     shared = {"agent": state["agent"], "obs_norm": state["obs_norm"]}
     if state["reward_filter"] is not None:
         shared["reward_filter"] = state["reward_filter"]["rms"]
-    if state["rnd"] is not None:
-        rnd = state["rnd"]
-        shared["rnd"] = {**{k: rnd[k] for k in ("target", "predictor", "obs_norm")},  # its Adam state is in "agent"
-                         "return_filter": rnd["return_filter"]["rms"]}
+    for name, entry in HOOKS.items():
+        if state.get(name) is not None:
+            shared[name] = load(entry).replicated(state[name])
     return digest(shared)
 
 

@@ -5,7 +5,7 @@ Every backend steps N envs with auto-reset in the same step: after `step(actions
 the true last observation of an ended episode, which truncation bootstrapping needs.
 
 - SerialEnvs: a loop in the calling thread.
-- ThreadedEnvs (DESIGN §3): the calling thread and T-1 persistent worker threads step T slices
+- ThreadedEnvs (docs/design.md, "Threads"): the calling thread and T-1 persistent worker threads step T slices
   of E envs, each slice claimed by one thread per iteration and written only to its own rows of
   shared preallocated arrays; inference stays batched in the caller, so threads never run the
   model and never fight over the GIL with many small torch calls. When the envs mostly wait, all

@@ -10,7 +10,7 @@ from gymnasium import spaces as gs
 
 from rlkit import envs as rlkit_envs
 from rlkit.config import ConfigError, EnvConfig, load_config
-from rlkit.envs import EpisodeStats, inspect_env, make_env, probe_env
+from rlkit.envs import Episodes, inspect_env, make_env, probe_env
 from rlkit.memory import RolloutMemory
 from rlkit.spaces import PackLayout
 from rlkit.steps import StepCounter
@@ -302,16 +302,16 @@ def test_vectors_report_the_game_score_when_the_game_ends(backend):
 
 
 def test_episode_stats_log_true_and_training_returns():
-    stats = EpisodeStats(1, true_returns=True)
+    stats = Episodes(1, true_returns=True)
     rows = []
     for t in range(1, 13):
         done = np.array([t % 4 == 0])
         true = np.array([60.0 if t == 12 else np.nan])
-        rows += stats.update(np.array([1.0]), done, true)
+        rows += stats.step(np.array([1.0]), done, true)
     assert rows[:2] == [{"episode/return_train": 4.0}] * 2
     assert rows[2] == {"episode/return_train": 4.0, "episode/return": 60.0, "episode/length": 12}
-    plain = EpisodeStats(1, true_returns=False)
-    assert plain.update(np.array([2.0]), np.array([True]), np.array([np.nan])) == [
+    plain = Episodes(1, true_returns=False)
+    assert plain.step(np.array([2.0]), np.array([True]), np.array([np.nan])) == [
         {"episode/return": 2.0, "episode/length": 1}]
 
 

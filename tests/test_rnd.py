@@ -103,7 +103,7 @@ def test_predictor_trains_on_update_proportion_of_each_minibatch():
 
 def test_predictor_loss_written_out_equals_autograd():
     """On the CPU with vector observations the predictor's loss and gradient are computed in numpy
-    (PredictorLoss.fused) inside PPO's numpy step; they must be autograd's."""
+    (PredictorLoss.numpy_gradient) inside PPO's numpy step; they must be autograd's."""
     torch.manual_seed(0)
     rnd = RND((6,), AlgoConfig(update_proportion=0.25), num_envs=1, device="cpu")
     group = FlatAdam().add_param_group(rnd.predictor.parameters(), 1e-4)  # as the agent's Adam packs it
@@ -114,7 +114,7 @@ def test_predictor_loss_written_out_equals_autograd():
     expected_loss.backward()
     expected = group["grad"].clone()
     group["grad"].fill_(float("nan"))  # the written-out gradient overwrites every element
-    got = loss_term.fused(idx)
+    got = loss_term.numpy_gradient(idx)
     assert got["rnd/predictor_loss"] == pytest.approx(expected_loss.item(), rel=1e-5)
     torch.testing.assert_close(group["grad"], expected, rtol=1e-4, atol=1e-7)
     assert expected.abs().sum() > 0

@@ -1,19 +1,26 @@
-"""The numpy actor-critic (rlkit/fused.py) against the torch modules and autograd on the same weights."""
+"""The numpy actor-critic (rlkit/numpy_mlp.py) against the torch modules and autograd on the same weights,
+and the guard that keeps the written-out gradient from ever training a loss it is not a copy of."""
 import itertools
+import logging
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from rlkit.config import load_config
-from rlkit.ppo import PPO
+from rlkit.numpy_mlp import ppo_gradient
+from rlkit.ppo import PPO, PPOLoss
+
+OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
 
 
-def make_agent(continuous=False, **algo):
-    algo = {"action_dim": 3 if continuous else 4, "observ_dim": 5, "has_continuous": continuous,
-            "hidden_sizes": [16, 8], "log_std_init": -0.3, **algo}
+def make_agent(continuous=False, value_heads=1, loss=None, **algo):
+    algo = {"hidden_sizes": [16, 8], "log_std_init": -0.3, **algo}
     torch.manual_seed(0)
-    return PPO(load_config({"env": {"id": "CartPole-v1"}, "algo": algo}).algo, 5, torch.device("cpu"))
+    action_space = gym.spaces.Box(-1, 1, (3,)) if continuous else gym.spaces.Discrete(4)
+    return PPO(load_config({"env": {"id": "CartPole-v1"}, "algo": algo}).algo, OBS_SPACE, action_space,
+               torch.device("cpu"), value_heads=value_heads, loss=loss)
 
 
 def make_batch(agent, rows=64, heads=1):
@@ -22,7 +29,7 @@ def make_batch(agent, rows=64, heads=1):
     g = torch.Generator().manual_seed(1)
     obs = torch.randn(rows, 5, generator=g)
     actions, logprobs, values = agent.act(obs.numpy(), g)
-    shape = (rows,) if heads == 1 else (rows, heads)
+    shape = (rows, heads)
     return {"obs": obs, "actions": torch.as_tensor(actions, dtype=torch.float32),
             "logprobs": torch.as_tensor(logprobs) + torch.rand(rows, generator=g) - 0.5,
             "advantages": torch.randn(rows, generator=g), "returns": torch.randn(shape, generator=g),
@@ -43,13 +50,13 @@ def test_fused_step_equals_autograd(continuous, activation, clip_vloss, ent_coef
     batch = make_batch(agent)
     idx = np.random.default_rng(0).permutation(64)[:48]
 
-    expected = agent._autograd_step(batch, torch.as_tensor(idx), aux=None)
+    expected = agent._autograd_step(batch, torch.as_tensor(idx), ())
     expected_grad = gradients(agent)
     arrays = {k: v.numpy() for k, v in batch.items()}
     if not continuous:
         arrays["actions"] = arrays["actions"].astype(np.int64)
     agent.optimizer.zero_grad()
-    got = agent.arrays.ppo_step(agent.cfg, arrays, idx)
+    got = ppo_gradient(agent.numpy, agent.cfg, arrays, idx)
 
     assert 0 < expected["ppo/clipfrac"] < 1  # the clipped branch is exercised
     torch.testing.assert_close(gradients(agent), expected_grad, rtol=1e-4, atol=1e-6)
@@ -60,23 +67,16 @@ def test_fused_step_equals_autograd(continuous, activation, clip_vloss, ent_coef
 
 def test_fused_step_two_value_heads():
     """RND's critic shape (extrinsic, intrinsic): the value loss is summed over the heads."""
-    agent = _with_two_heads()
+    agent = make_agent(value_heads=2)
     batch = make_batch(agent, heads=2)
     idx = np.arange(64)
-    expected = agent._autograd_step(batch, torch.as_tensor(idx), aux=None)
+    expected = agent._autograd_step(batch, torch.as_tensor(idx), ())
     expected_grad = gradients(agent)
     arrays = {k: v.numpy() for k, v in batch.items()}
     arrays["actions"] = arrays["actions"].astype(np.int64)
-    got = agent.arrays.ppo_step(agent.cfg, arrays, idx)
+    got = ppo_gradient(agent.numpy, agent.cfg, arrays, idx)
     torch.testing.assert_close(gradients(agent), expected_grad, rtol=1e-4, atol=1e-6)
     assert float(got["loss/value"]) == pytest.approx(float(expected["loss/value"]), rel=1e-5)
-
-
-def _with_two_heads():
-    torch.manual_seed(0)
-    cfg = load_config({"env": {"id": "CartPole-v1"}, "algo": {"action_dim": 4, "observ_dim": 5,
-                                                               "has_continuous": False, "hidden_sizes": [16, 8]}})
-    return PPO(cfg.algo, 5, torch.device("cpu"), value_heads=2)
 
 
 @pytest.mark.parametrize("continuous", [False, True])
@@ -107,14 +107,65 @@ def test_update_paths_agree():
     Adam, and the all-torch path that other devices (CUDA) take end on the same weights."""
     results = []
     for path in ("fused", "autograd", "torch"):
-        agent = make_agent(fused_update=path == "fused", mini_batch_size=32, clip_vloss=True, ent_coef=0.01)
+        agent = make_agent(numpy_gradient=path == "fused", mini_batch_size=32, clip_vloss=True, ent_coef=0.01)
         batch = make_batch(agent)
         if path == "torch":  # what PPO does off the CPU: torch modules and FlatAdam's torch branch
-            agent.arrays, agent.optimizer.use_numpy = None, False
+            agent.numpy, agent.numpy_gradient, agent.optimizer.use_numpy = None, False, False
         stats = agent.update(batch, 20, np.random.default_rng(0))
+        stats.pop("ppo/numpy_gradient", None)  # which path ran, by construction different
         results.append((torch.cat([g["weights"].clone() for g in agent.optimizer.param_groups]), stats))
     start = torch.cat([g["weights"] for g in make_agent().optimizer.param_groups])
     assert not torch.allclose(results[0][0], start, atol=1e-4)  # the weights moved
     for weights, stats in results[1:]:
         torch.testing.assert_close(weights, results[0][0], rtol=1e-4, atol=1e-5)
         assert stats == pytest.approx(results[0][1], rel=1e-3, abs=1e-5)
+
+
+class NoValueLoss(PPOLoss):
+    """An edit of the loss in one place: the critic's term is dropped."""
+
+    def value_loss(self, new_values, returns, old_values):
+        return 0.0 * new_values.sum()
+
+
+def _weights(module):
+    return torch.cat([p.detach().clone().reshape(-1) for p in module.parameters()])
+
+
+def test_a_subclassed_loss_trains_through_autograd_on_the_cpu():
+    """No flag: a loss that is not PPOLoss itself never takes the written-out gradient."""
+    agent = make_agent(loss=NoValueLoss)
+    assert agent.numpy is not None and not agent.numpy_gradient  # numpy still samples for the collector
+    critic_before, actor_before = _weights(agent.critic), _weights(agent.actor)
+    stats = agent.update(make_batch(agent), 10, np.random.default_rng(0))
+    assert torch.equal(_weights(agent.critic), critic_before)  # the edit took effect: the critic has no loss
+    assert not torch.allclose(_weights(agent.actor), actor_before)
+    assert stats["ppo/numpy_gradient"] == 0.0 and stats["loss/value"] == 0.0
+
+
+def test_the_built_in_loss_is_checked_once_and_keeps_numpy(caplog):
+    agent = make_agent()
+    with caplog.at_level(logging.WARNING, logger="rlkit.ppo"):
+        stats = agent.update(make_batch(agent), 4, np.random.default_rng(0))
+    assert agent.gradient_checked and agent.numpy_gradient and stats["ppo/numpy_gradient"] == 1.0
+    assert not caplog.records
+
+
+def test_an_edited_loss_that_the_numpy_copy_misses_falls_back_to_autograd(monkeypatch, caplog):
+    """The built-in class edited in place (its value term scaled): the written-out gradient now disagrees with
+    the loss. The first minibatch's check finds it, trains that step and the rest of the run through autograd,
+    and says so in one line."""
+    original = PPOLoss.value_loss
+    monkeypatch.setattr(PPOLoss, "value_loss", lambda self, *args: 3.0 * original(self, *args))
+    reference = make_agent(numpy_gradient=False)  # autograd throughout, the edited loss as written
+    agent = make_agent()
+    assert agent.numpy_gradient  # PPOLoss itself: eligible until checked
+    with caplog.at_level(logging.WARNING, logger="rlkit.ppo"):
+        stats = agent.update(make_batch(agent), 6, np.random.default_rng(0))
+    expected = reference.update(make_batch(reference), 6, np.random.default_rng(0))
+    assert not agent.numpy_gradient and stats["ppo/numpy_gradient"] == 0.0
+    assert len(caplog.records) == 1 and "differs from its numpy copy" in caplog.records[0].getMessage()
+    assert "\n" not in caplog.records[0].getMessage()
+    torch.testing.assert_close(_weights(agent.critic), _weights(reference.critic))
+    torch.testing.assert_close(_weights(agent.actor), _weights(reference.actor))
+    assert stats["loss/value"] == pytest.approx(expected["loss/value"], rel=1e-5)
