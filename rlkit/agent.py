@@ -61,7 +61,8 @@ class Agent(Protocol):
 
 
 class RolloutHook(Protocol):
-    """Built as cls(cfg, obs_shape, num_envs, device, train_every, value_head) when cls.enabled(cfg)."""
+    """Built as cls(cfg, env_info, num_envs, device, train_every, value_head) when cls.enabled(cfg); env_info is
+    rlkit.envs.EnvInfo (obs_shape and obs_dtype as stored, obs_space, frame_stack, ...)."""
 
     name: str
     value_heads: int  # critic heads it adds after the agent's first
@@ -103,12 +104,12 @@ def agent_class(name: str):
     return load(AGENTS[name])
 
 
-def make_hooks(cfg, obs_shape, num_envs: int, device, train_every: int) -> list:
+def make_hooks(cfg, env_info, num_envs: int, device, train_every: int) -> list:
     """The enabled hooks, each told which critic head is its own (1, 2, ...: head 0 is the task's)."""
     hooks, head = [], 1
     for entry in HOOKS.values():
         cls = load(entry)
         if cls.enabled(cfg):
-            hooks.append(cls(cfg, obs_shape, num_envs, device, train_every, head))
+            hooks.append(cls(cfg, env_info, num_envs, device, train_every, head))
             head += cls.value_heads
     return hooks

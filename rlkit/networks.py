@@ -2,15 +2,19 @@
 
 Two choices, each made in one function:
   - `encoder(obs_space, kind, algo)`: what turns an observation into a feature vector (flatten for
-    vectors, a conv trunk for images); new observation spaces get their encoder there.
+    vectors, a conv trunk for images scaled from bytes to [0, 1], one-hot for a Discrete index, each
+    part of a Dict by its own kind, concatenated); new observation spaces get their encoder there.
   - `distribution(action_space, algo)`: what the actor's outputs parameterise (Categorical for
-    Discrete, a diagonal Gaussian for Box); new action spaces get their distribution there.
+    Discrete, one categorical per dimension for MultiDiscrete, Bernoullis for MultiBinary, a diagonal
+    Gaussian for Box); new action spaces get their distribution there.
 
 The forward contract, for the built-in networks and for modules a user passes to `rlkit.train`:
   actor(obs)  -> [B, distribution.num_params] (the logits, or the Gaussian's mean in [-1, 1] units)
   critic(obs) -> [B, value_heads]             (value_heads is 1, or 2 with RND: extrinsic, intrinsic)
-with obs a float32 tensor [B, *observation_space.shape]. The Gaussian's log std is a parameter of
-the distribution, not of the user's module.
+with obs a tensor [B, *input_shape(observation_space)] in the storage dtype of rlkit.spaces (uint8
+images stay uint8 until the encoder scales them; Dict, Discrete and MultiBinary observations come
+packed into one flat array, PackLayout.unpack takes them apart). The Gaussian's log std is a
+parameter of the distribution, not of the user's module.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlkit import spaces
 from rlkit.config import ConfigError
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -102,19 +107,70 @@ def conv_trunk(obs_shape, convs=None, activation=nn.ReLU) -> tuple[nn.Sequential
 
 
 def network_kind(obs_space: gym.Space, network: str) -> str:
-    """'mlp' or 'cnn' for algo.network (auto: cnn for image-shaped Box observations)."""
+    """'mlp' or 'cnn' for algo.network (auto: cnn for image-shaped Box observations; a Dict's images get
+    their CNN inside its encoder whatever this says, and an MLP head over the joined parts)."""
     if network != "auto":
-        return network
+        return "mlp" if isinstance(obs_space, spaces.PACKED) else network
     return "cnn" if isinstance(obs_space, gym.spaces.Box) and image_layout(obs_space.shape) else "mlp"
+
+
+class ToFloat(nn.Module):
+    """Booleans and integers (MinAtar's channels, MultiBinary bits) as float32, unscaled."""
+
+    def forward(self, x):
+        return x.float()
+
+
+class OneHot(nn.Module):
+    """A Discrete observation's index [B] or [B, 1] -> [B, n] one-hot: each value its own input."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def forward(self, x):
+        return nn.functional.one_hot(x.reshape(-1).long(), self.n).float()
+
+
+class DictEncoder(nn.Module):
+    """A packed Dict observation (rlkit.spaces.PackLayout) -> each part encoded by its kind, concatenated."""
+
+    def __init__(self, space: gym.spaces.Dict, network: str, algo):
+        super().__init__()
+        self.layout = spaces.PackLayout(space)
+        self.parts = nn.ModuleDict()
+        self.width = 0
+        for key, sub in space.spaces.items():
+            layers, width = encoder(sub, network_kind(sub, network), algo)
+            self.parts[key] = nn.Sequential(*layers)
+            self.width += width
+
+    def forward(self, x):
+        parts = self.layout.unpack(x)
+        return torch.cat([self.parts[key](parts[key]) for key in self.parts], -1)
+
+
+def input_shape(obs_space: gym.Space) -> tuple:
+    """The shape of one observation as the networks receive it: packed for Dict / Discrete / MultiBinary."""
+    if isinstance(obs_space, spaces.PACKED):
+        return spaces.PackLayout(obs_space).box.shape
+    return tuple(obs_space.shape)
 
 
 def encoder(obs_space: gym.Space, kind: str, algo) -> tuple[list[nn.Module], int]:
     """(layers, feature width) that turn a batch of observations into features: the one place an
-    observation space is interpreted."""
+    observation space is interpreted (the spaces themselves are checked in rlkit.spaces)."""
+    if isinstance(obs_space, gym.spaces.Dict):
+        dict_encoder = DictEncoder(obs_space, algo.network, algo)
+        return [dict_encoder], dict_encoder.width
+    if isinstance(obs_space, gym.spaces.Discrete):
+        return [OneHot(int(obs_space.n))], int(obs_space.n)
+    if isinstance(obs_space, gym.spaces.MultiBinary):
+        return [ToFloat(), nn.Flatten()], int(np.prod(obs_space.shape))
     if not isinstance(obs_space, gym.spaces.Box):
-        raise ConfigError(f"'env.id': observation space {obs_space} has no encoder; rlkit's networks read Box observations")
+        spaces.check_observation_space(obs_space)  # raises, naming a wrapper that makes it work
     shape = tuple(obs_space.shape)
-    scale = [ScaleBytes()] if obs_space.dtype == np.uint8 else []
+    scale = [ScaleBytes()] if obs_space.dtype == np.uint8 else [ToFloat()] if obs_space.dtype == np.bool_ else []
     if kind == "cnn":
         if image_layout(shape) is None:
             raise ConfigError(f"'algo.network' is cnn but observations of shape {shape} are not images "
@@ -191,6 +247,68 @@ class DiagGaussian(nn.Module):
         return rng.uniform(-1, 1, (n, self.num_params)).astype(np.float32)
 
 
+class MultiCategorical(nn.Module):
+    """MultiDiscrete actions: one independent categorical per dimension (a factored distribution), its logits
+    side by side in the actor's output; log-probabilities and entropies are the sums over the dimensions."""
+
+    def __init__(self, nvec):
+        super().__init__()
+        self.sizes = [int(n) for n in nvec]
+        self.num_params = sum(self.sizes)
+
+    def _logp(self, logits):
+        return [part.log_softmax(-1) for part in logits.split(self.sizes, -1)]
+
+    def sample(self, logits, generator):
+        actions, logp = [], 0.0
+        for logp_all in self._logp(logits):
+            a = torch.multinomial(logp_all.exp(), 1, generator=generator)
+            actions.append(a)
+            logp = logp + logp_all.gather(-1, a).squeeze(-1)
+        return torch.cat(actions, -1), logp
+
+    def log_prob_entropy(self, logits, actions):
+        actions = actions.long().view(len(logits), len(self.sizes))
+        logp, entropy = 0.0, 0.0
+        for k, logp_all in enumerate(self._logp(logits)):
+            logp = logp + logp_all.gather(-1, actions[:, k:k + 1]).squeeze(-1)
+            entropy = entropy - (logp_all.exp() * logp_all).sum(-1)
+        return logp, entropy
+
+    def mode(self, logits):
+        return torch.stack([part.argmax(-1) for part in logits.split(self.sizes, -1)], -1)
+
+    def random(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.integers(0, self.sizes, (n, len(self.sizes)))
+
+
+class Bernoulli(nn.Module):
+    """MultiBinary actions: an independent Bernoulli per bit, the actor's outputs their logits."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.num_params = n
+
+    def sample(self, logits, generator):
+        u = torch.rand(logits.shape, generator=generator, device=logits.device)
+        actions = (u < torch.sigmoid(logits)).to(torch.int64)
+        return actions, self.log_prob_entropy(logits, actions)[0]
+
+    def log_prob_entropy(self, logits, actions):
+        a = actions.float().view_as(logits)
+        # log p(a) = a log sigmoid(l) + (1 - a) log sigmoid(-l), summed over the bits
+        log_p1, log_p0 = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
+        logp = (a * log_p1 + (1 - a) * log_p0).sum(-1)
+        entropy = -(log_p1.exp() * log_p1 + log_p0.exp() * log_p0).sum(-1)
+        return logp, entropy
+
+    def mode(self, logits):
+        return (logits > 0).to(torch.int64)
+
+    def random(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.integers(0, 2, (n, self.num_params))
+
+
 class ActionScaler:
     """Map the policy's [-1, 1] actions to the env's Box: low + (a + 1) / 2 * (high - low).
 
@@ -212,10 +330,29 @@ def _unchanged(actions):
 def distribution(action_space: gym.Space, algo):
     """(the actor's distribution, the map from its samples to env actions): the one place an action space is read."""
     if isinstance(action_space, gym.spaces.Discrete):
+        if int(action_space.start) != 0:
+            return Categorical(int(action_space.n)), _Offset(int(action_space.start))
         return Categorical(int(action_space.n)), _unchanged
+    if isinstance(action_space, gym.spaces.MultiDiscrete) and action_space.nvec.ndim == 1:
+        to_env = _Offset(action_space.start) if np.any(action_space.start != 0) else _unchanged
+        return MultiCategorical(action_space.nvec), to_env
+    if isinstance(action_space, gym.spaces.MultiBinary) and len(action_space.shape) == 1:
+        return Bernoulli(int(action_space.n)), _unchanged
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         return DiagGaussian(action_space.shape[0], algo.log_std_init), ActionScaler(action_space.low, action_space.high)
-    raise ConfigError(f"'env.id': action space {action_space} has no distribution; use Discrete or a 1-D Box")
+    spaces.check_action_space(action_space)  # raises for every other space, naming a wrapper
+    raise ConfigError(f"'env.id': action space {spaces.one_line(action_space)} has no distribution; "
+                      "use Discrete, a 1-D Box, MultiDiscrete or a 1-D MultiBinary")
+
+
+class _Offset:
+    """Discrete / MultiDiscrete spaces that count from `start`: the policy's indices from 0, shifted for the env."""
+
+    def __init__(self, start):
+        self.start = np.asarray(start, np.int64)
+
+    def __call__(self, actions):
+        return actions + self.start
 
 
 # ---------------------------------------------------------------- actor and critic
@@ -264,7 +401,7 @@ def build_actor_critic(obs_space, action_space, algo, device, value_heads: int =
 def _check_contract(actor: Actor, critic: Critic, obs_space, device) -> None:
     """One forward on a zero observation: a user's module that breaks the forward contract fails here, named."""
     with torch.no_grad():
-        obs = torch.zeros(2, *obs_space.shape, device=device)
+        obs = torch.zeros(2, *input_shape(obs_space), device=device)
         for name, out, want in (("actor", actor.net(obs), actor.dist.num_params), ("critic", critic(obs), critic.heads)):
             if tuple(out.shape) != (2, want):
                 raise ConfigError(f"the {name} network returns shape {tuple(out.shape)} for 2 observations; it must "

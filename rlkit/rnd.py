@@ -188,10 +188,15 @@ class RNDHook:
     def enabled(cfg) -> bool:
         return cfg.algo.use_RND
 
-    def __init__(self, cfg, obs_shape, num_envs: int, device, train_every: int, value_head: int):
-        self.cfg, self.obs_shape, self.device = cfg, tuple(obs_shape), device
+    def __init__(self, cfg, env_info, num_envs: int, device, train_every: int, value_head: int):
+        self.cfg, self.device = cfg, device
         self.train_every, self.head = train_every, value_head
-        self.rnd = RND(obs_shape, cfg.algo, num_envs, device)
+        # what RND sees: the last frame of a frame stack, as the paper's Atari target and predictor do (one
+        # 84x84 frame), else the whole observation; kept in the observations' own dtype (uint8 stays bytes)
+        self.last_frame = env_info.frame_stack is not None
+        self.obs_shape = tuple(env_info.obs_shape[1:] if self.last_frame else env_info.obs_shape)
+        self.obs_dtype = env_info.obs_dtype
+        self.rnd = RND(self.obs_shape, cfg.algo, num_envs, device)
 
     def attach(self, agent, memory) -> None:
         agent.add_param_group(self.rnd.predictor.parameters(), self.cfg.algo.rnd_lr)
@@ -199,12 +204,14 @@ class RNDHook:
         for name in MEMORY_FIELDS:
             memory.extra[name] = np.zeros(shape, np.float32)
         # raw s_{t+1}: the intrinsic reward and the predictor's data, computed once per rollout
-        memory.extra["next_obs"] = np.zeros((*shape, *self.obs_shape), np.float32)
+        memory.extra["next_obs"] = np.zeros((*shape, *self.obs_shape), self.obs_dtype)
 
     def on_step(self, memory, next_obs, final_obs, dones, values) -> None:
         """Keep s_{t+1} and the intrinsic value; in the random warm-up (values None) feed s_{t+1} to the RND
         normaliser instead: it warms up there, as in the paper."""
         s_next = true_next_obs(next_obs, final_obs, dones)
+        if self.last_frame:
+            s_next = s_next[:, -1]
         if values is None:
             self.rnd.obs_norm.update(s_next)
             return

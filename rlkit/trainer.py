@@ -109,7 +109,7 @@ class Trainer:
         self.reward_filter = ReturnFilter(n, cfg.algo.gamma) if cfg.algo.normalize_reward else None
 
         # the parts: hooks (RND) ride along the rollout; the agent acts and learns
-        self.hooks = make_hooks(cfg, info.obs_shape, n, self.device, self.schedule.train_every)
+        self.hooks = make_hooks(cfg, info, n, self.device, self.schedule.train_every)
         heads = 1 + sum(hook.value_heads for hook in self.hooks)
         self.agent = agent_class(cfg.algo.name)(cfg.algo, obs_space, action_space, self.device, value_heads=heads,
                                                 actor=actor, critic=critic, loss=loss)

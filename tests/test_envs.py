@@ -348,3 +348,162 @@ def _layers(env):
         if not isinstance(env, gym.Wrapper):
             return
         env = env.env
+
+
+# ---------------------------------------------------------------- networks from the spaces
+
+from rlkit.config import AlgoConfig  # noqa: E402
+from rlkit.networks import build_actor_critic, build_network, input_shape  # noqa: E402
+
+
+@pytest.mark.parametrize("space, convs", [
+    (gs.Box(0, 255, (7, 7, 3), np.uint8), 3),  # MiniGrid
+    (gs.Box(0, 1, (10, 10, 4), bool), 3),  # MinAtar
+    (gs.Box(0, 255, (4, 84, 84), np.uint8), 3),  # Atari, stacked
+    (gs.Box(0, 255, (84, 84), np.uint8), 3),  # one frame
+])
+def test_cnn_forward_shapes_from_small_grids_to_atari_frames(space, convs):
+    net = build_network(space, 5, AlgoConfig(), out_gain=1.0)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == convs
+    x = torch.as_tensor(np.stack([space.sample() for _ in range(6)]))  # stored dtype: uint8 or bool
+    assert net(x).shape == (6, 5)
+    if space.shape[-1] == 84:  # the Nature CNN: 8x8/4, 4x4/2, 3x3/1 -> 7x7x64
+        kernels = [m.kernel_size for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert kernels == [(8, 8), (4, 4), (3, 3)]
+
+
+def test_uint8_frames_are_scaled_to_unit_range_inside_the_network():
+    space = gs.Box(0, 255, (84, 84), np.uint8)
+    net = build_network(space, 1, AlgoConfig(), out_gain=1.0)
+    full = torch.full((1, 84, 84), 255, dtype=torch.uint8)
+    assert torch.allclose(net(full), net(torch.ones(1, 84, 84)))  # 255 as a byte is 1.0 as a float
+
+
+def test_discrete_observations_are_one_hot_and_dict_parts_encoded_by_kind():
+    algo = AlgoConfig(hidden_sizes=[8])
+    net = build_network(gs.Discrete(16), 2, algo, out_gain=1.0)
+    first = net[0](torch.tensor([[3], [15]], dtype=torch.uint8))
+    assert first.shape == (2, 16) and first[0, 3] == 1 and first[1, 15] == 1 and first.sum() == 2
+    space = gs.Dict({"image": IMAGE, "direction": gs.Discrete(4), "pos": gs.Box(-1, 1, (2,), np.float32)})
+    net = build_network(space, 3, algo, out_gain=1.0)
+    encoder = net[0]
+    assert isinstance(encoder.parts["image"][-2], torch.nn.ReLU)  # image -> CNN, dense
+    assert encoder.width == AlgoConfig().cnn_features + 4 + 2  # CNN features + one-hot + the vector
+    layout = PackLayout(space)
+    x = torch.as_tensor(np.stack([layout.pack(space.sample()) for _ in range(4)]))
+    assert x.shape == (4, *input_shape(space)) and net(x).shape == (4, 3)
+    bits = build_network(gs.MultiBinary(5), 2, algo, out_gain=1.0)
+    assert bits(torch.ones(3, 5, dtype=torch.uint8)).shape == (3, 2)
+
+
+def test_multidiscrete_and_multibinary_distributions_match_torch():
+    torch.manual_seed(0)
+    algo = AlgoConfig()
+    obs = torch.randn(64, 3)
+    for space, reference in [
+        (gs.MultiDiscrete([3, 2, 4]), lambda out: [torch.distributions.Categorical(logits=p)
+                                                   for p in out.split([3, 2, 4], -1)]),
+        (gs.MultiBinary(4), lambda out: [torch.distributions.Bernoulli(logits=out)]),
+    ]:
+        actor, _, to_env = build_actor_critic(gs.Box(-1, 1, (3,), np.float32), space, algo, "cpu")
+        actions, logp = actor.sample(obs, torch.Generator().manual_seed(1))
+        assert all(space.contains(np.asarray(a, np.int64)) for a in to_env(actions.numpy()))
+        logp2, entropy = actor.evaluate(obs, actions.float())  # the memory stores actions as float32
+        out = actor.net(obs)
+        dists = reference(out)
+        if len(dists) == 1:
+            want_logp, want_entropy = dists[0].log_prob(actions.float()).sum(-1), dists[0].entropy().sum(-1)
+        else:
+            want_logp = sum(d.log_prob(actions[:, k]) for k, d in enumerate(dists))
+            want_entropy = sum(d.entropy() for d in dists)
+        assert torch.allclose(logp, want_logp, atol=1e-5) and torch.allclose(logp2, want_logp, atol=1e-5)
+        assert torch.allclose(entropy, want_entropy, atol=1e-5)
+        random = actor.dist.random(np.random.default_rng(0), 5)
+        assert all(space.contains(np.asarray(a, np.int64)) for a in random)
+
+
+def test_an_action_space_without_a_distribution_names_a_wrapper():
+    with pytest.raises(ConfigError, match="rlkit.wrappers.DictAction"):
+        build_actor_critic(gs.Box(-1, 1, (3,), np.float32), gs.Dict({"a": gs.Discrete(2)}), AlgoConfig(), "cpu")
+
+
+# ---------------------------------------------------------------- whole runs from a params file
+
+def test_rnd_on_stacked_frames_reads_the_last_frame_as_uint8():
+    from rlkit.rnd import RNDHook
+
+    info = probe_env(load_config("params/atari_breakout.yaml").env)
+    cfg = load_config("params/atari_breakout.yaml", {"algo.use_RND": True})
+    hook = RNDHook(cfg, info, num_envs=8, device="cpu", train_every=1024, value_head=1)
+    assert hook.obs_shape == (84, 84)  # one frame, as the paper's target and predictor
+    assert hook.rnd.obs_norm.rms.mean.shape == (84, 84)  # whitened per pixel
+    memory = RolloutMemory(128, 8, info.obs_shape, (), obs_dtype=info.obs_dtype)
+    hook.attach(type("A", (), {"add_param_group": lambda self, p, lr: None})(), memory)
+    assert memory.extra["next_obs"].dtype == np.uint8 and memory.extra["next_obs"].shape == (128, 8, 84, 84)
+    frames = np.zeros((8, 4, 84, 84), np.uint8)
+    frames[:, -1] = 200
+    hook.on_step(memory, frames, frames, np.zeros(8, bool), None)  # the random warm-up feeds the normaliser
+    assert np.allclose(hook.rnd.obs_norm.rms.mean, 200, atol=0.1)
+    rewards = hook.rnd.intrinsic_reward(frames[:, -1])
+    assert rewards.shape == (8,) and np.isfinite(rewards).all()
+
+
+def test_true_and_training_returns_are_logged_by_a_run(tmp_path):
+    from rlkit import train
+    from rlkit.metrics import read_metrics
+
+    cfg = {"env": {"id": "ToyLives-v0", "wrappers": LIVES}, "total_steps": 256, "eval": {"every": 256, "episodes": 2},
+           "parallel": {"envs_per_thread": 2}, "algo": {"batch_size": 64, "mini_batch_size": 32, "k_epochs": 1}}
+    df = read_metrics(train(cfg, tmp_path / "run", progress=False) / "metrics.csv")
+    games = df[df.metric == "episode/return"].value
+    lives = df[df.metric == "episode/return_train"].value
+    assert len(games) > 0 and set(games) == {60.0}  # the game's score: 3 lives, 12 steps of 5
+    assert set(lives) <= {3.0, 4.0} and len(lives) == 3 * len(games) + (len(lives) - 3 * len(games))
+    assert len(lives) >= 3 * len(games)
+    assert set(df[df.metric == "episode/length"].value) == {10.0}  # policy steps; the 2 no-ops were not the agent's
+    assert set(df[df.metric == "eval/return"].value) == {60.0}  # evaluation plays whole games too
+
+
+def test_a_short_atari_breakout_preset_run(tmp_path):
+    """The preset itself (AtariPreprocessing, episodic life, clipped rewards, 4 frames, the Nature CNN) for a few
+    hundred policy steps on the CPU: frames counted 4 per policy step, uint8 memory, true scores logged."""
+    from rlkit import train
+    from rlkit.metrics import read_metrics
+
+    over = {"total_steps": 256, "eval.every": 0, "checkpoint_every": 0, "log_every": 128,
+            "parallel.envs_per_thread": 4, "algo.batch_size": 128, "algo.mini_batch_size": 64, "algo.k_epochs": 1,
+            "torch_threads": 1}
+    df = read_metrics(train("params/atari_breakout.yaml", tmp_path / "run", overrides=over, progress=False)
+                      / "metrics.csv")
+    last = df.iloc[-1]
+    assert last.policy_step == 256 and last.env_step == 256 * 4
+    assert {"loss/policy", "loss/value", "ppo/approx_kl"} <= set(df.metric)
+    assert set(df[df.metric == "episode/return_train"].value) <= {0.0, 1.0, 2.0, 3.0, 4.0, 5.0}
+
+
+@pytest.mark.parametrize("wrappers", [
+    [{"type": "gymnasium.wrappers.FrameStackObservation", "kwargs": {"stack_size": 3}}],
+    LIVES + [{"type": "gymnasium.wrappers.FrameStackObservation", "kwargs": {"stack_size": 2}}],
+])
+def test_a_wrapped_image_env_resumes_exactly(tmp_path, wrappers):
+    from rlkit import train
+    from rlkit.metrics import read_metrics
+
+    cfg = {"env": {"id": "ToyLives-v0", "kwargs": {"image": True, "life_steps": 5}, "wrappers": wrappers},
+           "total_steps": 512, "checkpoint_every": 256, "log_every": 128, "eval": {"every": 256, "episodes": 1},
+           "parallel": {"envs_per_thread": 2}, "algo": {"batch_size": 64, "mini_batch_size": 32, "k_epochs": 1}}
+
+    def stop_late(counters, metrics):
+        if counters["policy_step"] >= 400:  # after the checkpoint at 256
+            raise KeyboardInterrupt
+
+    def values(run):
+        df = read_metrics(run / "metrics.csv")
+        return df[~df.metric.str.startswith("perf/")][["policy_step", "metric", "value"]].reset_index(drop=True)
+
+    full = train(cfg, tmp_path / "full", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "cut", progress=False, callbacks=[stop_late])
+    cut = train(cfg, tmp_path / "cut", progress=False, resume=True)
+    assert values(cut).equals(values(full))
+    assert "episode/return" in set(values(full).metric)

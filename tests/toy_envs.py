@@ -67,3 +67,14 @@ class LivesEnv(gym.Env):
 
 gym.register("ToySpace-v0", entry_point=SpaceEnv)
 gym.register("ToyLives-v0", entry_point=LivesEnv)
+# spaces the kit takes only since it reads them from the space itself; ids for params files (toy_envs:ToyMultiDiscrete-v0)
+gym.register("ToyMultiDiscrete-v0", entry_point=SpaceEnv,
+             kwargs={"action_space": spaces.MultiDiscrete([3, 2]), "length": 20})
+gym.register("ToyDictAction-v0", entry_point=SpaceEnv,
+             kwargs={"action_space": spaces.Dict({"move": spaces.Discrete(3), "grip": spaces.Discrete(2)}), "length": 20})
+gym.register("ToyMultiBinary-v0", entry_point=SpaceEnv,
+             kwargs={"observation_space": spaces.MultiBinary(6), "action_space": spaces.MultiBinary(3), "length": 20})
+gym.register("ToyDictObs-v0", entry_point=SpaceEnv,
+             kwargs={"observation_space": spaces.Dict({"image": spaces.Box(0, 255, (7, 7, 3), np.uint8),
+                                                       "direction": spaces.Discrete(4),
+                                                       "pos": spaces.Box(-1, 1, (2,), np.float32)}), "length": 20})
