@@ -3,6 +3,7 @@
 Every env (training and evaluation alike) is built by `make_env`, in layers from the inside out:
 
     gymnasium.make(env.id, **env.kwargs)   without its registered time limit (re-applied outermost)
+    EmulatorState                          ALE envs only: pickled with the emulator's state
     TrueEpisode                            only with env.wrappers: the game's own score (rlkit/wrappers.py)
     env.wrappers                           in the order given, each {type: import path, kwargs: {...}}
     PackedObservation                      only for Dict / Discrete / MultiBinary observations (rlkit/spaces.py)
@@ -24,7 +25,7 @@ import numpy as np
 
 from rlkit import spaces
 from rlkit.config import ConfigError, EnvConfig
-from rlkit.wrappers import PackedObservation, TrueEpisode
+from rlkit.wrappers import EmulatorState, PackedObservation, TrueEpisode
 
 INSTALL = "pip install -e '.[{extra}]' (or make install EXTRAS={extra})"
 # env ids the kit knows how to register: (id prefix, module whose import registers them, extra that installs it)
@@ -130,6 +131,8 @@ def make_env(env_cfg: EnvConfig) -> gym.Env:
                           f"{fix}") from None
     except ModuleNotFoundError as e:
         raise ConfigError(f"'env.id': {env_cfg.id} needs module {e.name}, not installed{_install_hint(e.name)}") from None
+    if hasattr(env.unwrapped, "ale") and type(env.unwrapped).__module__.startswith("ale_py"):
+        env = EmulatorState(env)  # checkpointed ALE envs resume the game itself, not a fresh ROM
     if env_cfg.wrappers:  # only then can the learner's episode differ from the game
         env = _apply_wrappers(TrueEpisode(env), env_cfg.wrappers)
     spaces.check_observation_space(env.observation_space)
@@ -273,10 +276,10 @@ def resolve_env_fields(cfg, info: EnvInfo) -> None:
     """Fill the algo parameters inferred from the spaces (docs/design.md, "Parameter names"); a given value
     that disagrees is an error naming both."""
     a = cfg.algo
-    if a.normalize_obs and info.obs_dtype != np.float32:
+    if a.normalize_obs and (info.obs_dtype != np.float32 or isinstance(info.obs_space, spaces.PACKED)):
         raise ConfigError(f"'algo.normalize_obs' is for float vector observations; {cfg.env.id}'s are "
-                          f"{info.obs_space} (stored as {info.obs_dtype.name}), which the networks scale themselves: "
-                          "set algo.normalize_obs: false")
+                          f"{spaces.one_line(info.obs_space)} (stored as {info.obs_dtype.name}), which the networks "
+                          "scale or one-hot themselves: set algo.normalize_obs: false")
     inferred = {"has_continuous": info.has_continuous, "action_dim": info.action_dim,
                 "observ_dim": info.observ_dim, "action_scaling": info.action_scaling}
     for key, value in inferred.items():

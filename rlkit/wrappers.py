@@ -6,6 +6,7 @@
   gymnasium does not provide (AtariPreprocessing's terminal_on_life_loss restarts the whole game).
 - PackedObservation: Dict, Discrete and MultiBinary observations as one flat array per step.
 - DictAction: a Dict of discrete actions as one MultiDiscrete, a Dict of Boxes as one Box.
+- EmulatorState: ALE envs that pickle with their emulator's state (checkpoints resume the game exactly).
 """
 from __future__ import annotations
 
@@ -126,3 +127,19 @@ class DictAction(gym.ActionWrapper):
             out[key] = int(part[0]) + int(sub.start) if isinstance(sub, gym.spaces.Discrete) else part + sub.start
             start += size
         return out
+
+
+class EmulatorState(gym.Wrapper):
+    """Pickles an ALE env with its emulator's state. ale-py's envs pickle, but as a freshly loaded ROM at frame 0
+    while every wrapper above still holds the old game's state; this layer, next to the simulator, carries the
+    emulator's state and its random state (`cloneState(include_rng=True)`) and restores them on unpickling."""
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_emulator"] = self.env.unwrapped.ale.cloneState(include_rng=True)
+        return state
+
+    def __setstate__(self, state):
+        emulator = state.pop("_emulator")
+        self.__dict__.update(state)
+        self.env.unwrapped.ale.restoreState(emulator)

@@ -215,10 +215,12 @@ def test_an_atari_rollout_is_stored_as_uint8():
     assert arrays["obs"].dtype == arrays["final_obs"].dtype == np.uint8
 
 
-def test_normalize_obs_is_refused_for_images():
-    cfg = load_config("params/minatar_breakout.yaml", {"algo.normalize_obs": True})
-    with pytest.raises(ConfigError, match="'algo.normalize_obs' is for float vector observations.*false"):
+@pytest.mark.parametrize("env_id", ["MinAtar/Breakout-v1", "FrozenLake-v1"])
+def test_normalize_obs_is_refused_for_images_and_indices(env_id):
+    cfg = load_config({"env": {"id": env_id}, "algo": {"normalize_obs": True}})
+    with pytest.raises(ConfigError, match="'algo.normalize_obs' is for float vector observations.*false") as e:
         rlkit_envs.resolve_env_fields(cfg, probe_env(cfg.env))
+    assert "\n" not in str(e.value)
 
 
 # ---------------------------------------------------------------- frames per env step
@@ -530,3 +532,23 @@ def test_episodic_life_goes_on_after_a_lost_life_but_a_seeded_reset_starts_a_new
     assert game.resets == 1 and game.lives_left == 2 and game.t == 5
     env.reset(seed=1)  # an evaluation's reset: a new game
     assert game.resets == 2 and game.lives_left == 3
+
+
+def test_an_ale_env_pickles_with_its_game_and_resumes_it_exactly():
+    import pickle
+
+    cfg = EnvConfig(id="ALE/Breakout-v5", kwargs={"frameskip": 1}, wrappers=_picklable(
+        load_config("params/atari_breakout.yaml").env.wrappers))
+    env = make_env(cfg)
+    env.reset(seed=0)
+    for _ in range(40):
+        env.step(1)
+    copy = pickle.loads(pickle.dumps(env))  # what a checkpoint's env state holds
+    assert copy.unwrapped.ale.getFrameNumber() == env.unwrapped.ale.getFrameNumber() > 0
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        action = int(rng.integers(4))
+        a, b = env.step(action), copy.step(action)
+        assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4]
+        if a[2] or a[3]:
+            env.reset(), copy.reset()
