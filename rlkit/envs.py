@@ -102,6 +102,9 @@ def _apply_wrappers(env: gym.Env, wrappers: list) -> gym.Env:
             pass
         try:
             wrapped = cls(env, **kwargs)
+        except gym.error.DependencyNotInstalled as e:  # AtariPreprocessing without opencv, for one
+            raise ConfigError(f"'env.wrappers[{i}]' {path} needs a package that is not installed ({_first_line(e)})"
+                              f"{_install_hint(_module_named_in(str(e)))}") from None
         except Exception as e:  # the wrapper's own check of the space it is given
             raise ConfigError(f"'env.wrappers[{i}]' {path} cannot wrap the env as it is after {applied} "
                               f"(observation space {env.observation_space}): {type(e).__name__}: {_first_line(e)}; "
@@ -110,6 +113,16 @@ def _apply_wrappers(env: gym.Env, wrappers: list) -> gym.Env:
             raise ConfigError(f"'env.wrappers[{i}]' {path} returned {type(wrapped).__name__}, not a gymnasium env")
         env, applied = wrapped, path.rpartition(".")[2]
     return env
+
+
+def _module_named_in(message: str) -> str | None:
+    """The module an error message names ("opencv-python package not installed" -> cv2), if the kit knows it."""
+    aliases = {"opencv": "cv2", "box2d": "Box2D"}
+    lowered = message.lower()
+    for name in [*aliases, *EXTRA_OF_MODULE]:
+        if name.lower() in lowered:
+            return aliases.get(name, name)
+    return None
 
 
 def _first_line(e: BaseException) -> str:
@@ -126,6 +139,7 @@ def make_env(env_cfg: EnvConfig) -> gym.Env:
     except gym.error.DependencyNotInstalled as e:
         module = str(spec.entry_point).partition(":")[0]
         extra = next((x for prefix, x in EXTRA_OF_ENTRY_POINT.items() if f"{module}.".startswith(prefix + ".")), None)
+        extra = extra or EXTRA_OF_MODULE.get(_module_named_in(str(e)) or "")
         fix = INSTALL.format(extra=extra) if extra else "install the package it names"
         raise ConfigError(f"'env.id': {env_cfg.id} needs a package that is not installed ({_first_line(e)}); "
                           f"{fix}") from None

@@ -198,6 +198,25 @@ def test_an_env_that_lacks_a_dependency_names_the_extra(monkeypatch):
         make_env(EnvConfig(id="ToyNeedsBox2D-v0"))
 
 
+def test_a_wrapper_that_lacks_a_dependency_names_the_extra(monkeypatch):
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def without_cv2(name, *args, **kwargs):  # as if opencv-python-headless were not installed
+        if name == "cv2":
+            raise ModuleNotFoundError("No module named 'cv2'", name="cv2")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_cv2)
+    monkeypatch.delitem(sys.modules, "cv2", raising=False)
+    cfg = EnvConfig(id="ALE/Pong-v5", kwargs={"frameskip": 1}, wrappers=[{"type": "gymnasium.wrappers.AtariPreprocessing"}])
+    with pytest.raises(ConfigError, match=r"AtariPreprocessing needs a package that is not installed.*"
+                                          r"pip install -e '\.\[atari\]'"):
+        make_env(cfg)
+
+
 def test_known_namespaces_need_no_module_prefix():
     for env_id in ("ALE/Pong-v5", "MiniGrid-Empty-8x8-v0", "MinAtar/Breakout-v1"):
         rlkit_envs._spec(env_id)  # raises if the namespace was not registered
