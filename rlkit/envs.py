@@ -46,6 +46,9 @@ def _spec(env_id: str):
                           "Use a registered id, or 'module:EnvName-v0' to import the module that registers it") from None
     except ModuleNotFoundError as e:
         raise ConfigError(f"'env.id': cannot import the module for '{env_id}': {e}") from None
+    except Exception as e:  # the module itself raised while it was imported
+        raise ConfigError(f"'env.id': importing '{module}' for '{env_id}' raised {type(e).__name__}: "
+                          f"{' '.join(str(e).split())}; fix that module (python -c 'import {module}' shows the traceback)") from None
 
 
 def frame_limit(env_cfg: EnvConfig) -> int | None:

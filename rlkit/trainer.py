@@ -7,6 +7,7 @@ out of the collection and update code (they live in rundir, metrics and the call
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from pathlib import Path
 
@@ -14,19 +15,20 @@ import numpy as np
 import threadpoolctl
 import torch
 
-from rlkit.checkpoint import load_checkpoint, save_checkpoint
+from rlkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlkit.config import Config, ConfigError, load_config
 from rlkit.distributed import (GradientAverager, broadcast_parameters, check_replicas, digest, gather_to_rank0,
                                merge_moments, process_group, rank_seed)
 from rlkit.envs import inspect_env, make_env, resolve_env_fields
 from rlkit.evaluate import Evaluator
+from rlkit.guards import Terminated, check_env_output, check_state, check_update, preflight, stop_on_sigterm
 from rlkit.memory import RolloutMemory
-from rlkit.metrics import MetricsWriter
+from rlkit.metrics import MetricsWriter, count_rows
 from rlkit.normalize import ObsNormalizer, ReturnFilter
 from rlkit.policies import ActionScaler
 from rlkit.ppo import PPO
 from rlkit.rnd import MEMORY_FIELDS, RND, PredictorLoss, true_next_obs, two_head_gae
-from rlkit.rundir import default_run_dir, git_commit, prepare, versions, write_status
+from rlkit.rundir import RunLock, default_run_dir, git_commit, prepare, versions, write_status
 from rlkit.steps import StepCounter, crossed, make_schedule
 from rlkit.vector import make_vector
 
@@ -34,32 +36,93 @@ from rlkit.vector import make_vector
 def train(config, run_dir=None, *, overrides=None, resume=False, force=False, progress=True, callbacks=()) -> Path:
     """Train one run; returns its directory (config.yaml, metrics.csv, status.json, checkpoint.pt).
 
+    Nothing in the run directory is touched before the config, the device, the env, its spaces and the
+    network size have been checked (rlkit/guards.py), so a bad command line never costs a run, --force
+    included. Rank 0 then holds the directory's lock until the run ends (rlkit/rundir.py), and a resume
+    verifies the checkpoint and metrics.csv before it continues (rlkit/checkpoint.py).
+
     Launched by torchrun (WORLD_SIZE > 1), every rank calls this: rank 0 alone decides about and writes the
     run directory (the others wait for its decision), logs, evaluates and calls the callbacks."""
     cfg = load_config(config, overrides)
     run_dir = Path(run_dir) if run_dir else default_run_dir(config, cfg.seed)
-    with process_group(cfg.device) as ranks:
-        resuming = ranks.on_rank0(lambda: prepare(run_dir, resume, force))
-        trainer = Trainer(cfg, run_dir, progress=progress and ranks.rank == 0, callbacks=callbacks,
-                          rank=ranks.rank, world_size=ranks.world_size)
+    with process_group(cfg.device) as ranks, stop_on_sigterm():
+        resolve_device(cfg.device)
+        preflight(cfg, ranks.world_size)
+        rank0 = ranks.rank == 0
+        lock = RunLock(run_dir) if rank0 else None
+        ranks.on_rank0(lambda: lock.acquire())
         try:
-            if resuming:  # after Trainer(): the saved config.yaml is compared with the resolved config
-                trainer.restore(ranks.on_rank0(lambda: _resume_state(run_dir, cfg)))
-            if ranks.rank == 0:
-                (run_dir / "config.yaml").write_text(cfg.to_yaml())
-            trainer.run()
-        except BaseException as e:
-            if ranks.rank == 0:
-                write_status(run_dir, state="failed", error=f"{type(e).__name__}: {e}", **trainer.counters())
-            raise
+            resuming = ranks.on_rank0(lambda: prepare(run_dir, resume, force, cfg.total_steps, say=_say))
+            state = ranks.on_rank0(lambda: _resume_state(run_dir, cfg)) if resuming else None
+            try:
+                trainer = Trainer(cfg, run_dir, progress=progress and rank0, callbacks=callbacks,
+                                  rank=ranks.rank, world_size=ranks.world_size)
+            except BaseException as e:
+                if rank0:
+                    write_status(run_dir, state="failed", error=_describe(e))
+                raise
+            try:
+                if trainer.evaluator is not None:  # evaluation envs hang like any others
+                    trainer.evaluator.envs.step_timeout = cfg.env.step_timeout
+                if state is not None:
+                    envs_restored = _restore(trainer, state)
+                    if rank0:
+                        write_status(run_dir, envs_restored=envs_restored)
+                if rank0:
+                    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+                trainer.run()
+            except BaseException as e:
+                if rank0:
+                    write_status(run_dir, state="failed", error=_describe(e), **trainer.counters())
+                raise
+            finally:
+                trainer.close()
         finally:
-            trainer.close()
+            if lock is not None:
+                lock.release()
     return run_dir
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _describe(e: BaseException) -> str:
+    """status.json's error for an exception: what happened, and that the run can be resumed."""
+    if isinstance(e, Terminated):
+        return "terminated (SIGTERM); resume it with --resume, or re-run the batch"
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted (Ctrl-C); resume it with --resume, or re-run the batch"
+    return f"{type(e).__name__}: {e}"
+
+
 def _resume_state(run_dir: Path, cfg: Config) -> dict:
+    """The checkpoint to resume from, once it and metrics.csv are known to be whole and to belong together."""
     _check_same_config(run_dir / "config.yaml", cfg)
-    return load_checkpoint(run_dir / "checkpoint.pt")
+    path = run_dir / "checkpoint.pt"
+    state = load_checkpoint(path)  # CheckpointError names the file: truncated, changed, unreadable
+    rows, covered = count_rows(run_dir / "metrics.csv"), state["metrics_rows"]
+    if rows < covered:
+        raise CheckpointError(f"{run_dir / 'metrics.csv'} has {rows} complete rows but {path.name} covers {covered}: "
+                              "rows were lost and a resumed run would have a gap; restore metrics.csv from a backup, "
+                              "or start over with --force")
+    if state["memory_pos"] != 0:  # only a run's final checkpoint can end mid-rollout
+        raise CheckpointError(f"{path} was written at the end of a run whose last rollout was partial (total_steps "
+                              "is not a multiple of the rollout, algo.batch_size x ranks), so it cannot be extended "
+                              "exactly; start a new run with the larger total_steps")
+    return state
+
+
+def _restore(trainer: "Trainer", state: dict) -> bool:
+    """Restore the trainer; returns whether the envs themselves were restored (False: none were saved, as
+    with the process backend or envs that cannot be pickled, and they continue from their re-seeded reset)."""
+    local = state["ranks"][trainer.rank] if trainer.world_size > 1 else state
+    restored = local["envs"] is not None
+    if not restored:  # the checkpoint's observations belong to envs that no longer exist
+        local.update(obs=trainer.obs.copy(), episode_return=np.zeros_like(trainer.episode_return),
+                     episode_length=np.zeros_like(trainer.episode_length))
+    trainer.restore(state)
+    return restored
 
 
 def _check_same_config(path: Path, cfg: Config) -> None:
@@ -70,7 +133,8 @@ def _check_same_config(path: Path, cfg: Config) -> None:
     diffs = [k for k in _flat(new) if _flat(saved).get(k) != _flat(new)[k]]
     if diffs:
         raise ConfigError(f"cannot resume {path.parent}: the configuration differs in {', '.join(diffs)}; "
-                          "resume with the saved config.yaml, or start a new run with --out or --force")
+                          "resume with the saved config.yaml (only total_steps may change), or start a new run "
+                          "with --out or --force")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -118,7 +182,7 @@ class Trainer:
         # auto keeps torch's and BLAS's threads off one core: threads created later inherit the caller's core
         one_core = p.one_core if p.one_core != "auto" or cfg.torch_threads == 1 else False
         self.envs = make_vector(p.backend, [env_fn] * n, seeds, info.obs_shape, not info.has_continuous,
-                                p.num_threads, one_core)
+                                p.num_threads, one_core, step_timeout=cfg.env.step_timeout)  # guard: hung envs
         self.evaluator = Evaluator(env_fn, cfg.eval.episodes, 2**30 + cfg.seed * 1_000, info.obs_shape,
                                    not info.has_continuous) if cfg.eval.every > 0 and rank == 0 else None
         self.scale_actions = ActionScaler(info.action_low, info.action_high) if info.has_continuous else None
@@ -208,6 +272,7 @@ class Trainer:
         env_actions = self.scale_actions(actions) if self.scale_actions else actions
         next_obs, rewards, terminated, truncated, final_obs = self.envs.step(env_actions)
         c.step_iteration()
+        check_env_output(next_obs, rewards, c.policy_step)  # guard: a nan/inf from an env stops the run
         dones = terminated | truncated
         self._track_episodes(rewards, dones)
         self.obs_norm.update(next_obs)
@@ -237,6 +302,7 @@ class Trainer:
             self.agent.set_lr_fraction(max(0.0, 1.0 - c.policy_step / cfg.total_steps))
         n_updates = self.schedule.gradient_steps_for(c)
         stats = self.agent.update(batch, n_updates, self.rng, aux)
+        check_update(stats, c.policy_step, self.agent, self.rnd)  # guard: nan/inf losses or weights stop the run
         c.step_gradient(n_updates)
         c.step_update()
         mem.pos = 0
@@ -368,6 +434,7 @@ class Trainer:
             return
         state.update({"counter": self.counter.state_dict(), "last_return": self.last_return,
                       "wall_time": self.wall_time(), "metrics_rows": self.metrics.rows, "memory_pos": self.memory.pos})
+        check_state(state, self.counter.policy_step)  # guard: never replace a good checkpoint with nan weights
         save_checkpoint(self.run_dir / "checkpoint.pt", state)
         write_status(self.run_dir, **self.counters(), **status)
 
