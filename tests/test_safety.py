@@ -141,6 +141,14 @@ def test_nan_reward_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, t
     assert "nan" not in (run / "metrics.csv").read_text()
 
 
+def test_nan_stops_the_cli_with_one_line(tmp_path, tiny, cli):
+    sets = [a for k, v in tiny.items() for a in ("--set", f"{k}={v}")]
+    out = cli("train", CARTPOLE, "--out", tmp_path / "r", "--no-progress", *sets,
+              "--set", "env.id=faultenvs:NonFinite-v0", "--set", "env.kwargs={at_step: 10}")
+    assert out.returncode == 1 and one_line(out), out.stderr
+    assert "non-finite reward (nan) from environment 0 at policy step 40" in out.stderr
+
+
 def test_inf_observation_is_caught(tmp_path, tiny):
     overrides = {**tiny, "env.id": "faultenvs:NonFinite-v0",
                  "env.kwargs": {"at_step": 5, "what": "obs", "value": float("inf"), "env_index": 3}}
