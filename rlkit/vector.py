@@ -13,7 +13,7 @@ the true last observation of an ended episode, which truncation bootstrapping ne
 - ProcessEnvs: gymnasium's AsyncVectorEnv, for CPU-bound pure-Python envs.
 
 Step timeout (`step_timeout` seconds, 0: none): a vector step or reset that takes longer fails with
-EnvStepError naming the env that hangs. In the main thread a one-shot SIGALRM timer interrupts an env
+EnvStepTimeout naming the env that hangs. In the main thread a watchdog's SIGALRM interrupts an env
 that hangs in the calling thread (in Python code or a blocking call; a C loop that never returns to
 Python cannot be interrupted); ThreadedEnvs' caller also stops waiting for a worker thread's slice, and
 ProcessEnvs for a subprocess, after that long.
@@ -38,6 +38,18 @@ import numpy as np
 from rlkit.affinity import OneCore
 
 PROBE_EVERY = 16  # ThreadedEnvs: rounds between wake-ups of owners that could not claim their slice
+_get_ident, _monotonic = threading.get_ident, time.monotonic  # module globals: looked up once per step
+
+
+class _StepTimeoutSetting:
+    """`step_timeout` of a vector: setting it starts the watchdog when steps from this thread can be timed."""
+
+    def __get__(self, envs, owner=None):
+        return self if envs is None else envs._step_timeout
+
+    def __set__(self, envs, seconds):
+        envs._step_timeout = seconds
+        envs._timed = _Watchdog.usable(seconds)
 
 
 class EnvStepError(RuntimeError):
@@ -49,44 +61,64 @@ class EnvStepTimeout(EnvStepError):
 
 
 class StepTimeout(Exception):
-    """Raised by the SIGALRM timer inside the env call that exceeded step_timeout."""
+    """Raised by the watchdog's SIGALRM inside the env call that exceeded step_timeout (args: the timeout)."""
 
 
-class _Alarm:
-    """A one-shot SIGALRM timer around a vector step, in the main thread only (signals are delivered there).
+class _Watchdog:
+    """Times the main thread's vector steps. A step records (start, timeout) and clears it, a few hundred
+    nanoseconds on the collector's hot path; a daemon thread that wakes every quarter of the shortest
+    timeout sends SIGALRM to the main thread when a step has run past its timeout, and the handler raises
+    StepTimeout inside the env call that hangs. No signal is sent unless a step is late.
 
-    The handler is installed once, the first time a timeout is armed, and passes an alarm it did not arm
-    to whichever handler was there before."""
+    Signals are delivered to the main thread only, so steps taken in other threads are not timed here.
+    The handler is installed when the first vector with a timeout is made; an alarm it did not cause
+    goes to the handler that was there before."""
 
-    installed = False
+    main = threading.main_thread().ident if hasattr(signal, "pthread_kill") else None
+    step: tuple | None = None  # (monotonic start, timeout) of the main thread's current step, or None
+    shortest = float("inf")
     previous = None
-    armed = False
-    seconds = 0.0
-    main = threading.main_thread().ident if hasattr(signal, "setitimer") else None
+    thread: threading.Thread | None = None
+    wake = threading.Event()
+
+    @classmethod
+    def usable(cls, seconds: float) -> bool:
+        """Start the watchdog (once per process) if steps of this length can be timed from this thread."""
+        if not seconds or threading.get_ident() != cls.main:
+            return False
+        if seconds < cls.shortest:
+            cls.shortest = seconds
+            cls.wake.set()  # it may be asleep for a quarter of a longer timeout
+        if cls.thread is None:
+            cls.previous = signal.signal(signal.SIGALRM, cls._handler)
+            cls.thread = threading.Thread(target=cls._watch, daemon=True, name="rlkit-step-watchdog")
+            cls.thread.start()
+        return True
 
     @classmethod
     def _handler(cls, signum, frame):
-        if cls.armed:
-            cls.armed = False
-            raise StepTimeout(f"did not return within env.step_timeout={cls.seconds:g} s")
+        step = cls.step
+        if step is not None and time.monotonic() - step[0] >= step[1]:
+            cls.step = None
+            raise StepTimeout(step[1])
         if callable(cls.previous):
             cls.previous(signum, frame)
 
     @classmethod
-    def arm(cls, seconds: float) -> bool:
-        if not seconds or threading.get_ident() != cls.main:  # on the collector's hot path: two cheap tests
-            return False
-        if not cls.installed:
-            cls.previous = signal.signal(signal.SIGALRM, cls._handler)
-            cls.installed = True
-        cls.armed, cls.seconds = True, seconds
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        return True
-
-    @classmethod
-    def disarm(cls) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        cls.armed = False
+    def _watch(cls) -> None:
+        fired = None
+        while True:
+            step, period = cls.step, min(60.0, max(0.01, cls.shortest / 4))
+            wait = period
+            if step is not None and step is not fired:
+                late = time.monotonic() - step[0] - step[1]
+                if late >= 0:
+                    fired = step  # one alarm per late step
+                    signal.pthread_kill(cls.main, signal.SIGALRM)
+                else:
+                    wait = min(-late, period)
+            cls.wake.wait(wait)
+            cls.wake.clear()
 
 
 def _timeout_error(index: int, seconds: float, what: str = "step") -> EnvStepTimeout:
@@ -95,6 +127,8 @@ def _timeout_error(index: int, seconds: float, what: str = "step") -> EnvStepTim
 
 
 class SerialEnvs:
+    step_timeout = _StepTimeoutSetting()
+
     def __init__(self, env_fns, seeds, obs_shape, action_is_discrete, first_index=0, arrays=None, step_timeout=0.0):
         self.envs = [fn() for fn in env_fns]
         self.seeds = list(seeds)
@@ -110,7 +144,9 @@ class SerialEnvs:
 
     def reset(self):
         obs, i = self.arrays["obs"], 0
-        timed = _Alarm.arm(self.step_timeout)
+        timed = self._timed and _get_ident() == _Watchdog.main
+        if timed:
+            _Watchdog.step = (_monotonic(), self.step_timeout)
         try:
             for i, env in enumerate(self.envs):
                 obs[i] = env.reset(seed=self.seeds[i])[0]
@@ -118,7 +154,7 @@ class SerialEnvs:
             raise self._error(i, e, "reset") from e
         finally:
             if timed:
-                _Alarm.disarm()
+                _Watchdog.step = None
         return obs
 
     def step(self, actions):
@@ -127,7 +163,9 @@ class SerialEnvs:
         if self.discrete:
             actions = actions.tolist()  # Python ints, converted once for all envs
         i = 0
-        timed = _Alarm.arm(self.step_timeout)
+        timed = self._timed and _get_ident() == _Watchdog.main  # the watchdog times the main thread only
+        if timed:
+            _Watchdog.step = (_monotonic(), self.step_timeout)
         try:  # one try around the loop, not one per env: this loop is the collector's hot path
             for i, env in enumerate(self.envs):
                 o, rew[i], te, tr, _ = env.step(actions[i])
@@ -140,12 +178,12 @@ class SerialEnvs:
             raise self._error(i, e) from e
         finally:
             if timed:
-                _Alarm.disarm()
+                _Watchdog.step = None
         return obs, rew, term, trunc, final
 
     def _error(self, i, e, what="step") -> EnvStepError:
         if isinstance(e, StepTimeout):
-            return _timeout_error(self.first_index + i, _Alarm.seconds, what)
+            return _timeout_error(self.first_index + i, e.args[0], what)
         return EnvStepError(f"environment {self.first_index + i} raised {type(e).__name__}: {e}\n"
                             f"original traceback:\n{traceback.format_exc()}")
 
@@ -203,6 +241,8 @@ class ThreadedEnvs:
     twice at once and no locks guard the arrays.
     """
 
+    step_timeout = _StepTimeoutSetting()
+
     def __init__(self, env_fns, seeds, obs_shape, action_is_discrete, num_threads, one_core="auto", step_timeout=0.0):
         self.step_timeout = step_timeout
         self._abandoned = False  # a round that never completed (timeout, Ctrl-C): some thread may still be in an env
@@ -251,7 +291,9 @@ class ThreadedEnvs:
 
     def _step_slices(self, task, actions) -> None:
         work = self._round = _Round(task, actions, len(self.groups))
-        timed = _Alarm.arm(self.step_timeout)
+        timed = self._timed and _get_ident() == _Watchdog.main
+        if timed:
+            _Watchdog.step = (_monotonic(), self.step_timeout)
         self._abandoned = True  # until this round completes
         try:
             self._step_round(work, task)
@@ -259,7 +301,7 @@ class ThreadedEnvs:
             raise self._hung(work, task) from None
         finally:
             if timed:
-                _Alarm.disarm()
+                _Watchdog.step = None
         self._abandoned = False
         errors = [e for e in work.errors if e is not None]
         if errors:
