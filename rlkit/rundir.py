@@ -1,8 +1,9 @@
 """Run directories: layout, status.json, the lock, and the rule that finished work is never overwritten silently.
 
 One process at a time trains in a run directory: `RunLock` holds an exclusive OS file lock (flock) on
-`run_dir/.lock` for the run's lifetime. The kernel drops it when the process ends however it ends, so
-a kill -9 leaves no stale lock; a second process stops at once, naming the holder's PID.
+`run_dir/.lock` for the run's lifetime and removes the file at the end. The kernel drops the lock when
+the process ends however it ends, so a kill -9 leaves at most the file, never a held lock; a second
+process stops at once, naming the holder's PID.
 """
 from __future__ import annotations
 
@@ -52,14 +53,24 @@ class RunLock:
 
     def acquire(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # BlockingIOError: held by another process
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        path = self.run_dir / LOCK_FILE
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # BlockingIOError: held by another process
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise RunLockedError(f"{self.run_dir} is in use by another training process (pid {holder}); "
+                                     "wait for it to end or stop it, or choose another --out directory") from None
+            # The holder removes the file when it is done: a lock taken on a file that has just been
+            # removed (or replaced) locks nothing, so check that the path still names this file.
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            raise RunLockedError(f"{self.run_dir} is in use by another training process (pid {holder}); "
-                                 "wait for it to end or stop it, or choose another --out directory") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
@@ -84,7 +95,11 @@ class RunLock:
     def release(self) -> None:
         if self.fd is not None:
             _held_locks.discard(self.fd)
-            os.close(self.fd)  # the pid stays in the file; only the flock says whether it is held
+            try:  # removed while still locked, so no other process can lock this file after us
+                os.unlink(self.run_dir / LOCK_FILE)
+            except OSError:
+                pass
+            os.close(self.fd)
             self.fd = None
 
     def __enter__(self) -> "RunLock":

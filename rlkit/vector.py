@@ -114,7 +114,9 @@ class _Watchdog:
                 late = time.monotonic() - step[0] - step[1]
                 if late >= 0:
                     fired = step  # one alarm per late step
-                    signal.pthread_kill(cls.main, signal.SIGALRM)
+                    # never while another handler has replaced ours: SIGALRM's default action ends the process
+                    if signal.getsignal(signal.SIGALRM) == cls._handler:
+                        signal.pthread_kill(cls.main, signal.SIGALRM)
                 else:
                     wait = min(-late, period)
             cls.wake.wait(wait)

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -210,6 +209,7 @@ def test_batch_leaves_a_locked_run_alone(tmp_path):
     results = tmp_path / "results"
     run = results / "cartpole" / "seed0"
     with RunLock(run):
+        assert (run / ".lock").read_text() == f"{os.getpid()}\n"
         (run / "status.json").write_text('{"state": "running"}\n')
         lines = []
         [result] = run_batch([ROOT / CARTPOLE], [0], results_dir=results, overrides=["total_steps=256"], log=lines.append)
@@ -217,4 +217,3 @@ def test_batch_leaves_a_locked_run_alone(tmp_path):
     assert json.loads((run / "status.json").read_text()) == {"state": "running"}  # the holder's, untouched
     assert not (run / "runner.log").exists()
     assert any("RunLockedError" in line for line in lines)
-    assert Path(run / ".lock").exists()
