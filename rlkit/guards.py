@@ -25,6 +25,7 @@ from rlkit.config import AlgoConfig, Config, ConfigError
 
 BYTES_PER_PARAMETER = 20  # float32 weight, gradient, Adam's two moments, and the fused path's flat copy
 BYTES_PER_ACTIVATION = 16  # float32, kept for the backward pass, for the actor and the critic, plus grads
+LARGE_NETWORKS = 2**30  # bytes: above this the first update takes long enough to deserve a line saying so
 
 
 class NonFiniteError(RuntimeError):
@@ -107,12 +108,15 @@ def check_memory(cfg: Config, info, available: int | None = None) -> None:
     the run hangs for minutes); name the key that sizes them."""
     need = estimate_memory(cfg, info)
     available = available_memory() if available is None else available
+    key = "algo.rnd_hidden_sizes" if cfg.algo.use_RND and max(cfg.algo.rnd_hidden_sizes) > max(cfg.algo.hidden_sizes) \
+        else "algo.hidden_sizes"
+    sizes = getattr(cfg.algo, key.split(".")[1])
     if available is not None and need > available:
-        key = "algo.rnd_hidden_sizes" if cfg.algo.use_RND and max(cfg.algo.rnd_hidden_sizes) > max(cfg.algo.hidden_sizes) \
-            else "algo.hidden_sizes"
-        sizes = getattr(cfg.algo, key.split(".")[1])
         raise ConfigError(f"'{key}' {sizes}: the networks would need about {need / 2**30:.1f} GiB to train, "
                           f"more than the {available / 2**30:.1f} GiB this machine has free; use smaller layers")
+    if need > LARGE_NETWORKS:
+        warn(f"'{key}' {sizes}: the networks need about {need / 2**30:.1f} GiB to train; "
+             "every update will be slow (the default [64, 64] needs under 1 MiB)")
 
 
 # ---------------------------------------------------------------- during the run

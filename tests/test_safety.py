@@ -419,13 +419,15 @@ def test_interrupted_batch_says_how_to_resume(monkeypatch, capsys):
 
 # ---------------------------------------------------------------- 14-15. sizes and values that do nothing
 
-def test_networks_too_large_for_memory_are_refused_at_once(tmp_path, cli):
+def test_networks_too_large_for_memory_are_refused_at_once(tmp_path, cli, capsys):
     from rlkit.envs import inspect_env, make_env
     cfg = load_config({"algo": {"hidden_sizes": [64, 1_000_000]}})
     info = inspect_env(make_env(cfg.env))
     assert estimate_memory(cfg, info) > 2 * 2**30  # 131 M parameters, half a GiB each for weights alone
     with pytest.raises(ConfigError, match=r"'algo.hidden_sizes' \[64, 1000000\]: the networks would need about"):
         check_memory(cfg, info, available=2**30)
+    check_memory(cfg, info, available=64 * 2**30)  # fits: one line says it will be slow
+    assert "'algo.hidden_sizes' [64, 1000000]: the networks need about 10.1 GiB" in capsys.readouterr().err
     t0 = time.monotonic()
     out = cli("train", CARTPOLE, "--set", "algo.hidden_sizes=[64, 100000000000]", "--out", str(tmp_path / "r"))
     assert out.returncode == 2 and one_line(out) and "'algo.hidden_sizes'" in out.stderr, out.stderr
