@@ -71,8 +71,8 @@ class _Watchdog:
     StepTimeout inside the env call that hangs. No signal is sent unless a step is late.
 
     Signals are delivered to the main thread only, so steps taken in other threads are not timed here.
-    The handler is installed when the first vector with a timeout is made; an alarm it did not cause
-    goes to the handler that was there before."""
+    The handler is installed when a vector with a timeout is made; an alarm it did not cause goes to the
+    handler that was there before, and while another handler has replaced it no alarm is sent."""
 
     main = threading.main_thread().ident if hasattr(signal, "pthread_kill") else None
     step: tuple | None = None  # (monotonic start, timeout) of the main thread's current step, or None
@@ -89,8 +89,11 @@ class _Watchdog:
         if seconds < cls.shortest:
             cls.shortest = seconds
             cls.wake.set()  # it may be asleep for a quarter of a longer timeout
-        if cls.thread is None:
+        # (Re)install the handler for every new vector: other code may have replaced it since (pytest-timeout
+        # resets SIGALRM to its default action, which would end the process on our next alarm)
+        if signal.getsignal(signal.SIGALRM) != cls._handler:
             cls.previous = signal.signal(signal.SIGALRM, cls._handler)
+        if cls.thread is None:
             cls.thread = threading.Thread(target=cls._watch, daemon=True, name="rlkit-step-watchdog")
             cls.thread.start()
         return True

@@ -289,6 +289,28 @@ def test_step_timeout_in_an_owner_thread_off_the_main_thread(tiny):
     assert "environment 3 did not return from step()" in outcome.get("error", ""), outcome
 
 
+def test_step_timeout_survives_a_reset_sigalrm_handler():
+    """pytest-timeout (and other code) resets SIGALRM to its default action, which ends the process: the
+    next vector installs the watchdog's handler again, and an alarm is never sent to another handler."""
+    import signal
+
+    import numpy as np
+
+    from rlkit.envs import make_env
+    from rlkit.vector import SerialEnvs
+    cfg = load_config({"env": {"id": "faultenvs:Hang-v0", "kwargs": {"at_step": 2, "env_index": 1, "seconds": 5}}})
+    SerialEnvs([lambda: make_env(cfg.env)], [0], (4,), True, step_timeout=0.3).close()
+    previous = signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    try:
+        envs = SerialEnvs([lambda: make_env(cfg.env)] * 2, [0, 1], (4,), True, step_timeout=0.3)
+        envs.reset()
+        with pytest.raises(EnvStepTimeout, match="environment 1 did not return from step"):
+            for _ in range(3):
+                envs.step(np.zeros(2, np.int64))
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
 # ---------------------------------------------------------------- 8. write errors leave no temporaries
 
 def test_a_failed_checkpoint_write_keeps_the_old_one_and_no_tmp(tmp_path, tiny, monkeypatch):
