@@ -9,7 +9,7 @@ import os
 import sys
 
 from rlkit.config import ConfigError
-from rlkit.rundir import RunExistsError
+from rlkit.rundir import RunExistsError, RunLockedError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,6 +50,9 @@ def _train(args) -> int:
 
     from rlkit.trainer import train
 
+    if args.resume and args.force:
+        raise ConfigError("--resume continues a run and --force starts it over: pass one of them (to train a "
+                          "finished run further: --resume RUN_DIR --set total_steps=N)")
     if args.resume:
         run_dir = Path(args.resume)
         config = args.config or run_dir / "config.yaml"
@@ -91,18 +94,37 @@ def _report(args) -> int:
     return 0
 
 
+def _failed_run_errors() -> tuple:
+    """Errors that end a run that started, each described in its message (status.json says the same)."""
+    if "rlkit.trainer" not in sys.modules:  # rlkit run / report never import torch
+        return ()
+    from rlkit.checkpoint import CheckpointError
+    from rlkit.guards import NonFiniteError
+    from rlkit.vector import EnvStepTimeout
+    return CheckpointError, NonFiniteError, EnvStepTimeout, OSError
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"train": _train, "run": _run, "report": _report}[args.command](args)
-    except (ConfigError, RunExistsError, FileNotFoundError) as e:
+    except (ConfigError, RunExistsError, RunLockedError, FileNotFoundError) as e:
         if _rank() == 0:
             print(f"rlkit {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if _rank() == 0:
-            print(f"rlkit {args.command}: interrupted; resume with --resume", file=sys.stderr)
-        return 130
+            how = "terminated (SIGTERM)" if type(e).__name__ == "Terminated" else "interrupted"
+            again = ("re-run the same command to resume its unfinished runs" if args.command == "run" else
+                     "resume with --resume RUN_DIR" if args.command == "train" else "run it again")
+            print(f"rlkit {args.command}: {how}; {again}", file=sys.stderr)
+        return 143 if type(e).__name__ == "Terminated" else 130
+    except Exception as e:
+        if not isinstance(e, _failed_run_errors()):
+            raise
+        if _rank() == 0:
+            print(f"rlkit {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -31,6 +32,7 @@ class EnvConfig:
     # [{"type": "gymnasium.wrappers.FrameStackObservation", "kwargs": {"stack_size": 4}}, ...]
     wrappers: list = field(default_factory=list)
     frames_per_step: int | None = None  # simulator frames per env step; None: inferred (ALE frameskip, AtariPreprocessing)
+    step_timeout: float = 300.0  # seconds one vector step or reset may take before the run fails; 0: no limit
 
 
 @dataclass
@@ -121,6 +123,7 @@ class Config:
         return self.parallel.num_threads * self.parallel.envs_per_thread
 
 
+MAX_SEED = 2**32 - 1  # numpy's and gymnasium's seeds are unsigned 32-bit words; torch's are wider
 SECTIONS = {"env": EnvConfig, "parallel": ParallelConfig, "algo": AlgoConfig, "eval": EvalConfig}
 
 
@@ -138,20 +141,72 @@ def load_config(source: str | Path | dict | Config, overrides: dict | list | Non
     else:
         raw = _read_yaml(Path(source))
     raw = _merge_overrides(raw, overrides)
-    cfg = _build(Config, raw, prefix="")
-    validate(cfg)
+    try:
+        cfg = _build(Config, raw, prefix="")
+        validate(cfg)
+    except ConfigError as e:  # with several params files (rlkit run), say which one is wrong
+        if isinstance(source, (str, Path)):
+            raise ConfigError(f"{source}: {e}") from None
+        raise
     return cfg
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with two fixes for hand-written params files.
+
+    - Numbers in scientific notation without a dot or an exponent sign (`1e5`, `1.0e6`) are floats, as in
+      YAML 1.2 and in every other tool; PyYAML's YAML 1.1 rules would read them as strings.
+    - A key given twice in one mapping is an error naming the key and both lines; PyYAML keeps the last.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(f"duplicate key '{key}' at line {line} (first given at line {seen[key]}); "
+                              "keep one of them")
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_yaml(text: str):
+    """YAML text -> Python values, with the kit's rules for numbers and duplicate keys."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def _read_yaml(path: Path) -> dict:
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not a config file; give a params/*.yaml file "
+                          "(or, for --resume, the run directory's config.yaml is used)")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (check the path; params files live in params/)")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start} cannot be decoded); "
+                          "give a YAML params file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror}); check the path and its permissions") from None
+    try:
+        data = parse_yaml(text)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
+        problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e)
+        raise ConfigError(f"{path}: malformed YAML{where}: {' '.join(str(problem).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -165,8 +220,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override '{text}' must look like section.key=value, e.g. algo.batch_size=64")
     key, value = text.split("=", 1)
     try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError:
+        return key.strip(), parse_yaml(value)
+    except (yaml.YAMLError, ConfigError):
         raise ConfigError(f"override '{text}': the value is not valid YAML") from None
 
 
@@ -218,9 +273,11 @@ def _coerce(value: Any, ftype, key: str):
         raise ConfigError(f"'{key}' must not be empty (null); remove the key to use the default")
     for t in options:
         if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # .inf / .nan would train on and turn every loss into nan
+                raise ConfigError(f"'{key}' must be a finite number, got {value}")
             return float(value)
-        if t is int and isinstance(value, float) and value.is_integer() and abs(value) >= 1000:
-            return int(value)  # 1e6 in YAML is a float; accept it for step counts
+        if t is int and isinstance(value, float) and value.is_integer():
+            return int(value)  # 1e5 in YAML is a float; accept it where a count is expected
         if t is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if t in (bool, str, dict, list) and isinstance(value, t):
@@ -241,11 +298,16 @@ def validate(cfg: Config) -> None:
     a, p = cfg.algo, cfg.parallel
     _require(cfg.device in ("cpu", "cuda", "auto") or cfg.device.startswith("cuda:"),
              f"'device' must be cpu, cuda or auto, got '{cfg.device}'")
+    _require(0 <= cfg.seed <= MAX_SEED, f"'seed' must be in [0, {MAX_SEED}], got {cfg.seed}")
+    _require(cfg.torch_threads is None or cfg.torch_threads >= 1,
+             f"'torch_threads' must be >= 1, got {cfg.torch_threads}; use null to keep torch's own default")
     _require(cfg.total_steps > 0, f"'total_steps' must be > 0, got {cfg.total_steps}")
     for key in ("learning_starts", "exploration_steps", "log_every", "checkpoint_every"):
         _require(getattr(cfg, key) >= 0, f"'{key}' must be >= 0, got {getattr(cfg, key)}")
     _require(cfg.eval.every >= 0, f"'eval.every' must be >= 0 (0 disables evaluation), got {cfg.eval.every}")
     _require(cfg.eval.episodes >= 1, f"'eval.episodes' must be >= 1, got {cfg.eval.episodes}")
+    _require(cfg.env.step_timeout >= 0,
+             f"'env.step_timeout' must be >= 0 seconds (0: no limit), got {cfg.env.step_timeout}")
     _require(cfg.env.action_repeat >= 1, f"'env.action_repeat' must be >= 1, got {cfg.env.action_repeat}")
     _require(cfg.env.max_episode_steps is None or cfg.env.max_episode_steps >= 1,
              f"'env.max_episode_steps' must be >= 1, got {cfg.env.max_episode_steps}")

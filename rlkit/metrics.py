@@ -32,8 +32,12 @@ class MetricsWriter:
         with open(self.path, newline="") as f:
             lines = f.readlines()[: keep_rows + 1]
         tmp = self.path.with_suffix(".csv.tmp")
-        tmp.write_text("".join(lines))
-        tmp.replace(self.path)
+        try:
+            tmp.write_text("".join(lines))
+            tmp.replace(self.path)
+        except BaseException:  # a full disk: metrics.csv is untouched, and no temporary is left behind
+            tmp.unlink(missing_ok=True)
+            raise
 
     def log(self, counters: dict, wall_time: float, metrics: dict) -> None:
         head = [counters["policy_step"], counters["env_step"], counters["gradient_step"], f"{wall_time:.3f}"]
@@ -44,7 +48,20 @@ class MetricsWriter:
         self.file.flush()
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:  # the unflushed rows of a failed write (a full disk): that error was raised already
+            pass
+
+
+def count_rows(path: Path) -> int:
+    """Complete data rows in metrics.csv (the header and a torn last line not counted); 0 if it is missing."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return 0
+    return max(0, data.count(b"\n") - 1)
 
 
 def read_metrics(path: Path) -> pd.DataFrame:

@@ -39,7 +39,7 @@ from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import default
 
 from rlkit.config import ConfigError, load_config
-from rlkit.rundir import read_status, write_status
+from rlkit.rundir import RunLock, read_status, write_status
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
@@ -132,7 +132,9 @@ def run_batch(configs, seeds, *, jobs=1, results_dir="results", overrides=None, 
             load_config(c, with_seed(overrides, seed))
     if timeout_s is not None and timeout_s <= 0:
         raise ConfigError(f"timeout {timeout_s} must be > 0 seconds (or None for no limit)")
-    jobs = max(1, int(jobs))
+    if int(jobs) < 1:
+        raise ConfigError(f"--jobs {jobs}: must be >= 1 (runs at once on this machine)")
+    jobs = int(jobs)
     # paths are absolute: on a cluster they must mean the same files on every worker
     common = {"notebook": str(Path(notebook or NOTEBOOK).resolve()), "cwd": str(REPO_ROOT),
               "kernel_name": kernel_name or (None if scheduler else default_kernel_name()),
@@ -177,6 +179,10 @@ def run_one(result: RunResult, spec: dict, timeout_s, env: dict, stop=None) -> R
         result.error = INTERRUPTED
         return result
     result.run_dir.mkdir(parents=True, exist_ok=True)
+    holder = RunLock.holder(result.run_dir)  # before runner.log and train.ipynb are rewritten (train locks itself)
+    if holder is not None:
+        result.error = f"RunLockedError: {result.run_dir} is in use by another training process (pid {holder}); left alone"
+        return result
     spec = {**spec, "sockets": new_socket_prefix(), "parent": os.getpid()}
     t0 = next_stop_check = time.monotonic()
     with open(result.run_dir / "runner.log", "w") as out:  # the worker's output, for post-mortems
@@ -239,7 +245,9 @@ def _finish(proc: subprocess.Popen, result: RunResult, seconds: float) -> RunRes
     status = read_status(result.run_dir)
     if result.error is None and status.get("state") != "finished":
         result.error = f"notebook ended but status.json says {status.get('state')!r}"
-    if result.error:  # merge into what train wrote: keep its counters, never delete its files
+    if result.error and result.error.startswith("RunLockedError"):  # another process trains there: its status
+        status = read_status(result.run_dir)
+    elif result.error:  # merge into what train wrote: keep its counters, never delete its files
         status = write_status(result.run_dir, state="failed", error=result.error)
     result.state = "failed" if result.error else "finished"
     result.seconds, result.policy_step = seconds, status.get("policy_step")

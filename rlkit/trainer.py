@@ -7,6 +7,7 @@ out of the collection and update code (they live in rundir, metrics and the call
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from pathlib import Path
 
@@ -14,16 +15,17 @@ import numpy as np
 import threadpoolctl
 import torch
 
-from rlkit.checkpoint import load_checkpoint, save_checkpoint
+from rlkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlkit.config import Config, ConfigError, load_config
 from rlkit.agent import HOOKS, agent_class, load, make_hooks
 from rlkit.distributed import check_replicas, digest, gather_to_rank0, process_group, rank_seed, replicate
 from rlkit.envs import Episodes, make_env, probe_env, resolve_env_fields
 from rlkit.evaluate import Evaluator
+from rlkit.guards import Terminated, check_env_output, check_state, check_update, preflight, stop_on_sigterm
 from rlkit.memory import RolloutMemory
-from rlkit.metrics import MetricsWriter
+from rlkit.metrics import MetricsWriter, count_rows
 from rlkit.normalize import ObsNormalizer, ReturnFilter
-from rlkit.rundir import default_run_dir, git_commit, prepare, versions, write_status
+from rlkit.rundir import RunLock, default_run_dir, git_commit, prepare, versions, write_status
 from rlkit.steps import StepCounter, crossed, make_schedule
 from rlkit.vector import make_vector
 
@@ -35,32 +37,93 @@ def train(config, run_dir=None, *, overrides=None, resume=False, force=False, pr
     actor, critic: your own nn.Modules in place of the networks algo.network builds (the forward contract
     is in rlkit.networks); loss: your own PPO loss (rlkit.ppo.PPOLoss says how). None: the built-in ones.
 
+    Nothing in the run directory is touched before the config, the device, the env, its spaces and the
+    network size have been checked (rlkit/guards.py), so a bad command line never costs a run, --force
+    included. Rank 0 then holds the directory's lock until the run ends (rlkit/rundir.py), and a resume
+    verifies the checkpoint and metrics.csv before it continues (rlkit/checkpoint.py).
+
     Launched by torchrun (WORLD_SIZE > 1), every rank calls this: rank 0 alone decides about and writes the
     run directory (the others wait for its decision), logs, evaluates and calls the callbacks."""
     cfg = load_config(config, overrides)
     run_dir = Path(run_dir) if run_dir else default_run_dir(config, cfg.seed)
-    with process_group(cfg.device) as ranks:
-        resuming = ranks.on_rank0(lambda: prepare(run_dir, resume, force))
-        trainer = Trainer(cfg, run_dir, progress=progress and ranks.rank == 0, callbacks=callbacks,
-                          rank=ranks.rank, world_size=ranks.world_size, actor=actor, critic=critic, loss=loss)
+    with process_group(cfg.device) as ranks, stop_on_sigterm():
+        resolve_device(cfg.device)
+        info = preflight(cfg, ranks.world_size)
+        rank0 = ranks.rank == 0
+        lock = RunLock(run_dir) if rank0 else None
+        ranks.on_rank0(lambda: lock.acquire())
         try:
-            if resuming:  # after Trainer(): the saved config.yaml is compared with the resolved config
-                trainer.restore(ranks.on_rank0(lambda: _resume_state(run_dir, cfg)))
-            if ranks.rank == 0:
-                (run_dir / "config.yaml").write_text(cfg.to_yaml())
-            trainer.run()
-        except BaseException as e:
-            if ranks.rank == 0:
-                write_status(run_dir, state="failed", error=f"{type(e).__name__}: {e}", **trainer.counters())
-            raise
+            resuming = ranks.on_rank0(lambda: prepare(run_dir, resume, force, cfg.total_steps, say=_say))
+            state = ranks.on_rank0(lambda: _resume_state(run_dir, cfg)) if resuming else None
+            try:
+                trainer = Trainer(cfg, run_dir, progress=progress and rank0, callbacks=callbacks, rank=ranks.rank,
+                                  world_size=ranks.world_size, actor=actor, critic=critic, loss=loss, env_info=info)
+            except BaseException as e:
+                if rank0:
+                    write_status(run_dir, state="failed", error=_describe(e))
+                raise
+            try:
+                if trainer.evaluator is not None:  # evaluation envs hang like any others
+                    trainer.evaluator.envs.step_timeout = cfg.env.step_timeout
+                if state is not None:
+                    envs_restored = _restore(trainer, state)
+                    if rank0:
+                        write_status(run_dir, envs_restored=envs_restored)
+                if rank0:
+                    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+                trainer.run()
+            except BaseException as e:
+                if rank0:
+                    write_status(run_dir, state="failed", error=_describe(e), **trainer.counters())
+                raise
+            finally:
+                trainer.close()
         finally:
-            trainer.close()
+            if lock is not None:
+                lock.release()
     return run_dir
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _describe(e: BaseException) -> str:
+    """status.json's error for an exception: what happened, and that the run can be resumed."""
+    if isinstance(e, Terminated):
+        return "terminated (SIGTERM); resume it with --resume, or re-run the batch"
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted (Ctrl-C); resume it with --resume, or re-run the batch"
+    return f"{type(e).__name__}: {e}"
+
+
 def _resume_state(run_dir: Path, cfg: Config) -> dict:
+    """The checkpoint to resume from, once it and metrics.csv are known to be whole and to belong together."""
     _check_same_config(run_dir / "config.yaml", cfg)
-    return load_checkpoint(run_dir / "checkpoint.pt")
+    path = run_dir / "checkpoint.pt"
+    state = load_checkpoint(path)  # CheckpointError names the file: truncated, changed, unreadable
+    rows, covered = count_rows(run_dir / "metrics.csv"), state["metrics_rows"]
+    if rows < covered:
+        raise CheckpointError(f"{run_dir / 'metrics.csv'} has {rows} complete rows but {path.name} covers {covered}: "
+                              "rows were lost and a resumed run would have a gap; restore metrics.csv from a backup, "
+                              "or start over with --force")
+    if state["memory_pos"] != 0:  # only a run's final checkpoint can end mid-rollout
+        raise CheckpointError(f"{path} was written at the end of a run whose last rollout was partial (total_steps "
+                              "is not a multiple of the rollout, algo.batch_size x ranks), so it cannot be extended "
+                              "exactly; start a new run with the larger total_steps")
+    return state
+
+
+def _restore(trainer: "Trainer", state: dict) -> bool:
+    """Restore the trainer; returns whether the envs themselves were restored (False: none were saved, as
+    with the process backend or envs that cannot be pickled, and they continue from their re-seeded reset)."""
+    local = state["ranks"][trainer.rank] if trainer.world_size > 1 else state
+    restored = local["envs"] is not None
+    if not restored:  # the checkpoint's observations belong to envs that no longer exist
+        local.update(obs=trainer.obs.copy(), episode_return=np.zeros_like(trainer.episodes.returns),
+                     episode_length=np.zeros_like(trainer.episodes.lengths))
+    trainer.restore(state)
+    return restored
 
 
 def _check_same_config(path: Path, cfg: Config) -> None:
@@ -71,7 +134,8 @@ def _check_same_config(path: Path, cfg: Config) -> None:
     diffs = [k for k in _flat(new) if _flat(saved).get(k) != _flat(new)[k]]
     if diffs:
         raise ConfigError(f"cannot resume {path.parent}: the configuration differs in {', '.join(diffs)}; "
-                          "resume with the saved config.yaml, or start a new run with --out or --force")
+                          "resume with the saved config.yaml (only total_steps may change), or start a new run "
+                          "with --out or --force")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -91,12 +155,12 @@ def resolve_device(name: str) -> torch.device:
 
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, progress=True, callbacks=(), rank=0, world_size=1,
-                 actor=None, critic=None, loss=None):
+                 actor=None, critic=None, loss=None, env_info=None):
         self.cfg, self.run_dir, self.callbacks = cfg, Path(run_dir), list(callbacks)
         self.rank, self.world_size = rank, world_size
         self.device, self.rng, self.generator = _torch_setup(cfg, rank, world_size)
 
-        info = probe_env(cfg.env)  # one env built, reset and stepped: the spaces; a bad env config fails here
+        info = env_info or probe_env(cfg.env)  # one env built, reset and stepped: the spaces; a bad env config fails here
         obs_space, action_space = info.obs_space, info.action_space
         resolve_env_fields(cfg, info)  # the inferred algo fields (action_dim, observ_dim, ...)
 
@@ -126,6 +190,10 @@ class Trainer:
         self.progress = _progress_bar(cfg.total_steps) if progress else None
         if world_size > 1:
             self._join_ranks()
+
+    def modules(self) -> list:
+        """Every network of the run: the agent's and its hooks'."""
+        return [*self.agent.modules(), *(m for hook in self.hooks for m in hook.modules())]
 
     def _join_ranks(self) -> None:
         """Several ranks (data-parallel): one model, replicated (rlkit.distributed.replicate)."""
@@ -171,6 +239,7 @@ class Trainer:
             mem.obs[mem.pos] = obs_in  # copied now: the vector overwrites its obs buffer in step()
         next_obs, rewards, terminated, truncated, final_obs = self.envs.step(agent.env_actions(actions))
         c.step_iteration()
+        check_env_output(next_obs, rewards, c.policy_step)  # guard: a nan/inf from an env stops the run
         dones = terminated | truncated
         for episode in self.episodes.step(rewards, dones, self.envs.arrays["true_return"]):  # logged at the policy step the episode ends
             self.log(episode)
@@ -203,6 +272,7 @@ class Trainer:
             self.agent.set_lr_fraction(max(0.0, 1.0 - c.policy_step / cfg.total_steps))
         n_updates = self.schedule.gradient_steps_for(c)
         stats = self.agent.update(batch, n_updates, self.rng, extra_losses)
+        check_update(stats, c.policy_step, self.modules())  # guard: nan/inf losses or weights stop the run
         c.step_gradient(n_updates)
         c.step_update()
         mem.pos = 0
@@ -267,6 +337,7 @@ class Trainer:
             return
         state.update({"counter": self.counter.state_dict(), "last_return": self.episodes.last_return,
                       "wall_time": self.wall_time(), "metrics_rows": self.metrics.rows, "memory_pos": self.memory.pos})
+        check_state(state, self.counter.policy_step)  # guard: never replace a good checkpoint with nan weights
         save_checkpoint(self.run_dir / "checkpoint.pt", state)
         write_status(self.run_dir, **self.counters(), **status)
 
@@ -325,7 +396,7 @@ def _make_envs(cfg: Config, info, rank: int):
     # auto keeps torch's and BLAS's threads off one core: threads created later inherit the caller's core
     one_core = p.one_core if p.one_core != "auto" or cfg.torch_threads == 1 else False
     envs = make_vector(p.backend, [env_fn] * n, seeds, info.obs_shape, not info.has_continuous, p.num_threads, one_core,
-                       info.obs_dtype)
+                       cfg.env.step_timeout, info.obs_dtype)
     evaluator = Evaluator(env_fn, cfg.eval.episodes, 2**30 + cfg.seed * 1_000, info.obs_shape, not info.has_continuous,
                           info.obs_dtype, info.true_returns) if cfg.eval.every > 0 and rank == 0 else None
     return envs, evaluator

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from rlkit.checkpoint import load_checkpoint
 from rlkit.metrics import read_metrics
 from rlkit.trainer import replica_digest
 
@@ -74,7 +75,7 @@ def test_two_ranks_counters_files_and_identical_replicas(full_run):
     last = df.iloc[-1]
     assert (last.policy_step, last.gradient_step) == (1024, 64)
     # every checkpoint checks the replicas are identical (else the run fails); the digest is the checkpoint's model
-    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    ckpt = load_checkpoint(run / "checkpoint.pt")
     assert s["replica_sha256"] == replica_digest(ckpt)
     ranks = ckpt["ranks"]
     assert len(ranks) == W and not np.array_equal(ranks[0]["obs"], ranks[1]["obs"])  # envs seeded apart
@@ -134,7 +135,7 @@ def test_two_ranks_with_rnd_average_the_predictor_too(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     status = _status(run)
     assert status["state"] == "finished" and status["world_size"] == W
-    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state = load_checkpoint(run / "checkpoint.pt")
     assert status["replica_sha256"] == replica_digest(state)
     df = read_metrics(run / "metrics.csv")
     losses = df[df.metric == "rnd/predictor_loss"]
