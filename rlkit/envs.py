@@ -149,7 +149,7 @@ def make_env(env_cfg: EnvConfig) -> gym.Env:
     except ModuleNotFoundError as e:
         raise ConfigError(f"'env.id': {env_cfg.id} needs module {e.name}, not installed{_install_hint(e.name)}") from None
     if hasattr(env.unwrapped, "ale") and type(env.unwrapped).__module__.startswith("ale_py"):
-        env = EmulatorState(env)  # checkpointed ALE envs resume the game itself, not a fresh ROM
+        env = EmulatorState(env)  # checkpointed ALE envs resume the game, not a fresh ROM at frame 0
     if env_cfg.wrappers:  # only then can the learner's episode differ from the game
         env = _apply_wrappers(TrueEpisode(env), env_cfg.wrappers)
     spaces.check_observation_space(env.observation_space)

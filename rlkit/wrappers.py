@@ -6,7 +6,7 @@
   gymnasium does not provide (AtariPreprocessing's terminal_on_life_loss restarts the whole game).
 - PackedObservation: Dict, Discrete and MultiBinary observations as one flat array per step.
 - DictAction: a Dict of discrete actions as one MultiDiscrete, a Dict of Boxes as one Box.
-- EmulatorState: ALE envs that pickle with their emulator's state (checkpoints resume the game exactly).
+- EmulatorState: ALE envs that pickle with their emulator's state (checkpoints resume the game, not a fresh ROM).
 """
 from __future__ import annotations
 
@@ -132,7 +132,9 @@ class DictAction(gym.ActionWrapper):
 class EmulatorState(gym.Wrapper):
     """Pickles an ALE env with its emulator's state. ale-py's envs pickle, but as a freshly loaded ROM at frame 0
     while every wrapper above still holds the old game's state; this layer, next to the simulator, carries the
-    emulator's state and its random state (`cloneState(include_rng=True)`) and restores them on unpickling."""
+    emulator's state and its random state (`cloneState(include_rng=True)`) and restores them on unpickling.
+    Measured on Breakout: the restored game plays identically for 113-192 steps, then can drift (cause not
+    found); without this layer it differs from the first step."""
 
     def __getstate__(self):
         state = dict(self.__dict__)
