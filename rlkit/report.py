@@ -443,7 +443,7 @@ class Report:
             return "<p>No runs.</p>"
 
         def link(path, label):
-            if not path:
+            if not isinstance(path, str):  # the file does not exist (None, NaN in the frame)
                 return ""
             return f'<a href="{esc(os.path.relpath(path, self.out_dir))}">{esc(label)}</a>'
 

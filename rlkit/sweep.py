@@ -58,12 +58,15 @@ def parse_grid(entries: list[str] | None) -> dict:
     """['algo.beta=0.5,1,2'] -> {'algo.beta': [0.5, 1, 2]}; values are YAML, commas inside [] or {} kept."""
     grid = {}
     for entry in entries or []:
-        key, value = parse_override(entry)  # checks the key=value shape
-        text = entry.split("=", 1)[1]
-        values = [yaml.safe_load(v) for v in _split_top_level(text) if v.strip()]
-        if not key or not values:
-            raise ConfigError(f"--grid '{entry}' must look like section.key=v1,v2,..., e.g. algo.beta=0.5,1,2")
-        grid[key] = values
+        key, _, text = entry.partition("=")
+        try:
+            values = [yaml.safe_load(v) for v in _split_top_level(text) if v.strip()]
+        except yaml.YAMLError:
+            values = []
+        if not key.strip() or not values:
+            raise ConfigError(f"--grid '{entry}' must look like section.key=v1,v2,..., e.g. algo.beta=0.5,1,2 "
+                              "(values are YAML; a list as [64,64])")
+        grid[key.strip()] = values
     return grid
 
 
@@ -107,8 +110,8 @@ def _value_text(value) -> str:
     """A swept value as a filesystem-safe part of a directory name: 0.0003 -> 0.0003, [64, 64] -> 64-64."""
     if isinstance(value, bool) or value is None:
         text = str(value).lower()
-    elif isinstance(value, float):
-        text = f"{value:g}"
+    elif isinstance(value, (int, float)):
+        return f"{value:g}"  # digits, '.', '-', 'e', '+': already safe, and a leading minus must stay
     elif isinstance(value, (list, tuple)):
         text = "-".join(_value_text(v) for v in value)
     elif isinstance(value, dict):

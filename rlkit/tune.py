@@ -14,7 +14,7 @@
   the study. A tune that was killed resumes: a trial whose process died is run again with the same
   values, in the same directory, so its runs resume from their checkpoints.
 - Output: RESULTS/<stem>_tune/trial<k>/seed<s>/ per run, best.yaml (the params file with the best values),
-  report/index.html (optimisation history, parameter importances, the best trials' curves).
+  tuning/index.html (optimisation history, parameter importances, the best trials' curves).
 """
 from __future__ import annotations
 
@@ -232,7 +232,7 @@ def tune(config, space, *, trials=20, seeds=(0, 1, 2), jobs=1, results_dir="resu
                            log)
     if todo > 0:
         study.optimize(objective, n_trials=todo, n_jobs=jobs, catch=(TrialFailed,), gc_after_trial=False)
-    write_outputs(study, config, tune_dir, log)
+    write_outputs(study, config, tune_dir, overrides, log)
     return study
 
 
@@ -310,11 +310,12 @@ class _Objective:
 
 
 # ---------------------------------------------------------------- outputs
-def best_params_file(study, config: Path) -> str:
-    """The params file with the best trial's values set, as YAML text with a header saying where it came from."""
+def best_params_file(study, config: Path, overrides: dict | None = None) -> str:
+    """The params file with the tune's overrides and the best trial's values set, as YAML text with a header
+    saying where it came from: `rlkit run best.yaml` runs the best trial's configuration."""
     raw, _ = read_params(config)
     best = study.best_trial
-    for key, value in best.params.items():
+    for key, value in {**(overrides or {}), **best.params}.items():
         node = raw
         *parents, leaf = key.split(".")
         for part in parents:
@@ -326,14 +327,14 @@ def best_params_file(study, config: Path) -> str:
     return head + yaml.safe_dump(raw, sort_keys=False)
 
 
-def write_outputs(study, config: Path, tune_dir: Path, log=print) -> None:
+def write_outputs(study, config: Path, tune_dir: Path, overrides=None, log=print) -> None:
     """best.yaml and the tuning report, from whatever the study holds now."""
     from optuna.trial import TrialState
 
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         log("tune: no trial completed yet; no best.yaml")
         return
-    (tune_dir / "best.yaml").write_text(best_params_file(study, config))
+    (tune_dir / "best.yaml").write_text(best_params_file(study, config, overrides))
     from rlkit.tune_report import write_tune_report
 
     index = write_tune_report(study, tune_dir)

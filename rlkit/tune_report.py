@@ -1,5 +1,6 @@
 """The tuning report: optimisation history, parameter importances, intermediate values, the best trials'
-learning curves and a table of every trial; RESULTS/<name>_tune/report/index.html."""
+learning curves and a table of every trial, in RESULTS/<name>_tune/tuning/index.html. (`rlkit report
+RESULTS/<name>_tune` writes the usual report over the trials beside it, in report/.)"""
 from __future__ import annotations
 
 import html
@@ -50,10 +51,14 @@ def plot_history(study, path: Path) -> Path:
 
 
 def plot_importances(study, path: Path) -> Path | None:
+    import warnings
+
     import optuna
 
     try:
-        importances = optuna.importance.get_param_importances(study)
+        with warnings.catch_warnings():  # "too few trials": the figure's title and the trial count say so
+            warnings.simplefilter("ignore", UserWarning)
+            importances = optuna.importance.get_param_importances(study)
     except (ValueError, RuntimeError):  # fewer than two complete trials, or nothing varied
         return None
     if not importances:
@@ -62,8 +67,9 @@ def plot_importances(study, path: Path) -> Path | None:
     ax = fig.add_subplot()
     names = list(importances)[::-1]
     ax.barh(names, [importances[k] for k in names], color="C0")
-    ax.set_xlabel("importance (fANOVA, sums to 1)")
-    ax.set_title(f"{study.study_name}: parameter importances", fontsize=10)
+    ax.set_xlabel("importance (Optuna's default evaluator, sums to 1)")
+    done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    ax.set_title(f"{study.study_name}: parameter importances over {done} complete trials", fontsize=10)
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     fig.savefig(path)
@@ -91,7 +97,7 @@ def plot_intermediate(study, path: Path) -> Path | None:
 
 
 def write_tune_report(study, tune_dir: Path) -> Path:
-    out = Path(tune_dir) / "report"
+    out = Path(tune_dir) / "tuning"  # report/ is for `rlkit report` over the trials
     out.mkdir(parents=True, exist_ok=True)
     frame = trials_frame(study)
     frame.to_csv(out / "trials.csv", index=False)
