@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="sweep KEY over these values (repeatable: the Cartesian product), added to the params "
                         "file's sweep: section; each variant is its own experiment in RESULTS/<stem>__<key>=<value>")
     r.add_argument("--force", action="store_true", help="re-run finished runs")
+    r.add_argument("--report", action="store_true", help="then write the report over RESULTS (as rlkit report does)")
     r.add_argument("--timeout", type=float, default=None, help="wall-clock limit per run in seconds")
     r.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="run each config x seed as a task on this dask.distributed cluster (default: this machine, "
@@ -92,6 +93,10 @@ def _run(args) -> int:
     results = run_batch(args.configs, parse_seeds(args.seeds), jobs=args.jobs, results_dir=args.results,
                         overrides=args.overrides, grid=parse_grid(args.grid), force=args.force,
                         timeout_s=args.timeout, scheduler=args.scheduler)
+    if args.report:
+        from rlkit.report import run_report
+
+        print(f"report written: {run_report(args.results)}")
     return batch_exit_code(results)
 
 

@@ -53,7 +53,8 @@ def learning_curves(series: dict, x: str = "policy_step", title: str | None = No
     if len(ex):
         top.plot(ex, ey, "D", ms=5, color="C3", label=EVAL)
     top.set_ylabel("return", fontsize=8)
-    top.legend(fontsize=7, loc="lower right")
+    if top.lines:
+        top.legend(fontsize=7, loc="lower right")
     if title:
         top.set_title(title, fontsize=9)
     for i, (name, metrics) in enumerate(DIAGNOSTICS.items()):
@@ -64,7 +65,7 @@ def learning_curves(series: dict, x: str = "policy_step", title: str | None = No
                 ax.plot(mx, my, lw=1, label=m)
         ax.set_title(name, fontsize=8)
         ax.set_xlabel(x, fontsize=8)
-        if len(metrics) > 1:
+        if len(ax.lines) > 1:
             ax.legend(fontsize=6)
     for ax in fig.axes:
         ax.grid(alpha=0.3)

@@ -300,6 +300,7 @@ def plot_experiments(runs, metric=FINAL_METRIC, x="policy_step", ci=CI_LEVEL, ou
         return paths
     for env_id, ge in data.groupby("env_id"):
         experiments = sorted(ge.experiment.unique())
+        names = short_names(experiments)
         cols = min(3, len(experiments))
         rows = -(-len(experiments) // cols)
         fig = Figure(figsize=(4.2 * cols, 3.2 * rows), dpi=100)
@@ -315,11 +316,11 @@ def plot_experiments(runs, metric=FINAL_METRIC, x="policy_step", ci=CI_LEVEL, ou
                     label="IQM")
             ax.fill_between(table.index, band[:, 0], band[:, 1], step="post", color="C0", alpha=0.25,
                             label=f"{ci:.0%} CI")
-            ax.set_title(f"{exp} (n={table.shape[1]})", fontsize=8)
+            ax.set_title(f"{names[exp]} (n={table.shape[1]})", fontsize=8)
             _finish_axes(ax, x, metric)
         for ax in axes[len(experiments):]:
             ax.set_visible(False)
-        axes[0].legend(fontsize=7, loc="best")
+        axes[0].legend(fontsize=7, loc="lower right")
         fig.suptitle(f"{env_id}: {metric} per seed (thin, dots = evaluations) and IQM across seeds", fontsize=10)
         fig.tight_layout()
         paths.append(out_dir / f"{_slug(env_id)}__{_slug(metric)}__seeds.png")
@@ -343,7 +344,7 @@ def plot_intervals(summary: pd.DataFrame, out_dir="results/report", ci=CI_LEVEL)
             ax.set_xlabel("final score", fontsize=8)
             ax.grid(alpha=0.3, axis="x")
             ax.tick_params(labelsize=7)
-        axes[0].set_yticks(np.arange(len(g)), g.experiment, fontsize=7)
+        axes[0].set_yticks(np.arange(len(g)), g.experiment.map(short_names(g.experiment)), fontsize=7)
         fig.suptitle(f"{env_id}: final scores across seeds, {ci:.0%} stratified-bootstrap CIs", fontsize=10)
         fig.tight_layout()
         paths.append(out_dir / f"{_slug(env_id)}__intervals.png")
@@ -357,20 +358,32 @@ def plot_improvement(summary: pd.DataFrame, out_dir="results/report", ci=CI_LEVE
     out_dir.mkdir(parents=True, exist_ok=True)
     for env_id, g in summary[summary.poi.notna()].groupby("env_id"):
         g = g.iloc[::-1]
-        fig = Figure(figsize=(6.5, 0.9 + 0.42 * len(g)), dpi=100)
+        names = short_names(summary[summary.env_id == env_id].experiment)
+        fig = Figure(figsize=(8, 1.6 + 0.45 * len(g)), dpi=100)
         ax = fig.add_subplot()
         err = np.abs(np.vstack([g.poi - g.poi_low, g.poi_high - g.poi]).astype(float))
         ax.errorbar(g.poi.astype(float), np.arange(len(g)), xerr=err, fmt="o", color="C2", capsize=3, lw=2)
         ax.axvline(0.5, color="0.5", ls="--", lw=1)
         ax.set_xlim(0, 1)
-        ax.set_yticks(np.arange(len(g)), g.experiment, fontsize=7)
-        ax.set_xlabel(f"P(experiment > {g.baseline.iloc[0]})", fontsize=8)
+        ax.set_ylim(-0.6, len(g) - 0.4)
+        ax.set_yticks(np.arange(len(g)), g.experiment.map(names), fontsize=7)
+        ax.set_xlabel(f"P(experiment > baseline), baseline: {names[g.baseline.iloc[0]]}", fontsize=8)
         ax.grid(alpha=0.3, axis="x")
-        ax.set_title(f"{env_id}: probability of improvement over {g.baseline.iloc[0]}, {ci:.0%} CI", fontsize=9)
+        ax.set_title(f"{env_id}: probability of improvement over the baseline, {ci:.0%} CI\n"
+                     f"(0.5: no better, no worse)", fontsize=9)
         fig.tight_layout()
         paths.append(out_dir / f"{_slug(env_id)}__improvement.png")
         fig.savefig(paths[-1])
     return paths
+
+
+def short_names(names) -> dict:
+    """Plot labels: a sweep's variants share "<stem>__"; drop that prefix so the swept values stand out."""
+    names = list(names)
+    stems = {n.split("__", 1)[0] for n in names}
+    if len(stems) == 1 and all("__" in n for n in names):
+        return {n: n.split("__", 1)[1].replace("__", ", ") for n in names}
+    return {n: n for n in names}
 
 
 def _stat_label(name: str) -> str:
