@@ -21,6 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in the current tab (earlier tabs stay in the page)
 TOKEN = "rlkit-browser-test"
 pytestmark = pytest.mark.timeout(420)
 
@@ -90,11 +91,12 @@ def browser():
 def run_all(page, url: str, notebook: str, timeout_s: float = 240) -> None:
     """Open the notebook, wait for its kernel, Run > Run All Cells, wait until every cell has run, save."""
     page.goto(f"{url}/lab/tree/{notebook}?token={TOKEN}")
-    page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=90_000)
-    page.wait_for_selector(".jp-Toolbar-kernelName:has-text('Python (rlkit)')", timeout=90_000)
-    prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt")
+    page.wait_for_selector(f"{PANEL} .jp-CodeCell", timeout=90_000)
+    page.wait_for_selector(f"{PANEL} .jp-Toolbar-kernelName:has-text('Python (rlkit)')", timeout=90_000)
+    prompts = page.locator(f"{PANEL} .jp-CodeCell .jp-InputPrompt")
+    t0 = time.monotonic()
     for attempt in range(3):  # a click that lands while the kernel is still connecting runs nothing: try again
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+        page.wait_for_selector(f"{PANEL} .jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         deadline = time.monotonic() + 20
@@ -109,13 +111,14 @@ def run_all(page, url: str, notebook: str, timeout_s: float = 240) -> None:
             break
         assert time.monotonic() < deadline, f"{notebook}: cells did not finish: {texts}"
         time.sleep(0.5)
+    print(f"{notebook}: Run All took {time.monotonic() - t0:.1f} s ({attempt + 1} click(s))")
     page.keyboard.press("Control+s")
     time.sleep(1.5)
 
 
 def errors_in(page) -> list[str]:
     """Error and warning outputs (stderr is rendered with this mime type; a clean run writes none)."""
-    return page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+    return page.locator(f"{PANEL} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
 
 
 def saved_errors(path: Path) -> list:
@@ -129,24 +132,24 @@ def test_train_and_report_notebooks_run_all_in_jupyterlab(lab, browser):
     page.on("dialog", lambda d: d.dismiss())
 
     run_all(page, url, "train.ipynb")
-    training = page.locator(".jp-Notebook .jp-CodeCell").nth(1)  # the cell after the parameters
+    training = page.locator(f"{PANEL} .jp-CodeCell").nth(1)  # the cell after the parameters
     assert training.locator(".widget-progress, .progress-bar, progress").count() >= 1, "no progress bar"
     assert training.locator("img[src^='data:image/png']").count() == 1, "no live plot"
-    curves = page.locator(".jp-Notebook .jp-CodeCell").nth(2)  # show_run: summary and final curves
+    curves = page.locator(f"{PANEL} .jp-CodeCell").nth(2)  # show_run: summary and final curves
     assert curves.locator("img[src^='data:image/png']").count() == 1 and "finished" in curves.inner_text()
-    assert page.locator(".jp-Notebook details summary", has_text="full resolved config").count() == 1
+    assert page.locator(f"{PANEL} details summary", has_text="full resolved config").count() == 1
     assert errors_in(page) == [] and saved_errors(work / "train.ipynb") == []
     assert json.loads((work / "results" / "cartpole" / "seed0" / "status.json").read_text())["state"] == "finished"
 
     # Run All again on the finished run: it is shown, not trained again, and nothing fails
     run_all(page, url, "train.ipynb")
-    assert "holds a finished run: showing it" in page.locator(".jp-Notebook .jp-CodeCell").nth(1).inner_text()
+    assert "holds a finished run: showing it" in page.locator(f"{PANEL} .jp-CodeCell").nth(1).inner_text()
     assert errors_in(page) == [] and saved_errors(work / "train.ipynb") == []
 
     run_all(page, url, "report.ipynb")
-    figures = page.locator(".jp-Notebook .jp-OutputArea-output img[src^='data:image/png']")
+    figures = page.locator(f"{PANEL} .jp-OutputArea-output img[src^='data:image/png']")
     assert figures.count() >= 4, "report figures missing"
-    assert page.locator(".jp-Notebook table").count() >= 2  # summary and runs
+    assert page.locator(f"{PANEL} table").count() >= 2  # summary and runs
     assert errors_in(page) == [] and saved_errors(work / "report.ipynb") == []
 
     index = work / "results" / "report" / "index.html"
