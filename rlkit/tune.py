@@ -18,9 +18,12 @@
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -148,14 +151,15 @@ def _dead_locally(owner: str | None) -> bool:
     return False
 
 
-def recover(study, log=print) -> None:
+def recover(study, storage, log=print) -> None:
     """Queue again the trials an earlier tune left unfinished: RUNNING ones whose process on this machine is
     gone (other machines' are caught by Optuna's heartbeat) and interrupted ones. The retry keeps the values
     and the experiment directory, so its runs resume from their checkpoints."""
     import optuna
     from optuna.trial import TrialState
 
-    storage, retry = study._storage, optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)
+    study_id = storage.get_study_id_from_name(study.study_name)
     trials = study.get_trials(deepcopy=False)
     latest = {}
     for t in trials:
@@ -164,8 +168,8 @@ def recover(study, log=print) -> None:
         orphan = t.state == TrialState.RUNNING and _dead_locally(t.user_attrs.get("owner"))
         interrupted = t.state == TrialState.FAIL and t.user_attrs.get("interrupted")
         if orphan:
-            storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(
-                study._study_id, t.number), TrialState.FAIL)
+            storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(study_id, t.number),
+                                           TrialState.FAIL)
         if orphan or interrupted:
             log(f"tune: trial {t.number} ({t.user_attrs.get('experiment')}) did not finish; queued again")
             retry(study, study.get_trials(deepcopy=False)[t.number])
@@ -185,6 +189,10 @@ def trials_done(study) -> int:
 
 class TrialFailed(RuntimeError):
     """A run of the trial failed: the trial is recorded as failed with the run's error."""
+
+
+class TrialInterrupted(RuntimeError):
+    """Ctrl-C stopped the trial's runs: recorded as failed and interrupted; a resumed tune runs it again."""
 
 
 class _Stop(threading.Event):
@@ -220,10 +228,11 @@ def tune(config, space, *, trials=20, seeds=(0, 1, 2), jobs=1, results_dir="resu
         pruner = optuna.pruners.NopPruner()
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=min(10, max(3, trials // 3)),
                                          constant_liar=jobs > 1)
-    study = optuna.create_study(storage=_storage(url), study_name=name, direction="maximize", sampler=sampler,
+    rdb = _storage(url)
+    study = optuna.create_study(storage=rdb, study_name=name, direction="maximize", sampler=sampler,
                                 pruner=pruner, load_if_exists=True)
     study.set_user_attr("config", str(config))
-    recover(study, log)
+    recover(study, rdb, log)
     todo = trials - trials_done(study)
     log(f"tune: study '{name}' in {url}: {trials - todo} of {trials} trials done, {max(todo, 0)} to run, "
         f"{jobs} at a time, seeds {seeds}")
@@ -231,9 +240,33 @@ def tune(config, space, *, trials=20, seeds=(0, 1, 2), jobs=1, results_dir="resu
                            dict(scheduler=scheduler, timeout_s=timeout_s, notebook=notebook, kernel_name=kernel_name),
                            log)
     if todo > 0:
-        study.optimize(objective, n_trials=todo, n_jobs=jobs, catch=(TrialFailed,), gc_after_trial=False)
+        with _stop_trials_on_ctrl_c(objective):
+            study.optimize(objective, n_trials=todo, n_jobs=jobs, catch=(TrialFailed, TrialInterrupted),
+                           gc_after_trial=False)
     write_outputs(study, config, tune_dir, overrides, log)
     return study
+
+
+@contextlib.contextmanager
+def _stop_trials_on_ctrl_c(objective):
+    """Ctrl-C stops every running trial's runs (recorded as interrupted) instead of waiting for them: with
+    --jobs > 1 the trials run in Optuna's worker threads, which a KeyboardInterrupt in this one never reaches."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        objective.interrupted.set()
+        for stop in list(objective.running):
+            stop.set()
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if objective.interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 class _Objective:
@@ -241,6 +274,8 @@ class _Objective:
         self.config, self.space, self.overrides, self.seeds = config, space, overrides, seeds
         self.tune_dir, self.eval_every, self.window, self.run_kwargs, self.log = (
             tune_dir, eval_every, window, run_kwargs, log)
+        self.running: set[_Stop] = set()  # the stop events of the trials running now
+        self.interrupted = threading.Event()
 
     def __call__(self, trial) -> float:
         import optuna
@@ -262,6 +297,9 @@ class _Objective:
             except BaseException as e:  # noqa: BLE001 -- handed to the objective's thread
                 outcome["error"] = e
 
+        if self.interrupted.is_set():  # Ctrl-C came before this trial started
+            raise TrialInterrupted(name)
+        self.running.add(stop)
         worker = threading.Thread(target=runs, name=f"rlkit-{name}")
         worker.start()
         reported, pruned_at = set(), None
@@ -276,11 +314,16 @@ class _Objective:
                     pruned_at = max(reported)
                     stop.reason = f"Pruned: Optuna stopped {name} (trial {trial.number}) at policy_step {pruned_at}"
                     stop.set()
-        except BaseException:  # Ctrl-C: stop the runs (recorded as interrupted), resume queues the trial again
+        except BaseException:  # a KeyboardInterrupt here: stop the runs (recorded as interrupted) and go
             trial.set_user_attr("interrupted", True)
             stop.set()
             worker.join()
             raise
+        finally:
+            self.running.discard(stop)
+        if self.interrupted.is_set():  # Ctrl-C: the runs were stopped; a resumed tune queues this trial again
+            trial.set_user_attr("interrupted", True)
+            raise TrialInterrupted(name)
         if "error" in outcome:
             raise outcome["error"]
         if pruned_at is not None:
@@ -366,9 +409,14 @@ def main(args) -> int:
         import optuna  # noqa: F401
     except ImportError:
         raise ConfigError('rlkit tune needs Optuna: pip install -e ".[tune]"') from None
-    study = tune(args.config, args.space, trials=args.trials, seeds=parse_seeds(args.seeds), jobs=args.jobs,
-                 results_dir=args.results, name=args.name, storage=args.storage, overrides=args.overrides,
-                 scheduler=args.scheduler, timeout_s=args.timeout, pruner=args.pruner)
+    try:
+        study = tune(args.config, args.space, trials=args.trials, seeds=parse_seeds(args.seeds), jobs=args.jobs,
+                     results_dir=args.results, name=args.name, storage=args.storage, overrides=args.overrides,
+                     scheduler=args.scheduler, timeout_s=args.timeout, pruner=args.pruner)
+    except KeyboardInterrupt:
+        print("rlkit tune: interrupted; the runs were stopped and recorded. Run the same command again to resume "
+              "the study", file=sys.stderr)
+        return 130
     from optuna.trial import TrialState
 
     return 0 if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) else 1

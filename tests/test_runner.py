@@ -197,3 +197,25 @@ def test_timeouts_and_dead_kernels_fail_the_run_only(tmp_path, monkeypatch):
         assert (r.run_dir / "metrics.csv").read_text().count("\n") == 2  # never deleted
         assert not alive(int((r.run_dir / "kernel.pid").read_text()))  # no kernel left running
     assert batch_exit_code(results) == 1
+
+
+def test_orchestration_imports_go_one_way():
+    """runner -> cluster -> launch -> kernels, never back; report needs nothing from the runner."""
+    import ast
+
+    mine = ["runner", "cluster", "launch", "kernels", "sweep", "tune", "tune_report", "report", "scores", "live",
+            "tensorboard", "cli"]
+    graph = {}
+    for name in mine:
+        tree = ast.parse((ROOT / "rlkit" / f"{name}.py").read_text())
+        found = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        found |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        found |= {f"rlkit.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "rlkit"
+                  for a in n.names}
+        graph[name] = {m.split(".")[1] for m in found if m.startswith("rlkit.") and m.split(".")[1] in mine}
+    assert "runner" not in graph["cluster"] and "runner" not in graph["report"] and "runner" not in graph["launch"]
+
+    def reaches(start, goal, seen=()):
+        return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in graph[start])
+
+    assert [m for m in mine if reaches(m, m)] == []  # no cycle, function-level imports included

@@ -145,3 +145,25 @@ def test_a_killed_study_resumes(tmp_path):
     again = tune(CARTPOLE, ["algo.actor_lr=log:1e-5:1e-1"], trials=3, seeds=[0], overrides=EVAL,
                  results_dir=tmp_path, notebook=nb, kernel_name="python3", pruner="none", log=lambda *_: None)
     assert len(again.get_trials()) == 4  # nothing left to do
+
+
+def test_ctrl_c_stops_parallel_trials_and_records_them(tmp_path):
+    """SIGINT with two trials running in Optuna's threads: their runs are killed and recorded, the tune ends."""
+    nb = stub(tmp_path, pause=1.0)
+    call = (f"from rlkit.tune import tune; tune({str(CARTPOLE)!r}, ['algo.actor_lr=log:1e-5:1e-1'], trials=2, "
+            f"seeds=[0], jobs=2, overrides={EVAL!r}, results_dir={str(tmp_path)!r}, notebook={str(nb)!r}, "
+            f"kernel_name='python3', pruner='none')")
+    proc = subprocess.Popen([sys.executable, "-c", call], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = [tmp_path / "cartpole_tune" / f"trial00{k}" / "seed0" for k in (0, 1)]
+    deadline = time.monotonic() + 120
+    while not all((r / "metrics.csv").exists() and "100," in (r / "metrics.csv").read_text() for r in runs):
+        assert proc.poll() is None and time.monotonic() < deadline, "the trials never started"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)  # not the ~5 s the runs had left, plus their kernels' shutdown, times two
+    study = optuna.load_study(study_name="cartpole_tune", storage=f"sqlite:///{tmp_path / 'cartpole_tune' / 'study.db'}")
+    assert [(t.state.name, t.user_attrs["interrupted"]) for t in study.get_trials()] == [("FAIL", True)] * 2
+    for r in runs:
+        st = json.loads((r / "status.json").read_text())
+        assert st["state"] == "failed" and st["error"].startswith("Interrupted") and not (r / "times.json").exists()
