@@ -50,8 +50,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, default=None,
                    help="a run's final score: mean of --metric over this last fraction of its policy steps (default 0.1)")
 
-    from rlkit.tune import add_arguments as tune_arguments
-    tune_arguments(sub.add_parser("tune", help="tune hyper-parameters with Optuna; every trial runs on every seed"))
+    u = sub.add_parser("tune", help="tune hyper-parameters with Optuna; every trial runs on every seed")
+    u.add_argument("config", help="params/*.yaml: the values not tuned")
+    u.add_argument("--space", action="append", default=[], metavar="KEY=KIND:...",
+                   help="a dimension to tune (repeatable): KEY=log:LOW:HIGH, float:LOW:HIGH, int:LOW:HIGH, "
+                        "intlog:LOW:HIGH or choice:A,B,C, e.g. 'algo.actor_lr=log:1e-4:3e-3'")
+    u.add_argument("--trials", type=int, default=20, help="trials in the study (a resumed study runs the rest)")
+    u.add_argument("--seeds", default="0-2", help="every trial runs on each of these seeds (default 0-2)")
+    u.add_argument("--jobs", type=int, default=1, help="trials at once; each runs its seeds at once")
+    u.add_argument("--results", default="results", help="results directory; the study goes to RESULTS/NAME")
+    u.add_argument("--name", help="study and directory name (default <config stem>_tune)")
+    u.add_argument("--storage", help="SQLAlchemy URL of the study (default sqlite:///RESULTS/NAME/study.db)")
+    u.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    u.add_argument("--pruner", default="median", choices=["median", "none"])
+    u.add_argument("--timeout", type=float, default=None, help="wall-clock limit per run in seconds")
+    u.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run every trial's runs on this Dask cluster")
 
     b = sub.add_parser("tensorboard", help="write every run's metrics.csv as TensorBoard event files (step = policy_step)")
     b.add_argument("results", nargs="?", default="results", help="results directory (default results)")
@@ -87,7 +100,6 @@ def _rank() -> int:
 
 def _run(args) -> int:
     from rlkit.runner import batch_exit_code, parse_seeds, run_batch
-
     from rlkit.sweep import parse_grid
 
     results = run_batch(args.configs, parse_seeds(args.seeds), jobs=args.jobs, results_dir=args.results,

@@ -532,8 +532,14 @@ def run_report(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="poli
     from rlkit.kernels import IPCKernelManager, default_kernel_name
 
     results_dir = Path(results_dir).resolve()
-    if not find_runs(results_dir):  # fail here, clearly, not deep inside the kernel
+    runs = find_runs(results_dir)
+    if not runs:  # fail here, clearly, not deep inside the kernel
         raise _no_runs(results_dir)
+    experiments = sorted({r.parent.name for r in runs})
+    if baseline is not None and baseline not in experiments:
+        raise ValueError(f"--baseline {baseline}: no such experiment; choose one of {', '.join(experiments)}")
+    if not 0 < window <= 1:
+        raise ValueError(f"--window {window} must be in (0, 1]: the fraction of a run's policy steps in its final score")
     out_dir = Path(out_dir).resolve() if out_dir else results_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     params = dict(results_dir=str(results_dir), out_dir=str(out_dir), metric=metric, x=x, window=window,

@@ -386,24 +386,7 @@ def write_outputs(study, config: Path, tune_dir: Path, overrides=None, log=print
         f"IQM final score {best.value:.4g}; {tune_dir / 'best.yaml'}; report {index}")
 
 
-# ---------------------------------------------------------------- command line
-def add_arguments(t) -> None:
-    t.add_argument("config", help="params/*.yaml: the values not tuned")
-    t.add_argument("--space", action="append", default=[], metavar="KEY=KIND:...",
-                   help="a dimension to tune (repeatable): KEY=log:LOW:HIGH, float:LOW:HIGH, int:LOW:HIGH, "
-                        "intlog:LOW:HIGH or choice:A,B,C, e.g. 'algo.actor_lr=log:1e-4:3e-3'")
-    t.add_argument("--trials", type=int, default=20, help="trials in the study (a resumed study runs the rest)")
-    t.add_argument("--seeds", default="0-2", help="every trial runs on each of these seeds (default 0-2)")
-    t.add_argument("--jobs", type=int, default=1, help="trials at once; each runs its seeds at once")
-    t.add_argument("--results", default="results", help="results directory; the study goes to RESULTS/NAME")
-    t.add_argument("--name", help="study and directory name (default <config stem>_tune)")
-    t.add_argument("--storage", help="SQLAlchemy URL of the study (default sqlite:///RESULTS/NAME/study.db)")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    t.add_argument("--pruner", default="median", choices=["median", "none"])
-    t.add_argument("--timeout", type=float, default=None, help="wall-clock limit per run in seconds")
-    t.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run every trial's runs on this Dask cluster")
-
-
+# ---------------------------------------------------------------- command line (rlkit/cli.py parses)
 def main(args) -> int:
     try:
         import optuna  # noqa: F401

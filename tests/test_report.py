@@ -241,3 +241,14 @@ def test_run_report_executes_notebook(results):
     assert src.cells[1].metadata["tags"] == ["parameters"]
     assert all(c.get("execution_count") is None and not c.get("outputs")
                for c in src.cells if c.cell_type == "code")
+
+
+def test_report_cli_refuses_bad_options_in_one_line(results, capsys):
+    from rlkit.cli import main
+
+    for args, message in [(["--baseline", "nope"], "--baseline nope: no such experiment; choose one of fast, slow"),
+                          (["--window", "0"], "--window 0.0 must be in (0, 1]")]:
+        assert main(["report", str(results), *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+    assert not (results / "report" / "index.html").exists()
