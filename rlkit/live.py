@@ -46,7 +46,7 @@ def learning_curves(series: dict, x: str = "policy_step", title: str | None = No
     xs, ys = (np.asarray(v, dtype=float) for v in series.get(RETURN, ([], [])))
     if len(xs):
         smooth = np.convolve(ys, np.ones(min(SMOOTH, len(ys))) / min(SMOOTH, len(ys)), mode="valid")
-        top.plot(xs, ys, lw=0.6, alpha=0.3, color="C0")
+        top.plot(xs, ys, lw=0.6, alpha=0.35, color="C0", marker=".", ms=2.5)  # dots: a lone point shows too
         top.plot(xs[len(xs) - len(smooth):], smooth, lw=1.6, color="C0",
                  label=f"{RETURN} (mean of last {min(SMOOTH, len(ys))})")
     ex, ey = series.get(EVAL, ([], []))
@@ -76,7 +76,7 @@ def learning_curves(series: dict, x: str = "policy_step", title: str | None = No
 class LivePlot:
     """Callback `(counters, metrics)` that keeps the learning curves of a run drawn while it trains.
 
-    Nothing is displayed until the first episode/return or eval/return arrives (never an empty frame).
+    Nothing is displayed until two episode/return points or an eval/return arrive (never an empty frame).
     Redraws at most every `every_s` seconds: drawing the PNG takes ~0.1 s, far longer than a training
     step on a small env, so throttling keeps the plot from slowing training down.
     """
@@ -98,7 +98,8 @@ class LivePlot:
             self.draw()
 
     def has_returns(self) -> bool:
-        return bool(self.series[RETURN][0] or self.series[EVAL][0])
+        """Enough to draw a curve: two episode returns, or an evaluation."""
+        return len(self.series[RETURN][0]) >= 2 or bool(self.series[EVAL][0])
 
     def figure(self):
         return learning_curves(self.series, self.x, self.title)
