@@ -274,11 +274,12 @@ def plot_metric(runs, metric=FINAL_METRIC, x="policy_step", aggregate="iqm", ci=
     for env_id, ge in grid.groupby("env_id"):
         fig = Figure(figsize=(7, 4), dpi=110)
         ax = fig.add_subplot()
+        names = short_names(ge.experiment.unique())
         for exp, g in ge.groupby("experiment"):
             table = g.pivot(index=x, columns="run", values="value")  # grid x runs
             band = _band(table, stat, ci, reps, seed)
             (line,) = ax.plot(table.index, stat(table.to_numpy(), axis=1), drawstyle="steps-post",  # the hold
-                              label=f"{exp} (n={table.shape[1]})")
+                              label=f"{names[exp]} (n={table.shape[1]})")
             ax.fill_between(table.index, band[:, 0], band[:, 1], step="post", color=line.get_color(), alpha=0.2)
         _finish_axes(ax, x, metric)
         ax.set_title(f"{env_id}: {_stat_label(aggregate)} of {metric} across seeds, {ci:.0%} CI", fontsize=10)
