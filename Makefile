@@ -1,5 +1,6 @@
 # Two entry points (see README): `make run` trains the default suite and writes the report;
-# `make test` runs the test suite. Both create the virtualenv .venv on first use.
+# `make test` runs the test suite (its browser test needs Debian's chromium: apt-get install chromium,
+# as .ci/run does). Both create the virtualenv .venv on first use.
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -32,8 +33,9 @@ full: install
 	$(RLKIT) run $(SUITE) --seeds 0-4 --jobs $(JOBS) --results results/full --set total_steps=500000
 	$(RLKIT) report results/full
 
+# the notebooks find params/ and results/ through the repository, wherever Lab starts their kernels
 lab: install
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: install
 	$(PY) -m pytest -q

@@ -1,4 +1,4 @@
-"""Command line: `rlkit train`, `rlkit run`, `rlkit report`.
+"""Command line: `rlkit train`, `rlkit run`, `rlkit report`, `rlkit tune`, `rlkit tensorboard`.
 
 Bad input ends with one line on stderr naming the key and the fix, and exit code 2 — no traceback.
 """
@@ -31,7 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
     r.add_argument("--results", default="results", help="results directory")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="sweep KEY over these values (repeatable: the Cartesian product), added to the params "
+                        "file's sweep: section; each variant is its own experiment in RESULTS/<stem>__<key>=<value>")
     r.add_argument("--force", action="store_true", help="re-run finished runs")
+    r.add_argument("--report", action="store_true", help="then write the report over RESULTS (as rlkit report does)")
     r.add_argument("--timeout", type=float, default=None, help="wall-clock limit per run in seconds")
     r.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="run each config x seed as a task on this dask.distributed cluster (default: this machine, "
@@ -41,7 +45,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="?", default="results")
     p.add_argument("--metric", default="eval/return")
     p.add_argument("--x", default="policy_step", choices=["policy_step", "env_step", "gradient_step", "wall_time"])
-    p.add_argument("--aggregate", default="iqm", choices=["iqm", "mean"])
+    p.add_argument("--baseline", metavar="EXPERIMENT",
+                   help="compare every experiment with this one (probability of improvement); default: the first")
+    p.add_argument("--window", type=float, default=None,
+                   help="a run's final score: mean of --metric over this last fraction of its policy steps (default 0.1)")
+
+    u = sub.add_parser("tune", help="tune hyper-parameters with Optuna; every trial runs on every seed")
+    u.add_argument("config", help="params/*.yaml: the values not tuned")
+    u.add_argument("--space", action="append", default=[], metavar="KEY=KIND:...",
+                   help="a dimension to tune (repeatable): KEY=log:LOW:HIGH, float:LOW:HIGH, int:LOW:HIGH, "
+                        "intlog:LOW:HIGH or choice:A,B,C, e.g. 'algo.actor_lr=log:1e-4:3e-3'")
+    u.add_argument("--trials", type=int, default=20, help="trials in the study (a resumed study runs the rest)")
+    u.add_argument("--seeds", default="0-2", help="every trial runs on each of these seeds (default 0-2)")
+    u.add_argument("--jobs", type=int, default=1, help="trials at once; each runs its seeds at once")
+    u.add_argument("--results", default="results", help="results directory; the study goes to RESULTS/NAME")
+    u.add_argument("--name", help="study and directory name (default <config stem>_tune)")
+    u.add_argument("--storage", help="SQLAlchemy URL of the study (default sqlite:///RESULTS/NAME/study.db)")
+    u.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    u.add_argument("--pruner", default="median", choices=["median", "none"])
+    u.add_argument("--timeout", type=float, default=None, help="wall-clock limit per run in seconds")
+    u.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run every trial's runs on this Dask cluster")
+
+    b = sub.add_parser("tensorboard", help="write every run's metrics.csv as TensorBoard event files (step = policy_step)")
+    b.add_argument("results", nargs="?", default="results", help="results directory (default results)")
+    b.add_argument("--logdir", help="where the event files go (default RESULTS/tensorboard)")
     return parser
 
 
@@ -76,19 +103,26 @@ def _rank() -> int:
 
 def _run(args) -> int:
     from rlkit.runner import batch_exit_code, parse_seeds, run_batch
+    from rlkit.sweep import parse_grid
 
     results = run_batch(args.configs, parse_seeds(args.seeds), jobs=args.jobs, results_dir=args.results,
-                        overrides=args.overrides, force=args.force, timeout_s=args.timeout,
-                        scheduler=args.scheduler)
+                        overrides=args.overrides, grid=parse_grid(args.grid), force=args.force,
+                        timeout_s=args.timeout, scheduler=args.scheduler)
+    if args.report:
+        from rlkit.report import run_report
+
+        print(f"report written: {run_report(args.results)}")
     return batch_exit_code(results)
 
 
 def _report(args) -> int:
     from rlkit.report import run_report
+    from rlkit.scores import FINAL_WINDOW
 
     try:
-        index = run_report(args.results, metric=args.metric, x=args.x, aggregate=args.aggregate)
-    except ValueError as e:  # no runs under the results directory
+        index = run_report(args.results, metric=args.metric, x=args.x, baseline=args.baseline,
+                           window=FINAL_WINDOW if args.window is None else args.window)
+    except ValueError as e:  # no runs under the results directory, an unknown baseline, a bad window
         raise FileNotFoundError(str(e)) from None
     print(f"report written: {index}")
     return 0
@@ -104,10 +138,25 @@ def _failed_run_errors() -> tuple:
     return CheckpointError, NonFiniteError, EnvStepTimeout, OSError
 
 
+def _tune(args) -> int:
+    from rlkit.tune import main as tune_main
+
+    return tune_main(args)
+
+
+def _tensorboard(args) -> int:
+    from rlkit.tensorboard import export
+
+    logdir, written = export(args.results, args.logdir)
+    print(f"{written} runs written as TensorBoard event files: tensorboard --logdir {logdir}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"train": _train, "run": _run, "report": _report}[args.command](args)
+        commands = {"train": _train, "run": _run, "report": _report, "tune": _tune, "tensorboard": _tensorboard}
+        return commands[args.command](args)
     except (ConfigError, RunExistsError, RunLockedError, FileNotFoundError) as e:
         if _rank() == 0:
             print(f"rlkit {args.command}: error: {e}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Runs on a Dask cluster: `rlkit run ... --scheduler tcp://HOST:PORT` (README, "Scaling out").
 
-Each config x seed is one task that calls runner.run_one on a worker, exactly as the local pool
-does. The results directory must be on a filesystem every worker shares, at the same path: the
+Each experiment x seed is one task that calls launch.run_one on a worker, exactly as the local
+pool (rlkit/runner.py) does. The results directory must be on a filesystem every worker shares, at the same path: the
 worker writes the run directory itself. A worker lost mid-run takes its run along (the run's
 process dies with the thread that launched it); the scheduler starts the task again elsewhere,
 which resumes from the checkpoint, and attempts.json in the run directory makes a second loss fail
@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
 
 from rlkit.config import ConfigError
 from rlkit.rundir import read_status, write_status
-from rlkit.runner import (INTERRUPTED, POLL_S, RunResult, _report, _run_env, default_kernel_name, run_one)
+from rlkit.kernels import default_kernel_name
+from rlkit.launch import INTERRUPTED, POLL_S, RunResult, report_line, run_env, run_one
 
 CONNECT_TIMEOUT_S = 5.0  # to reach the scheduler
 MAX_ATTEMPTS = 2  # per run: the first, and one more if the worker running it is lost
-STOP_WAIT_S = 15.0  # on Ctrl-C, how long to wait for tasks to stop their runs and record them
+STOP_WAIT_S = 15.0
+STOP_FORWARD_S = 1.0  # how often a forwarded local stop is checked  # on Ctrl-C, how long to wait for tasks to stop their runs and record them
 
 
 def connect(scheduler: str, log=print):
@@ -43,12 +46,18 @@ def connect(scheduler: str, log=print):
     return client
 
 
-def execute(client, results, todo, timeout_s, log) -> None:
-    """Each run a task on the cluster (retried once if it raises); a line as each run ends."""
+def execute(client, results, todo, timeout_s, log, local_stop=None) -> None:
+    """Each run a task on the cluster (retried once if it raises); a line as each run ends.
+
+    Setting `local_stop` (a threading.Event in this process) stops the tasks still running, as Ctrl-C does.
+    """
     from distributed import Event, as_completed as dask_completed
 
     batch = uuid.uuid4().hex[:12]
     stop = Event(f"rlkit-stop-{batch}", client=client)
+    ended = threading.Event()
+    if local_stop is not None:
+        _forward(local_stop, stop, ended)
     futures = {}
     for i, spec in todo:
         results[i].run_dir.parent.mkdir(parents=True, exist_ok=True)  # a worker that cannot see it fails the run
@@ -64,8 +73,9 @@ def execute(client, results, todo, timeout_s, log) -> None:
             else:
                 if row.state == "failed" and read_status(row.run_dir).get("error") != row.error:
                     _fail(row, row.error)  # a failure the worker could not write (e.g. no shared filesystem)
-            results[i] = _report(log, row)
+            results[i] = report_line(log, row)
     finally:  # Ctrl-C or a bug here: tell the tasks to kill their runs and record them, then cancel
+        ended.set()
         unfinished = [f for f in futures if not f.done()]
         if unfinished:
             stop.set()
@@ -73,6 +83,17 @@ def execute(client, results, todo, timeout_s, log) -> None:
             while time.monotonic() < deadline and not all(f.done() for f in unfinished):
                 time.sleep(POLL_S)
             client.cancel(unfinished)
+
+
+def _forward(local_stop, stop, ended: threading.Event) -> None:
+    """A daemon thread that sets the cluster-wide `stop` once `local_stop` is set, until the batch has `ended`."""
+    def wait():
+        while not ended.is_set():
+            if local_stop.wait(STOP_FORWARD_S):
+                stop.set()
+                return
+
+    threading.Thread(target=wait, daemon=True, name="rlkit-stop-forward").start()
 
 
 def _describe(e: BaseException) -> str:
@@ -118,7 +139,7 @@ def run_task(result: RunResult, spec: dict, timeout_s, batch: str, stop) -> RunR
     if len(attempts) > 1:  # the previous attempt's worker was lost: continue from what it wrote
         spec = {**spec, "parameters": {**spec["parameters"], "force": False}}
     spec = {**spec, "kernel_name": spec["kernel_name"] or default_kernel_name()}
-    return run_one(result, spec, timeout_s, _run_env(worker.state.nthreads), stop)
+    return run_one(result, spec, timeout_s, run_env(worker.state.nthreads), stop)
 
 
 def lost_worker_error(lost: list[dict]) -> str:

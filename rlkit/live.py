@@ -1,8 +1,8 @@
-"""The notebook side of a run: a live learning curve for JupyterLab, and the helpers train.ipynb calls.
+"""The notebook side of a run: a live learning-curve plot for JupyterLab, and the helpers train.ipynb calls.
 
-    plot = LivePlot("episode/return")
-    rlkit.train(cfg, callbacks=[plot])
-    plot.figure()          # the whole curve, also outside Jupyter
+    cfg, run_dir = resolve_run("params/cartpole.yaml", seed=0)
+    train_in_notebook(cfg, run_dir)   # progress bar + live plot; a finished run is shown, not retrained
+    show_run(run_dir)                 # its summary and final learning curves, from metrics.csv
 
 LivePlot's figure is rendered to PNG and pushed through an IPython display handle, so it works with any
 matplotlib backend and never pops up a window. Outside a Jupyter kernel the callback only collects
@@ -10,9 +10,17 @@ points (cheap), and `.figure()` draws them at the end.
 """
 from __future__ import annotations
 
+import html
 import io
 import time
 from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RETURN, EVAL = "episode/return", "eval/return"
+DIAGNOSTICS = {"losses": ("loss/policy", "loss/value"), "approx. KL": ("ppo/approx_kl",),
+               "entropy": ("loss/entropy",)}
+PLOTTED = (RETURN, EVAL, *(m for ms in DIAGNOSTICS.values() for m in ms))
+SMOOTH = 20  # episodes in the trailing mean of the plotted episode/return
 
 
 def in_jupyter() -> bool:
@@ -25,50 +33,82 @@ def in_jupyter() -> bool:
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
-class LivePlot:
-    """Callback `(counters, metrics)` that plots `metric` against the counter `x`.
+def learning_curves(series: dict, x: str = "policy_step", title: str | None = None):
+    """Figure: smoothed episode/return with eval/return markers on top; losses, approx-KL and entropy below.
 
-    Redraws at most every `every_s` seconds: drawing the PNG takes ~0.1 s here, far longer than a
-    training step on a small env, so throttling keeps the plot from slowing training down.
+    ``series``: metric -> (xs, ys). A matplotlib Figure (no pyplot: nothing is shown by side effect)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5), dpi=90, layout="constrained")
+    grid = fig.add_gridspec(2, len(DIAGNOSTICS), height_ratios=[1.6, 1])
+    top = fig.add_subplot(grid[0, :])
+    xs, ys = (np.asarray(v, dtype=float) for v in series.get(RETURN, ([], [])))
+    if len(xs):
+        smooth = np.convolve(ys, np.ones(min(SMOOTH, len(ys))) / min(SMOOTH, len(ys)), mode="valid")
+        top.plot(xs, ys, lw=0.6, alpha=0.35, color="C0", marker=".", ms=2.5)  # dots: a lone point shows too
+        top.plot(xs[len(xs) - len(smooth):], smooth, lw=1.6, color="C0",
+                 label=f"{RETURN} (mean of last {min(SMOOTH, len(ys))})")
+    ex, ey = series.get(EVAL, ([], []))
+    if len(ex):
+        top.plot(ex, ey, "D", ms=5, color="C3", label=EVAL)
+    top.set_ylabel("return", fontsize=8)
+    if top.lines:
+        top.legend(fontsize=7, loc="lower right")
+    if title:
+        top.set_title(title, fontsize=9)
+    for i, (name, metrics) in enumerate(DIAGNOSTICS.items()):
+        ax = fig.add_subplot(grid[1, i], sharex=top)
+        for m in metrics:
+            mx, my = series.get(m, ([], []))
+            if len(mx):
+                ax.plot(mx, my, lw=1, label=m)
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel(x, fontsize=8)
+        if len(ax.lines) > 1:
+            ax.legend(fontsize=6)
+    for ax in fig.axes:
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    return fig
+
+
+class LivePlot:
+    """Callback `(counters, metrics)` that keeps the learning curves of a run drawn while it trains.
+
+    Nothing is displayed until two episode/return points or an eval/return arrive (never an empty frame).
+    Redraws at most every `every_s` seconds: drawing the PNG takes ~0.1 s, far longer than a training
+    step on a small env, so throttling keeps the plot from slowing training down.
     """
 
-    def __init__(self, metric: str = "episode/return", x: str = "policy_step", every_s: float = 2.0):
-        self.metric, self.x, self.every_s = metric, x, every_s
-        self.xs: list[float] = []
-        self.ys: list[float] = []
+    def __init__(self, x: str = "policy_step", every_s: float = 2.0, title: str | None = None):
+        self.x, self.every_s, self.title = x, every_s, title
+        self.series: dict[str, tuple[list, list]] = {m: ([], []) for m in PLOTTED}
         self.live = in_jupyter()
         self._handle = None  # IPython DisplayHandle, created on the first draw
         self._last_draw = float("-inf")
 
     def __call__(self, counters: dict, metrics: dict) -> None:
-        if self.metric not in metrics:
-            return
-        self.xs.append(counters[self.x])
-        self.ys.append(float(metrics[self.metric]))
-        if self.live and time.monotonic() - self._last_draw >= self.every_s:
+        for name in PLOTTED:
+            if name in metrics:
+                xs, ys = self.series[name]
+                xs.append(counters[self.x])
+                ys.append(float(metrics[name]))
+        if self.live and self.has_returns() and time.monotonic() - self._last_draw >= self.every_s:
             self.draw()
 
-    def figure(self):
-        """A matplotlib Figure of the points so far (no pyplot: nothing is shown by side effect)."""
-        from matplotlib.figure import Figure
+    def has_returns(self) -> bool:
+        """Enough to draw a curve: two episode returns, or an evaluation."""
+        return len(self.series[RETURN][0]) >= 2 or bool(self.series[EVAL][0])
 
-        fig = Figure(figsize=(6, 3), dpi=90, layout="tight")
-        ax = fig.add_subplot()
-        ax.plot(self.xs, self.ys, lw=1.2)
-        ax.set_xlabel(self.x)
-        ax.set_ylabel(self.metric)
-        ax.grid(alpha=0.3)
-        if not self.xs:
-            ax.set_title(f"waiting for {self.metric} ...", fontsize=9)
-        return fig
+    def figure(self):
+        return learning_curves(self.series, self.x, self.title)
 
     def draw(self) -> None:
         """Render now and update the displayed image in place (the first call creates it)."""
-        from IPython.display import Image, display
+        from IPython.display import display
 
-        buf = io.BytesIO()
-        self.figure().savefig(buf, format="png")
-        image = Image(data=buf.getvalue(), format="png")
+        image = png(self.figure())
         if self._handle is None:
             self._handle = display(image, display_id=True)
         else:
@@ -77,35 +117,116 @@ class LivePlot:
 
     def close(self) -> None:
         """Final redraw, so the curve shows the points logged after the last throttled update."""
-        if self.live:
+        if self.live and self.has_returns():
             self.draw()
 
 
+def png(fig):
+    """An IPython Image of a matplotlib Figure."""
+    from IPython.display import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return Image(data=buf.getvalue(), format="png")
+
+
+# ---------------------------------------------------------------- what train.ipynb calls
+def repo_path(path) -> Path:
+    """A relative path means one inside the repository, whatever the kernel's working directory is."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
 def resolve_run(config: str | Path, seed: int, overrides=None, run_dir=None):
-    """For the notebook: load the params file with overrides and seed -> (Config, run_dir).
+    """Load the params file with overrides and seed -> (Config, run_dir).
 
-    A relative `config` that does not exist from the cwd (JupyterLab started in notebooks/) is
-    looked up from the repo root; without a run_dir the run goes to <repo>/results/<stem>/seed<k>,
-    where `rlkit run` puts it too, so a notebook run and a batch run resume each other.
+    Relative paths are inside the repository (JupyterLab may run the kernel in notebooks/ or anywhere);
+    without a run_dir the run goes to <repo>/results/<stem>/seed<k>, where `rlkit run` puts it too, so a
+    notebook run and a batch run resume each other. A sweep section in the params file is left out.
     """
-    import rlkit
     from rlkit.runner import with_seed
+    from rlkit.sweep import load_variant
 
-    path, root = Path(config), Path(__file__).resolve().parents[1]
-    if not path.exists() and not path.is_absolute() and (root / path).exists():
-        path = root / path
-    cfg = rlkit.load_config(path, with_seed(overrides, seed))
-    return cfg, Path(run_dir) if run_dir else root / "results" / path.stem / f"seed{seed}"
+    path = repo_path(config)
+    cfg = load_variant(path, with_seed(overrides, seed))
+    return cfg, repo_path(run_dir) if run_dir else REPO_ROOT / "results" / path.stem / f"seed{seed}"
+
+
+def changed_from_defaults(cfg) -> dict:
+    """The dotted keys whose resolved values differ from rlkit's defaults (seed included)."""
+    from rlkit.config import Config
+    from rlkit.report import flatten
+
+    mine, defaults = flatten(cfg.to_dict()), flatten(Config().to_dict())
+    return {k: v for k, v in mine.items() if defaults.get(k, object()) != v}
+
+
+def config_html(cfg) -> str:
+    """The config, compactly: a table of what differs from the defaults, the full YAML one click away."""
+    esc = html.escape
+    rows = "".join(f"<tr><td><code>{esc(k)}</code></td><td><code>{esc(str(v))}</code></td></tr>"
+                   for k, v in changed_from_defaults(cfg).items())
+    return (f"<table><tr><th>key</th><th>value (differs from the default)</th></tr>{rows}</table>"
+            f"<details><summary>full resolved config</summary><pre>{esc(cfg.to_yaml())}</pre></details>")
+
+
+def train_in_notebook(cfg, run_dir, *, resume=True, force=False, progress=True, live_plot=True):
+    """Train with a progress bar and the live plot; a finished run (and no force) is left as it is.
+
+    Returns the run directory. Run All on a finished run thus shows its summary and curves (show_run)
+    instead of the RunExistsError that `rlkit.train` raises."""
+    import rlkit
+    from rlkit.rundir import read_status
+
+    run_dir = Path(run_dir)
+    if read_status(run_dir).get("state") == "finished" and not force:
+        print(f"{run_dir} holds a finished run: showing it (set force = True to train it again)")
+        return run_dir
+    plot = LivePlot(title=f"{cfg.env.id}, seed {cfg.seed}") if live_plot else None
+    try:
+        return rlkit.train(cfg, run_dir, resume=resume, force=force, progress=progress,
+                           callbacks=[plot] if plot else [])
+    finally:
+        if plot:
+            plot.close()
 
 
 def run_summary(run_dir: str | Path) -> dict:
-    """Final state and counters from status.json plus the last value of each return metric."""
+    """Final state and counters from status.json, the final score, the last value of each return metric."""
     from rlkit.metrics import read_metrics
     from rlkit.rundir import read_status
+    from rlkit.scores import final_score
 
     status = read_status(Path(run_dir))
     out = {k: status.get(k) for k in ("state", "policy_step", "env_step", "gradient_step", "wall_time")}
+    if status.get("error"):
+        out["error"] = status["error"]
     if (Path(run_dir) / "metrics.csv").exists():
-        last = read_metrics(Path(run_dir) / "metrics.csv").groupby("metric")["value"].last()
-        out.update({m: float(last[m]) for m in ("eval/return", "episode/return") if m in last})
+        metrics = read_metrics(Path(run_dir) / "metrics.csv")
+        last = metrics.groupby("metric")["value"].last()
+        out.update({m: float(last[m]) for m in (EVAL, RETURN) if m in last})
+        out["final score"] = final_score(metrics)
     return out
+
+
+def run_curves(run_dir: str | Path, x: str = "policy_step"):
+    """The run's learning curves (the live plot's figure) from its metrics.csv."""
+    from rlkit.metrics import read_metrics
+
+    metrics = read_metrics(Path(run_dir) / "metrics.csv")
+    series = {m: (g[x].to_numpy(), g.value.to_numpy()) for m, g in metrics.groupby("metric") if m in PLOTTED}
+    return learning_curves(series, x, title=str(Path(run_dir).relative_to(Path(run_dir).parents[1])))
+
+
+def show_run(run_dir: str | Path) -> None:
+    """Display the run's summary and its final learning curves, so an executed notebook stands alone."""
+    from IPython.display import HTML, display
+
+    from rlkit.report import readable
+
+    summary = run_summary(run_dir)
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(readable(v) if isinstance(v, (int, float)) else str(v))}"
+                   "</td></tr>" for k, v in summary.items())
+    display(HTML(f"<table>{rows}</table>"))
+    if (Path(run_dir) / "metrics.csv").exists():
+        display(png(run_curves(run_dir)))

@@ -105,8 +105,11 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
 
 
 def test_params_files_are_valid():
+    from rlkit.sweep import expand, load_variant
+
     for path in sorted((ROOT / "params").glob("*.yaml")):
-        load_config(path)
+        for experiment in expand(path):  # a file with a sweep: section, every variant of it
+            load_variant(path, experiment.overrides)
 
 
 def test_environment_yml_matches_pyproject():

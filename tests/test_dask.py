@@ -177,3 +177,24 @@ def test_unreachable_scheduler_is_one_line_and_starts_nothing(tmp_path, monkeypa
     assert err.startswith(f"rlkit run: error: --scheduler tcp://127.0.0.1:{port}: cannot reach a Dask scheduler")
     assert "dask scheduler" in err and "leave out --scheduler" in err
     assert not results.exists()
+
+
+def test_a_local_stop_stops_the_cluster_runs(cluster, tmp_path):
+    """What a pruned tuning trial does on a cluster: setting the batch's stop event kills its runs on the workers."""
+    from rlkit.runner import experiments_of, run_experiments
+
+    nb = stub_notebook(tmp_path / "stub.ipynb", "(run / 'started').write_text('1')\ntime.sleep(1e6)")
+    stop, out = threading.Event(), {}
+    batch = threading.Thread(target=lambda: out.update(results=run_experiments(
+        experiments_of([CARTPOLE]), [0, 1], results_dir=tmp_path / "results", notebook=nb, timeout_s=120,
+        scheduler=cluster.address, stop=stop, log=lambda *_: None)))
+    batch.start()
+    runs = [tmp_path / "results" / "cartpole" / f"seed{k}" for k in (0, 1)]
+    wait_for(lambda: all((r / "started").exists() for r in runs), 60, "both runs to start")
+    t0 = time.monotonic()
+    stop.set()
+    batch.join(timeout=30)
+    assert not batch.is_alive() and time.monotonic() - t0 < 15
+    from rlkit.launch import INTERRUPTED
+    assert [(r.state, r.error) for r in out["results"]] == [("failed", INTERRUPTED)] * 2
+    assert all(status(r)["state"] == "failed" for r in runs)

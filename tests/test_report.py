@@ -13,8 +13,8 @@ from rlkit.metrics import read_metrics
 
 HEADER = "policy_step,env_step,gradient_step,wall_time,metric,value\n"
 
-# Hand-checkable finals: each run's last 5 eval/return values are c + [-2..2], so
-# the mean of the last 5 (the run's final score) is exactly c.
+# Hand-checkable finals: evaluations every 1000 steps; the last two of each run (its last 10% of policy
+# steps: 9000 and 10000, or 7200.. for the short run: 8000 only) are c-1 and c+1 (short run: c), so the final score is c.
 FINALS = {"fast": [100.0, 110.0, 120.0], "slow": [50.0, 60.0, 90.0]}
 SPS = [1000.0, 2000.0, 3000.0]  # perf/sps per seed -> median 2000
 
@@ -24,7 +24,7 @@ def write_run(results, experiment, seed, final, last_step=10_000, env_id="CartPo
     d.mkdir(parents=True)
     steps = np.arange(0, last_step + 1, 1000)
     values = np.linspace(0.0, final, len(steps))
-    values[-5:] = final + np.arange(-2, 3)
+    values[-2:] = final + np.array([-1, 1]) if last_step == 10_000 else final
     rng = np.random.default_rng(seed)
     lines = []
     for step, v in zip(steps, values):
@@ -158,38 +158,78 @@ def test_stratified_bootstrap_ci():
 
 def test_summarise_iqm_differs_from_mean():
     finals = [1, 2, 3, 4, 100]
-    runs = pd.concat([tidy(f"seed{i}", [0, 100], [0.0, v]) for i, v in enumerate(finals)])
-    s = report.summarise(runs, last=1).iloc[0]
-    assert s.final_iqm == 3.0 and s.final_mean == 22.0 and s.n_seeds == 5
-    assert s.ci_low <= 3.0 <= s.ci_high and s.final_policy_step == 100
+    runs = pd.concat([tidy(f"seed{i}", [0, 100], [0.0, v]).assign(seed=i) for i, v in enumerate(finals)])
+    s = report.summarise(runs).iloc[0]
+    assert s.final_iqm == 3.0 and s.final_mean == 22.0 and s.final_median == 3.0 and s.n_seeds == 5
+    assert s.final_iqm_low <= 3.0 <= s.final_iqm_high and s.final_policy_step == 100
+    assert s.baseline == "e" and np.isnan(s.poi)  # the only experiment is its own baseline
+
+
+def test_probability_of_improvement_over_the_baseline(results):
+    runs = report.load_runs(results)
+    s = report.summarise(runs).set_index("experiment")  # baseline: the first, "fast"
+    # slow's finals [50, 60, 90] vs fast's [100, 110, 120]: no pair is higher -> P = 0
+    assert s.loc["fast", "baseline"] == "fast" and np.isnan(s.loc["fast", "poi"])
+    assert s.loc["slow", "poi"] == 0.0 and (s.loc["slow", "poi_low"], s.loc["slow", "poi_high"]) == (0.0, 0.0)
+    s = report.summarise(runs, baseline="slow").set_index("experiment")
+    assert s.loc["fast", "poi"] == 1.0 and s.loc["fast", "baseline"] == "slow"
+    with pytest.raises(ValueError, match="--baseline nope: no such experiment; choose one of fast, slow"):
+        report.summarise(runs, baseline="nope")
 
 
 # ---------------------------------------------------------------- the report
 def test_write_report(results, tmp_path):
+    (results / "slow" / "seed0" / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "env": {"id": "CartPole-v1"},
+                                                                           "algo": {"beta": 2.0}}))
+    (results / "fast" / "seed0" / "status.json").write_text(json.dumps({"state": "failed", "error": "RuntimeError: boom"}))
+    (results / "fast" / "seed0" / "train.ipynb").write_text("{}")
     out = tmp_path / "out"
     index = report.write_report(results, out)
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["CartPole-v1__eval-return__policy_step.png",
-                    "CartPole-v1__eval-return__wall_time.png"]
+    assert pngs == ["CartPole-v1__eval-return__policy_step.png", "CartPole-v1__eval-return__seeds.png",
+                    "CartPole-v1__eval-return__wall_time.png", "CartPole-v1__improvement.png",
+                    "CartPole-v1__intervals.png"]
     s = pd.read_csv(out / "summary.csv").set_index("experiment")
     for exp, finals in FINALS.items():
         assert s.loc[exp, "final_mean"] == pytest.approx(np.mean(finals))
         assert s.loc[exp, "final_iqm"] == pytest.approx(np.mean(finals))  # n=3: IQM = mean
-        assert s.loc[exp, "ci_low"] <= s.loc[exp, "final_iqm"] <= s.loc[exp, "ci_high"]
+        assert s.loc[exp, "final_median"] == pytest.approx(np.median(finals))
+        assert s.loc[exp, "final_iqm_low"] <= s.loc[exp, "final_iqm"] <= s.loc[exp, "final_iqm_high"]
         assert s.loc[exp, "n_seeds"] == 3 and s.loc[exp, "median_sps"] == 2000
-    assert s.loc["fast", "final_policy_step"] == 10_000  # slow: median of 10k, 10k, 8k
-    assert s.loc["slow", "final_policy_step"] == 10_000
-    assert s.loc["fast", "final_mean"] == 110.0
-    assert s.loc["slow", "final_mean"] == pytest.approx(200 / 3)
+    assert s.loc["slow", "final_policy_step"] == 10_000  # median of 10k, 10k, 8k
+    runs = pd.read_csv(out / "runs.csv").set_index(["experiment", "run"])
+    assert runs.loc[("fast", "seed0"), "state"] == "failed" and runs.loc[("slow", "seed2"), "final"] == 90.0
     page = index.read_text()
-    assert index == out / "index.html" and page.count("<img") == 2 and "<table" in page
-    assert 'src="CartPole-v1__eval-return__policy_step.png"' in page
+    assert index == out / "index.html" and page.count("<img") == 5 and "<table" in page
+    assert 'src="CartPole-v1__eval-return__seeds.png"' in page
+    assert "failed: RuntimeError: boom" in page and "rlkit 0.1.0" in page and "commit " in page
+    assert "last 10% of its policy steps" in page  # the definition of "final", stated
+    assert "e+0" not in page  # readable numbers
+    assert '<a href="../results/fast/seed0/train.ipynb">train.ipynb</a>' in page  # relative links
+    assert "<th>algo.beta</th>" in page and "(unset)" in page  # the config diff: only slow sets algo.beta
+
+
+def test_few_seeds_are_warned_about(tmp_path):
+    res = tmp_path / "results"
+    write_run(res, "lonely", 0, 10.0)
+    rep = report.build(res)
+    assert rep.warnings == ["lonely: only 1 seed with a final score; its confidence intervals say little "
+                            "(use at least 3)"]
+    assert "only 1 seed" in rep.header_html()
+
+
+def test_relative_results_dir_is_inside_the_repository(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # a kernel started anywhere
+    assert report.repo_path("results") == report.REPO_ROOT / "results"
+    assert report.repo_path(tmp_path) == tmp_path
+    empty = report.build(tmp_path / "none")  # a fresh checkout: a report that says what to do, no traceback
+    assert "run `rlkit run` first" in empty.warnings[0] and "No runs" in empty.runs_html()
 
 
 def test_run_report_executes_notebook(results):
-    from rlkit.runner import default_kernel_name
+    from rlkit.kernels import default_kernel_name
     assert default_kernel_name() in {"rlkit", "python3"}
-    index = report.run_report(results, kernel_name="python3", x="env_step", aggregate="mean")
+    index = report.run_report(results, kernel_name="python3", x="env_step", baseline="slow")
     out = results / "report"
     assert index == out / "index.html" and index.exists()
     assert (out / "summary.csv").exists()
@@ -201,3 +241,14 @@ def test_run_report_executes_notebook(results):
     assert src.cells[1].metadata["tags"] == ["parameters"]
     assert all(c.get("execution_count") is None and not c.get("outputs")
                for c in src.cells if c.cell_type == "code")
+
+
+def test_report_cli_refuses_bad_options_in_one_line(results, capsys):
+    from rlkit.cli import main
+
+    for args, message in [(["--baseline", "nope"], "--baseline nope: no such experiment; choose one of fast, slow"),
+                          (["--window", "0"], "--window 0.0 must be in (0, 1]")]:
+        assert main(["report", str(results), *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+    assert not (results / "report" / "index.html").exists()
