@@ -129,7 +129,8 @@ def validate(experiments: list[Experiment], seeds) -> None:
             except ConfigError as e:
                 if not exp.swept:
                     raise
-                raise ConfigError(f"sweep variant {exp.name}: {e}") from None
+                message = str(e).removeprefix(f"{exp.config}: ")  # the variant's name says which file
+                raise ConfigError(f"sweep variant {exp.name}: {message}") from None
 
 
 def _execute(results, todo, jobs, timeout_s, log, stop=None) -> None:
