@@ -156,8 +156,10 @@ def test_train_and_report_notebooks_run_all_in_jupyterlab(lab, browser):
     assert page.locator(f"{PANEL} table").count() >= 2  # summary and runs
     assert errors_in(page) == [] and saved_errors(work / "report.ipynb") == []
 
-    index = work / "results" / "report" / "index.html"
-    page.goto(index.as_uri())
-    images = page.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
-    assert len(images) >= 4 and all(ok for _, ok in images), images
     page.close()
+    # a page of its own: leaving Lab with a notebook not yet autosaved asks "leave site?", which would abort it
+    report = browser.new_page()
+    report.goto((work / "results" / "report" / "index.html").as_uri())
+    images = report.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
+    assert len(images) >= 4 and all(ok for _, ok in images), images
+    report.close()
