@@ -85,3 +85,17 @@ def test_return_filter_equals_the_plain_filter(num_envs):
         returns[dones] = 0.0
         np.testing.assert_array_equal(f(rewards, dones), expected)
     np.testing.assert_array_equal(f.returns, returns)
+
+
+def test_action_scaler_equals_the_affine_formula_bitwise():
+    from rlkit.policies import ActionScaler
+
+    rng = np.random.default_rng(4)
+    low, high = np.array([-1.0, -0.4, 0.0], np.float32), np.array([1.0, 2.0, 3.5], np.float32)
+    scaler = ActionScaler(low, high)
+    actions = rng.normal(0, 2, (1000, 3)).astype(np.float32)  # many outside [-1, 1]
+    expected = low + (np.clip(actions, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
+    out = scaler(actions)
+    assert out.dtype == np.float32 and out is not actions
+    np.testing.assert_array_equal(out, expected)
+    assert out.min(0).tolist() == low.tolist() and out.max(0).tolist() == high.tolist()
