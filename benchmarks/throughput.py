@@ -205,7 +205,7 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
     grad_steps = 200 if q else 2000
     cases += [("7 grad step", "zoo sizes, rlkit/fused.py (numpy)", lambda: gradient_step_us(True, grad_steps)),
               ("7 grad step", "zoo sizes, autograd (algo.fused_update: false)", lambda: gradient_step_us(False, grad_steps))]
-    mujoco_steps = 4096 if q else 32_768  # 16 rollouts of 2048
+    mujoco_steps = 4096 if q else 16_384  # 8 rollouts of 2048
     cases.append(("8 raw env", f"one {MUJOCO_ID}, random actions", lambda: raw_mujoco_sps(2_000 if q else 30_000)))
     for n in MUJOCO_LAYOUTS:
         name = f"{MUJOCO_ID} CleanRL settings, {n} env{'s' if n > 1 else ''} x {2048 // n}"
