@@ -262,7 +262,7 @@ def main(argv=None) -> int:
             r["ratio_to"] = {"3 SB3": "SB3", "4 scaling": "thread T=1", "6 RND": "PPO", "7 grad step": "fused",
                              "8 SB3": "SB3"}[base[0]]
         raw = ("8 raw env", f"one {MUJOCO_ID}, random actions")
-        if r["case"] == "8 rlkit" and raw in by_key:  # the share of the raw env limit, per rep as well
+        if r["case"] == "8 rlkit" and " 1 env " in r["name"] and raw in by_key:  # the one-env limit, per rep too
             r["of_raw"] = statistics.median(a / b for a, b in zip(samples[r["case"], r["name"]], samples[raw]))
 
     if "5" in args.cases:
