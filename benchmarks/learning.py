@@ -2,8 +2,10 @@
 
     python benchmarks/learning.py params/acrobot.yaml --seeds 0-4 --threshold -90 [--set k=v ...]
 
-Prints per seed the best and final eval/return and the wall time, and how many seeds reached
-the threshold by total_steps; writes results/benchmarks/learning_<experiment>.csv.
+Prints per seed the best and final eval/return and the wall time as each seed finishes, then how many
+seeds reached the threshold by total_steps and the median final; writes
+results/benchmarks/learning_<experiment>.csv after every seed (so a stopped check keeps the seeds it
+finished), with the git commit it ran at. --out keeps the run directories (metrics.csv of every seed).
 """
 from __future__ import annotations
 
@@ -12,14 +14,13 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
 
 
-def one_seed(args):
-    config, seed, overrides, out = args
+def one_seed(config, seed, overrides, out):
     import rlkit
     from rlkit.metrics import read_metrics
 
@@ -38,27 +39,37 @@ def main(argv=None):
     parser.add_argument("--seeds", default="0-4")
     parser.add_argument("--threshold", type=float, required=True)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", default=None, help="keep the run directories here (default: a temporary one)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
     from rlkit.config import parse_override
+    from rlkit.rundir import git_commit
     lo, _, hi = args.seeds.partition("-")
     seeds = list(range(int(lo), int(hi or lo) + 1))
     overrides = dict(parse_override(o) for o in args.overrides)
     os.environ["OMP_NUM_THREADS"] = "1"
-    with tempfile.TemporaryDirectory() as out, ProcessPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(one_seed, [(args.config, s, overrides, out) for s in seeds]))
-    for r in rows:
-        over = r.pop("evals")
-        hit = over[over.value >= args.threshold]
-        r["first_step_over"] = int(hit.policy_step.iloc[0]) if len(hit) else None
-    table = pd.DataFrame(rows)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
-    ok = (table.final >= args.threshold).sum()
-    print(f"{Path(args.config).stem}: final eval/return >= {args.threshold} on {ok}/{len(seeds)} seeds "
-          f"(median final {table.final.median():.1f}, median wall {table.wall_s.median():.0f} s)")
+    name, commit = Path(args.config).stem, git_commit()
     dest = Path("results/benchmarks")
     dest.mkdir(parents=True, exist_ok=True)
-    table.to_csv(dest / f"learning_{Path(args.config).stem}.csv", index=False)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.jobs) as pool:
+        out = args.out or tmp
+        futures = [pool.submit(one_seed, args.config, s, overrides, out) for s in seeds]
+        for future in as_completed(futures):
+            r = future.result()
+            over = r.pop("evals")
+            hit = over[over.value >= args.threshold]
+            r["first_step_over"] = int(hit.policy_step.iloc[0]) if len(hit) else None
+            r["commit"] = commit
+            rows.append(r)
+            print(f"{name} seed {r['seed']}: final {r['final']:.1f}, best {r['best']:.1f}, "
+                  f"first over {r['first_step_over']}, {r['wall_s']:.0f} s", flush=True)
+            pd.DataFrame(rows).sort_values("seed").to_csv(dest / f"learning_{name}.csv", index=False)
+    table = pd.DataFrame(rows).sort_values("seed")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    ok = (table.final >= args.threshold).sum()
+    print(f"{name} at {commit}: final eval/return >= {args.threshold} on {ok}/{len(seeds)} seeds "
+          f"(median final {table.final.median():.1f}, median wall {table.wall_s.median():.0f} s)")
     return 0
 
 

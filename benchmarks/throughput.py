@@ -1,6 +1,6 @@
 """Throughput benchmark: raw env limit, rlkit vs Stable-Baselines3 PPO, thread scaling, time to solve, RND cost.
 
-    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6,7]
+    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6,7,8]
 
 Every throughput figure is the median of --reps runs; the rep loop is outside and the cases
 inside, so load drift on a shared machine hits every case alike. Training SPS is policy steps
@@ -40,6 +40,52 @@ SEED_DEFAULTS = {"parallel": {"num_threads": 1, "envs_per_thread": 8}, "algo": {
 SCALING_ALGO = {"batch_size": 1024, "mini_batch_size": 1024, "k_epochs": 1}
 # Only 1 and the one-process-per-env row are meaningful with the process backend.
 SCALING = [("thread", t) for t in (1, 2, 4, 8)] + [("process", 1)]
+
+
+# CleanRL ppo_continuous_action on MuJoCo: 2048 policy steps per rollout, 10 epochs of 32 minibatches of 64,
+# lr 3e-4, gamma 0.99, GAE lambda 0.95, clip 0.2, normalised observations and rewards, 64-64 tanh; as one env
+# x 2048 steps (CleanRL's own layout) and as 8 envs x 256
+MUJOCO_ID = "Hopper-v5"
+CLEANRL_ALGO = {"batch_size": 2048, "mini_batch_size": 64, "k_epochs": 10, "gamma": 0.99, "GAE_lambda": 0.95,
+                "policy_clip": 0.2, "actor_lr": 3e-4, "critic_lr": 3e-4, "ent_coef": 0.0, "vf_coef": 0.5,
+                "max_grad_norm": 0.5, "hidden_sizes": [64, 64], "activation": "tanh",
+                "normalize_obs": True, "normalize_reward": True}
+MUJOCO_LAYOUTS = (1, 8)  # envs; steps per env per rollout = 2048 / envs
+
+
+def raw_mujoco_sps(steps: int) -> float:
+    """Case 8: one gymnasium.make(Hopper-v5) stepping random actions (drawn up front), reset when an episode
+    ends, no policy: the ceiling for any one-env Hopper loop on this machine."""
+    env = gym.make(MUJOCO_ID)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(steps)]
+    start = time.perf_counter()
+    for a in actions:
+        _, _, terminated, truncated, _ = env.step(a)
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
+def sb3_mujoco_sps(total_steps: int, n_envs: int) -> float:
+    """Case 8: SB3 PPO at the CleanRL settings (VecNormalize of obs and rewards, 64-64 tanh); learn() timed only."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = VecNormalize(make_vec_env(MUJOCO_ID, n_envs=n_envs, seed=0), gamma=0.99)
+    model = PPO("MlpPolicy", env, n_steps=2048 // n_envs, batch_size=64, n_epochs=10, gamma=0.99, gae_lambda=0.95,
+                learning_rate=3e-4, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, device="cpu",
+                seed=0, verbose=0,
+                policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh))
+    start = time.perf_counter()
+    model.learn(total_timesteps=total_steps)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return model.num_timesteps / elapsed
 
 
 def raw_env_sps(steps: int) -> float:
@@ -160,6 +206,14 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
     grad_steps = 200 if q else 2000
     cases += [("7 grad step", "zoo sizes, rlkit/numpy_mlp.py (numpy)", lambda: gradient_step_us(True, grad_steps)),
               ("7 grad step", "zoo sizes, autograd (algo.numpy_gradient: false)", lambda: gradient_step_us(False, grad_steps))]
+    mujoco_steps = 4096 if q else 16_384  # 8 rollouts of 2048
+    cases.append(("8 raw env", f"one {MUJOCO_ID}, random actions", lambda: raw_mujoco_sps(2_000 if q else 30_000)))
+    for n in MUJOCO_LAYOUTS:
+        name = f"{MUJOCO_ID} CleanRL settings, {n} env{'s' if n > 1 else ''} x {2048 // n}"
+        cases.append(("8 rlkit", name, lambda n=n: rlkit_sps({"parallel": {"num_threads": 1, "envs_per_thread": n},
+                                                              "algo": CLEANRL_ALGO}, mujoco_steps, MUJOCO_ID)))
+        if have_sb3:
+            cases.append(("8 SB3", name, lambda n=n: sb3_mujoco_sps(mujoco_steps, n)))
     return [c for c in cases if c[0][0] in args.cases]
 
 
@@ -168,7 +222,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small step counts: a smoke test, not a measurement")
     parser.add_argument("--reps", type=int, default=3, help="runs per throughput figure (median reported)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for time to solve")
-    parser.add_argument("--cases", default="1,2,3,4,5,6,7", help="comma-separated subset of cases 1-7")
+    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8", help="comma-separated subset of cases 1-8")
     parser.add_argument("--out", default="results/benchmarks/throughput.csv")
     args = parser.parse_args(argv)
     args.cases = set(args.cases.replace(" ", "").split(","))
@@ -201,11 +255,16 @@ def main(argv=None) -> int:
                 "4 scaling": ("4 scaling", f"{r['name'].split()[0]} thread T=1 E=16"),
                 "6 RND": ("6 RND", "MountainCar-v0 PPO (params/mountaincar.yaml)"),
                 # case 7: autograd's time over the fused step's, i.e. the fused step's speed-up
-                "7 grad step": ("7 grad step", "zoo sizes, rlkit/numpy_mlp.py (numpy)")}.get(r["case"])
+                "7 grad step": ("7 grad step", "zoo sizes, rlkit/numpy_mlp.py (numpy)"),
+                "8 rlkit": ("8 SB3", r["name"])}.get(r["case"])
         if base in by_key and by_key[base] is not r:
             pairs = zip(samples[r["case"], r["name"]], samples[base])
             r["ratio"] = statistics.median(a / b for a, b in pairs)
-            r["ratio_to"] = {"3 SB3": "SB3", "4 scaling": "thread T=1", "6 RND": "PPO", "7 grad step": "fused"}[base[0]]
+            r["ratio_to"] = {"3 SB3": "SB3", "4 scaling": "thread T=1", "6 RND": "PPO", "7 grad step": "fused",
+                             "8 SB3": "SB3"}[base[0]]
+        raw = ("8 raw env", f"one {MUJOCO_ID}, random actions")
+        if r["case"] == "8 rlkit" and " 1 env " in r["name"] and raw in by_key:  # the one-env limit, per rep too
+            r["of_raw"] = statistics.median(a / b for a, b in zip(samples[r["case"], r["name"]], samples[raw]))
 
     if "5" in args.cases:
         seeds = 1 if args.quick else args.seeds
@@ -222,10 +281,12 @@ def main(argv=None) -> int:
                      "value": statistics.median(walls),
                      "samples": " ".join(f"{w:.1f}@{s:.0f}" for w, s in solved)})
 
-    table = pd.DataFrame(rows, columns=["case", "name", "value", "unit", "ratio", "ratio_to", "runs", "samples"])
+    table = pd.DataFrame(rows, columns=["case", "name", "value", "unit", "ratio", "ratio_to", "of_raw", "runs",
+                                       "samples"])
     with pd.option_context("display.max_colwidth", 80, "display.width", 200):
         print(table.drop(columns="samples").to_string(index=False, na_rep="", formatters={
-            "value": lambda v: f"{v:,.1f}" if v < 1000 else f"{v:,.0f}", "ratio": lambda v: "" if pd.isna(v) else f"{v:.2f}"}))
+            "value": lambda v: f"{v:,.1f}" if v < 1000 else f"{v:,.0f}", "ratio": lambda v: "" if pd.isna(v) else f"{v:.2f}",
+            "of_raw": lambda v: "" if pd.isna(v) else f"{v:.0%}"}))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
