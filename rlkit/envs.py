@@ -71,6 +71,8 @@ def _spec(env_id: str):
                           "Use a registered id, or 'module:EnvName-v0' to import the module that registers it") from None
     except ModuleNotFoundError as e:
         raise ConfigError(f"'env.id': cannot import the module for '{env_id}': {e}{_install_hint(e.name)}") from None
+    except ConfigError:  # a known namespace whose extra is missing: its own line already names the fix
+        raise
     except Exception as e:  # the module itself raised while it was imported
         raise ConfigError(f"'env.id': importing '{module}' for '{env_id}' raised {type(e).__name__}: "
                           f"{' '.join(str(e).split())}; fix that module (python -c 'import {module}' shows the traceback)") from None

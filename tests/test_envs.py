@@ -182,7 +182,7 @@ def test_the_shape_of_env_wrappers_is_checked_when_the_config_loads(wrappers, wo
 
 def test_a_missing_extra_names_its_install_command(monkeypatch):
     monkeypatch.setattr(rlkit_envs, "NAMESPACES", [("Fake/", "rlkit_no_such_package", "atari")])
-    with pytest.raises(ConfigError, match=r"Fake/Game-v0 needs the atari extra: pip install -e '\.\[atari\]'"):
+    with pytest.raises(ConfigError, match=r"^'env\.id': Fake/Game-v0 needs the atari extra: pip install -e '\.\[atari\]' \(or make install EXTRAS=atari\)$"):
         make_env(EnvConfig(id="Fake/Game-v0"))
     assert "make install EXTRAS=minigrid" in rlkit_envs._install_hint("minigrid.wrappers")
 
