@@ -130,18 +130,20 @@ class DictAction(gym.ActionWrapper):
 
 
 class EmulatorState(gym.Wrapper):
-    """Pickles an ALE env with its emulator's state. ale-py's envs pickle, but as a freshly loaded ROM at frame 0
-    while every wrapper above still holds the old game's state; this layer, next to the simulator, carries the
-    emulator's state and its random state (`cloneState(include_rng=True)`) and restores them on unpickling.
-    Measured on Breakout: the restored game plays identically for 113-192 steps, then can drift (cause not
-    found); without this layer it differs from the first step."""
+    """Pickles an ALE env with its game. ale-py's envs pickle by their constructor's arguments (EzPickle): a
+    freshly loaded ROM at frame 0 and a new, unseeded np_random, while every wrapper above still holds the old
+    game's state. This layer, next to the simulator, carries the emulator's state with its random state
+    (`cloneState(include_rng=True)`) and the env's np_random (which draws AtariPreprocessing's no-ops and any
+    random frameskip), and restores both on unpickling: the copy then plays as the original would."""
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_emulator"] = self.env.unwrapped.ale.cloneState(include_rng=True)
+        state["_np_random"] = self.env.unwrapped.np_random
         return state
 
     def __setstate__(self, state):
-        emulator = state.pop("_emulator")
+        emulator, np_random = state.pop("_emulator"), state.pop("_np_random")
         self.__dict__.update(state)
         self.env.unwrapped.ale.restoreState(emulator)
+        self.env.unwrapped.np_random = np_random

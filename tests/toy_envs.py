@@ -80,9 +80,3 @@ gym.register("ToyDictObs-v0", entry_point=SpaceEnv,
                                                        "pos": spaces.Box(-1, 1, (2,), np.float32)}), "length": 20})
 
 
-class SignReward(gym.RewardWrapper):
-    """sign(reward), as ClipReward(-1, 1) gives for ALE's integer rewards, without the lambda gymnasium's
-    ClipReward holds: envs wrapped with it pickle with the standard library (checkpointed env state)."""
-
-    def reward(self, reward):
-        return float(np.sign(reward))
