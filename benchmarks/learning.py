@@ -62,7 +62,7 @@ def main(argv=None):
             r["first_step_over"] = int(hit.policy_step.iloc[0]) if len(hit) else None
             r["commit"] = commit
             rows.append(r)
-            print(f"{name} seed {r['seed']}: final {r['final']:.1f}, best {r['best']:.1f}, "
+            print(f"{name} seed {r['seed']}: final {r['final']:.4g}, best {r['best']:.4g}, "
                   f"first over {r['first_step_over']}, {r['wall_s']:.0f} s", flush=True)
             pd.DataFrame(rows).sort_values("seed").to_csv(dest / f"learning_{name}.csv", index=False)
     table = pd.DataFrame(rows).sort_values("seed")
