@@ -1,6 +1,6 @@
 """Throughput benchmark: raw env limit, rlkit vs Stable-Baselines3 PPO, thread scaling, time to solve, RND cost.
 
-    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6,7,8]
+    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6,7,8,9]
 
 Every throughput figure is the median of --reps runs; the rep loop is outside and the cases
 inside, so load drift on a shared machine hits every case alike. Training SPS is policy steps
@@ -86,6 +86,28 @@ def sb3_mujoco_sps(total_steps: int, n_envs: int) -> float:
     elapsed = time.perf_counter() - start
     env.close()
     return model.num_timesteps / elapsed
+
+
+ATARI_PRESET = "params/atari_breakout.yaml"
+
+
+def raw_atari_sps(steps: int) -> float:
+    """Case 9: one env of the Atari preset, built as rlkit builds it (AtariPreprocessing, episodic life, clipped
+    rewards, 4 stacked frames), random actions: policy steps per second (4 emulator frames each), no policy."""
+    from rlkit.config import load_config
+    from rlkit.envs import make_env
+
+    env = make_env(load_config(ATARI_PRESET).env)
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).integers(0, env.action_space.n, steps)
+    start = time.perf_counter()
+    for a in actions:
+        _, _, terminated, truncated, _ = env.step(int(a))
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
 
 
 def raw_env_sps(steps: int) -> float:
@@ -214,6 +236,11 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
                                                               "algo": CLEANRL_ALGO}, mujoco_steps, MUJOCO_ID)))
         if have_sb3:
             cases.append(("8 SB3", name, lambda n=n: sb3_mujoco_sps(mujoco_steps, n)))
+    atari_steps = 1024 if q else 3072  # whole rollouts of the preset's 8 envs x 128 steps
+    cases += [("9 raw env", "one env of params/atari_breakout.yaml, random actions",
+               lambda: raw_atari_sps(500 if q else 5_000)),
+              ("9 rlkit", "params/atari_breakout.yaml as it is, one torch thread",
+               lambda: params_sps(ATARI_PRESET, atari_steps))]
     return [c for c in cases if c[0][0] in args.cases]
 
 
@@ -222,7 +249,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small step counts: a smoke test, not a measurement")
     parser.add_argument("--reps", type=int, default=3, help="runs per throughput figure (median reported)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for time to solve")
-    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8", help="comma-separated subset of cases 1-8")
+    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9", help="comma-separated subset of cases 1-9")
     parser.add_argument("--out", default="results/benchmarks/throughput.csv")
     args = parser.parse_args(argv)
     args.cases = set(args.cases.replace(" ", "").split(","))
@@ -264,6 +291,9 @@ def main(argv=None) -> int:
                              "8 SB3": "SB3"}[base[0]]
         raw = ("8 raw env", f"one {MUJOCO_ID}, random actions")
         if r["case"] == "8 rlkit" and " 1 env " in r["name"] and raw in by_key:  # the one-env limit, per rep too
+            r["of_raw"] = statistics.median(a / b for a, b in zip(samples[r["case"], r["name"]], samples[raw]))
+        raw = ("9 raw env", "one env of params/atari_breakout.yaml, random actions")
+        if r["case"] == "9 rlkit" and raw in by_key:  # 8 envs' policy steps against one env's limit
             r["of_raw"] = statistics.median(a / b for a, b in zip(samples[r["case"], r["name"]], samples[raw]))
 
     if "5" in args.cases:
