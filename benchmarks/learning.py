@@ -33,6 +33,20 @@ def one_seed(config, seed, overrides, out):
             "first_step_over": None, "wall_s": time.perf_counter() - start, "evals": evals}
 
 
+def setup(args):
+    """(seeds, overrides, experiment name, git commit, results/benchmarks) from --seeds A-B, --set k=v and the
+    params file; one BLAS thread per process, as every seed runs in a process of its own."""
+    from rlkit.config import parse_override
+    from rlkit.rundir import git_commit
+
+    lo, _, hi = args.seeds.partition("-")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    dest = Path("results/benchmarks")
+    dest.mkdir(parents=True, exist_ok=True)
+    return (list(range(int(lo), int(hi or lo) + 1)), dict(parse_override(o) for o in args.overrides),
+            Path(args.config).stem, git_commit(), dest)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("config")
@@ -42,15 +56,7 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="keep the run directories here (default: a temporary one)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
-    from rlkit.config import parse_override
-    from rlkit.rundir import git_commit
-    lo, _, hi = args.seeds.partition("-")
-    seeds = list(range(int(lo), int(hi or lo) + 1))
-    overrides = dict(parse_override(o) for o in args.overrides)
-    os.environ["OMP_NUM_THREADS"] = "1"
-    name, commit = Path(args.config).stem, git_commit()
-    dest = Path("results/benchmarks")
-    dest.mkdir(parents=True, exist_ok=True)
+    seeds, overrides, name, commit, dest = setup(args)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.jobs) as pool:
         out = args.out or tmp

@@ -16,7 +16,6 @@ Writes results/benchmarks/versus_sb3_<experiment>.csv after every run, with the 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
+from learning import setup  # this folder is on sys.path when a script in it runs
 
 
 def rlkit_side(config, seed, overrides, out):
@@ -106,15 +106,7 @@ def main(argv=None):
     parser.add_argument("--sides", default="rlkit,SB3")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
-    from rlkit.config import parse_override
-    from rlkit.rundir import git_commit
-    lo, _, hi = args.seeds.partition("-")
-    seeds = list(range(int(lo), int(hi or lo) + 1))
-    overrides = dict(parse_override(o) for o in args.overrides)
-    os.environ["OMP_NUM_THREADS"] = "1"
-    name, commit = Path(args.config).stem, git_commit()
-    dest = Path("results/benchmarks")
-    dest.mkdir(parents=True, exist_ok=True)
+    seeds, overrides, name, commit, dest = setup(args)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.jobs) as pool:
         futures = []
