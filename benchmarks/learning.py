@@ -5,7 +5,8 @@
 Prints per seed the best and final eval/return and the wall time as each seed finishes, then how many
 seeds reached the threshold by total_steps and the median final; writes
 results/benchmarks/learning_<experiment>.csv after every seed (so a stopped check keeps the seeds it
-finished), with the git commit it ran at. --out keeps the run directories (metrics.csv of every seed).
+finished), with the git commit it ran at; seeds already in that CSV from an earlier invocation stay (the
+summary covers them all), and a seed run again replaces its row. --out keeps the run directories (metrics.csv of every seed).
 """
 from __future__ import annotations
 
@@ -57,6 +58,10 @@ def main(argv=None):
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
     seeds, overrides, name, commit, dest = setup(args)
+    csv = dest / f"learning_{name}.csv"
+    # seeds run earlier (another invocation, e.g. --seeds 0-2 then 3-4) stay in the CSV; these seeds replace theirs
+    kept = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["seed"])
+    kept = kept[~kept.seed.isin(seeds)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.jobs) as pool:
         out = args.out or tmp
@@ -70,12 +75,14 @@ def main(argv=None):
             rows.append(r)
             print(f"{name} seed {r['seed']}: final {r['final']:.4g}, best {r['best']:.4g}, "
                   f"first over {r['first_step_over']}, {r['wall_s']:.0f} s", flush=True)
-            pd.DataFrame(rows).sort_values("seed").to_csv(dest / f"learning_{name}.csv", index=False)
-    table = pd.DataFrame(rows).sort_values("seed")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+            table = pd.concat([kept, pd.DataFrame(rows)]) if len(kept) else pd.DataFrame(rows)
+            table.sort_values("seed").to_csv(csv, index=False)
+    table = table.sort_values("seed")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     ok = (table.final >= args.threshold).sum()
-    print(f"{name} at {commit}: final eval/return >= {args.threshold} on {ok}/{len(seeds)} seeds "
-          f"(median final {table.final.median():.1f}, median wall {table.wall_s.median():.0f} s)")
+    print(f"{name} ({', '.join(sorted(set(c[:7] for c in table.commit.astype(str))))}): final eval/return >= "
+          f"{args.threshold} on {ok}/{len(table)} seeds (median final {table.final.median():.4g}, "
+          f"median wall {table.wall_s.median():.0f} s)")
     return 0
 
 
