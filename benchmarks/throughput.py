@@ -57,9 +57,13 @@ def raw_mujoco_sps(steps: int) -> float:
     """Case 8: one gymnasium.make(Hopper-v5) stepping random actions (drawn up front), reset when an episode
     ends, no policy: the ceiling for any one-env Hopper loop on this machine."""
     env = gym.make(MUJOCO_ID)
-    env.reset(seed=0)
     env.action_space.seed(0)
-    actions = [env.action_space.sample() for _ in range(steps)]
+    return one_env_sps(env, [env.action_space.sample() for _ in range(steps)])
+
+
+def one_env_sps(env, actions) -> float:
+    """Steps per second of one env taking the given actions (drawn up front), reset when an episode ends."""
+    env.reset(seed=0)
     start = time.perf_counter()
     for a in actions:
         _, _, terminated, truncated, _ = env.step(a)
@@ -67,7 +71,7 @@ def raw_mujoco_sps(steps: int) -> float:
             env.reset()
     elapsed = time.perf_counter() - start
     env.close()
-    return steps / elapsed
+    return len(actions) / elapsed
 
 
 def sb3_mujoco_sps(total_steps: int, n_envs: int) -> float:
@@ -98,16 +102,7 @@ def raw_atari_sps(steps: int) -> float:
     from rlkit.envs import make_env
 
     env = make_env(load_config(ATARI_PRESET).env)
-    env.reset(seed=0)
-    actions = np.random.default_rng(0).integers(0, env.action_space.n, steps)
-    start = time.perf_counter()
-    for a in actions:
-        _, _, terminated, truncated, _ = env.step(int(a))
-        if terminated or truncated:
-            env.reset()
-    elapsed = time.perf_counter() - start
-    env.close()
-    return steps / elapsed
+    return one_env_sps(env, np.random.default_rng(0).integers(0, env.action_space.n, steps).tolist())
 
 
 def raw_env_sps(steps: int) -> float:
