@@ -143,7 +143,8 @@ class EmulatorState(gym.Wrapper):
         return state
 
     def __setstate__(self, state):
-        emulator, np_random = state.pop("_emulator"), state.pop("_np_random")
+        emulator, np_random = state.pop("_emulator"), state.pop("_np_random", None)
         self.__dict__.update(state)
         self.env.unwrapped.ale.restoreState(emulator)
-        self.env.unwrapped.np_random = np_random
+        if np_random is not None:  # checkpoints written before the generator was carried have none
+            self.env.unwrapped.np_random = np_random
