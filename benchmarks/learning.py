@@ -48,6 +48,13 @@ def setup(args):
             Path(args.config).stem, git_commit(), dest)
 
 
+def seed_pool(jobs: int) -> ProcessPoolExecutor:
+    """A process per seed, each killed with this script (a killed script must not leave its seeds training)."""
+    from rlkit.launch import die_with_parent
+
+    return ProcessPoolExecutor(jobs, initializer=die_with_parent, initargs=(os.getpid(),))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("config")
@@ -63,7 +70,7 @@ def main(argv=None):
     kept = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["seed"])
     kept = kept[~kept.seed.isin(seeds)]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.jobs) as pool:
+    with tempfile.TemporaryDirectory() as tmp, seed_pool(args.jobs) as pool:
         out = args.out or tmp
         futures = [pool.submit(one_seed, args.config, s, overrides, out) for s in seeds]
         for future in as_completed(futures):

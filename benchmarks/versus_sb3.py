@@ -19,11 +19,11 @@ import argparse
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import pandas as pd
-from learning import setup  # this folder is on sys.path when a script in it runs
+from learning import seed_pool, setup  # this folder is on sys.path when a script in it runs
 
 
 def rlkit_side(config, seed, overrides, out):
@@ -108,7 +108,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     seeds, overrides, name, commit, dest = setup(args)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.jobs) as pool:
+    with tempfile.TemporaryDirectory() as tmp, seed_pool(args.jobs) as pool:
         futures = []
         for seed in seeds:  # interleaved, so both sides see the same load
             if "rlkit" in args.sides:

@@ -171,7 +171,7 @@ def _worker(spec_json: str) -> None:
     import papermill
 
     spec = json.loads(spec_json)
-    _die_with_parent(spec["parent"])
+    die_with_parent(spec["parent"])
     IPCKernelManager.sockets = spec["sockets"]
     out = Path(spec["parameters"]["run_dir"]) / "train.ipynb"
     try:
@@ -189,11 +189,11 @@ def _worker(spec_json: str) -> None:
         sys.exit(1)
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: SIGKILL this worker when the thread that launched it dies (a lost Dask worker, a killed batch).
-
-    Its kernel, in a session of its own, then sees its parent gone and exits within a second (ipykernel's
-    parent poller). Elsewhere a no-op.
+def die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this process when the thread that launched it dies (a lost Dask worker, a killed batch,
+    a killed benchmark script, whose pool workers would otherwise train on, orphaned). A papermill worker's
+    kernel, in a session of its own, then sees its parent gone and exits within a second (ipykernel's parent
+    poller). Elsewhere a no-op.
     """
     try:
         import ctypes
