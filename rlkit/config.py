@@ -45,8 +45,12 @@ class ParallelConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = 10_000  # policy steps between deterministic evaluations; 0 disables
+    every: int = 10_000  # policy steps between evaluations; 0 disables
     episodes: int = 10
+    # true: the greedy policy (mode of the action distribution); false: actions sampled from it, as in training.
+    # A greedy policy can repeat one action forever where that action changes nothing (MiniGrid: walking
+    # into a wall), scoring 0 while the sampled policy succeeds.
+    deterministic: bool = True
 
 
 @dataclass

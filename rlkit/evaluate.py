@@ -1,4 +1,4 @@
-"""Deterministic evaluation on env instances of its own, reseeded identically every time."""
+"""Evaluation on env instances of its own, reseeded identically every time."""
 from __future__ import annotations
 
 import itertools
@@ -16,7 +16,7 @@ class Evaluator:
         self.true_returns = true_returns
 
     def run(self, act, max_steps: int | None) -> dict:
-        """One game per env with the greedy policy `act(obs) -> env actions`; mean return and length.
+        """One game per env with the policy `act(obs) -> env actions`; mean return and length.
 
         With true returns (env.wrappers set) a game may span several of the learner's episodes (a life
         each): it ends when the game does, and its return is the game's score. At most max_steps policy

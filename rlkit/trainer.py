@@ -281,10 +281,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ helpers
     def evaluate(self) -> None:
-        def greedy(obs):
-            return self.agent.env_actions(self.agent.deterministic_action(self.obs_norm(obs)))
+        # sampled evaluation draws from a generator of its own, seeded by the policy step: the training stream
+        # is untouched and a resumed run evaluates as the uninterrupted one did
+        draws = torch.Generator(self.generator.device).manual_seed(self.cfg.seed * 1_000_003 + self.counter.policy_step)
 
-        self.log(self.evaluator.run(greedy, self.cfg.env.max_episode_steps))
+        def act(obs):
+            obs = self.obs_norm(obs)
+            if self.cfg.eval.deterministic:
+                return self.agent.env_actions(self.agent.deterministic_action(obs))
+            return self.agent.env_actions(self.agent.act(obs, draws)[0])
+
+        self.log(self.evaluator.run(act, self.cfg.env.max_episode_steps))
         self.last["eval"] = self.counter.policy_step
 
     def log_progress(self) -> None:

@@ -87,3 +87,22 @@ def test_cartpole_learns(tmp_path):
                 overrides={"total_steps": 20_000, "eval.every": 5_000, "seed": 0})
     evals = read_metrics(run / "metrics.csv").query("metric == 'eval/return'").value
     assert evals.max() >= 475, evals.tolist()
+
+
+def test_sampled_evaluation_leaves_training_alone(tmp_path, tiny):
+    """eval.deterministic: false samples the evaluation's actions from a generator of its own: every training
+    row is the greedy-evaluation run's, the evaluations differ, and they repeat exactly."""
+    def split(run):
+        df = _values(run)
+        evals = df.metric.str.startswith("eval/")
+        return df[~evals].reset_index(drop=True), df[evals].reset_index(drop=True)
+
+    over = {**tiny, "eval.every": 128}
+    greedy = split(train("params/cartpole.yaml", tmp_path / "g", overrides=over, progress=False))
+    sampled = split(train("params/cartpole.yaml", tmp_path / "s", overrides={**over, "eval.deterministic": False},
+                          progress=False))
+    again = split(train("params/cartpole.yaml", tmp_path / "a", overrides={**over, "eval.deterministic": False},
+                        progress=False))
+    assert len(greedy[0]) > 20 and greedy[0].equals(sampled[0])
+    assert len(sampled[1]) >= 4 * 3 and not sampled[1].equals(greedy[1])
+    assert sampled[1].equals(again[1])
