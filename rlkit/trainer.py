@@ -281,15 +281,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ helpers
     def evaluate(self) -> None:
-        # sampled evaluation draws from a generator of its own, seeded by the policy step: the training stream
-        # is untouched and a resumed run evaluates as the uninterrupted one did
-        draws = torch.Generator(self.generator.device).manual_seed(self.cfg.seed * 1_000_003 + self.counter.policy_step)
+        agent, norm = self.agent, self.obs_norm
+        if self.cfg.eval.deterministic:
+            def act(obs):
+                return agent.env_actions(agent.deterministic_action(norm(obs)))
+        else:
+            # a generator of its own, seeded by the policy step: the training stream is untouched and a resumed
+            # run evaluates as the uninterrupted one did
+            draws = torch.Generator(self.generator.device)
+            draws.manual_seed(self.cfg.seed * 1_000_003 + self.counter.policy_step)
 
-        def act(obs):
-            obs = self.obs_norm(obs)
-            if self.cfg.eval.deterministic:
-                return self.agent.env_actions(self.agent.deterministic_action(obs))
-            return self.agent.env_actions(self.agent.act(obs, draws)[0])
+            def act(obs):
+                return agent.env_actions(agent.act(norm(obs), draws)[0])
 
         self.log(self.evaluator.run(act, self.cfg.env.max_episode_steps))
         self.last["eval"] = self.counter.policy_step
