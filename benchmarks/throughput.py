@@ -120,12 +120,29 @@ def raw_env_sps(steps: int) -> float:
 
 def rlkit_sps(base: dict, total_steps: int, env_id: str = "CartPole-v1", **parallel) -> float:
     """Case 2/4: policy steps per wall second of rlkit.train, from the final metrics row."""
+    return rlkit_run(base, total_steps, env_id, **parallel)[0]
+
+
+def rlkit_run(base: dict, total_steps: int, env_id: str = "CartPole-v1", **parallel) -> tuple[float, float]:
+    """(policy steps per wall second, wall seconds of the training phases per policy step) of rlkit.train."""
     cfg = {"total_steps": total_steps, "torch_threads": 1, "checkpoint_every": 0, "eval": {"every": 0},
            "env": {"id": env_id}, "parallel": {**base["parallel"], **parallel}, "algo": base["algo"]}
     with tempfile.TemporaryDirectory() as out:
         run = rlkit.train(cfg, Path(out) / "run", progress=False, force=True)
-        last = read_metrics(run / "metrics.csv").iloc[-1]
-    return last.policy_step / last.wall_time
+        df = read_metrics(run / "metrics.csv")
+    last = df.iloc[-1]
+    return last.policy_step / last.wall_time, df[df.metric == "perf/update_seconds"].value.sum() / last.policy_step
+
+
+# case 8, one env: each rep's update seconds per policy step (the "8 bound" row)
+UPDATE_SECONDS = []
+
+
+def one_env_mujoco_sps(total_steps: int) -> float:
+    sps, update_seconds = rlkit_run({"parallel": {"num_threads": 1, "envs_per_thread": 1}, "algo": CLEANRL_ALGO},
+                                    total_steps, MUJOCO_ID)
+    UPDATE_SECONDS.append(update_seconds)
+    return sps
 
 
 def sb3_sps(total_steps: int) -> float:
@@ -227,8 +244,8 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
     cases.append(("8 raw env", f"one {MUJOCO_ID}, random actions", lambda: raw_mujoco_sps(2_000 if q else 30_000)))
     for n in MUJOCO_LAYOUTS:
         name = f"{MUJOCO_ID} CleanRL settings, {n} env{'s' if n > 1 else ''} x {2048 // n}"
-        cases.append(("8 rlkit", name, lambda n=n: rlkit_sps({"parallel": {"num_threads": 1, "envs_per_thread": n},
-                                                              "algo": CLEANRL_ALGO}, mujoco_steps, MUJOCO_ID)))
+        cases.append(("8 rlkit", name, (lambda: one_env_mujoco_sps(mujoco_steps)) if n == 1 else lambda n=n: rlkit_sps(
+            {"parallel": {"num_threads": 1, "envs_per_thread": n}, "algo": CLEANRL_ALGO}, mujoco_steps, MUJOCO_ID)))
         if have_sb3:
             cases.append(("8 SB3", name, lambda n=n: sb3_mujoco_sps(mujoco_steps, n)))
     atari_steps = 1024 if q else 3072  # whole rollouts of the preset's 8 envs x 128 steps
@@ -290,6 +307,15 @@ def main(argv=None) -> int:
         raw = ("9 raw env", "one env of params/atari_breakout.yaml, random actions")
         if r["case"] == "9 rlkit" and raw in by_key:  # 8 envs' policy steps against one env's limit
             r["of_raw"] = statistics.median(a / b for a, b in zip(samples[r["case"], r["name"]], samples[raw]))
+
+    raw = samples.get(("8 raw env", f"one {MUJOCO_ID}, random actions"))
+    if raw and UPDATE_SECONDS:  # the most a one-env loop can make with rlkit's own update and collection for free
+        bounds = [1 / (1 / r + u) for r, u in zip(raw, UPDATE_SECONDS)]
+        rows.append({"case": "8 bound", "unit": "steps/s", "runs": len(bounds), "value": statistics.median(bounds),
+                     "name": f"raw env + rlkit's update ({statistics.median(UPDATE_SECONDS) * 1e6:.0f} us/step), "
+                             "collection free",
+                     "of_raw": statistics.median(b / r for b, r in zip(bounds, raw)),
+                     "samples": " ".join(f"{b:.0f}" for b in bounds)})
 
     if "5" in args.cases:
         seeds = 1 if args.quick else args.seeds

@@ -259,6 +259,7 @@ class Trainer:
 
     def train_phase(self) -> None:
         c, cfg, mem = self.counter, self.cfg, self.memory
+        start = time.perf_counter()
         last_values = self.agent.value(self.obs_norm(self.obs))  # [N, heads]
         mem.compute_returns(last_values[:, 0], cfg.algo.gamma, cfg.algo.GAE_lambda)
         batch = mem.batch(self.device)
@@ -277,6 +278,9 @@ class Trainer:
         c.step_update()
         mem.pos = 0
         stats["steps/replay_ratio"] = c.replay_ratio
+        # the phase's wall seconds, GAE to the last Adam step: with perf/sps, how a run's time splits between
+        # collecting and learning
+        stats["perf/update_seconds"] = time.perf_counter() - start
         self.log({**stats, **hook_stats})
 
     # ------------------------------------------------------------------ helpers

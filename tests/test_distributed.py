@@ -39,7 +39,7 @@ def patched_cli(path, patch: str) -> str:
 
 def _values(run_dir):
     df = read_metrics(run_dir / "metrics.csv")
-    return df[df.metric != "perf/sps"].drop(columns=["wall_time"]).reset_index(drop=True)
+    return df[~df.metric.str.startswith("perf/")].drop(columns=["wall_time"]).reset_index(drop=True)
 
 
 def _status(run_dir):

@@ -69,7 +69,7 @@ def after_first_checkpoint(run):
 
 def values(run):
     df = read_metrics(run / "metrics.csv")
-    return df[df.metric != "perf/sps"].drop(columns=["wall_time"]).reset_index(drop=True)
+    return df[~df.metric.str.startswith("perf/")].drop(columns=["wall_time"]).reset_index(drop=True)
 
 
 def assert_clean(run):

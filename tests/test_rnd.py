@@ -20,7 +20,7 @@ RND_ON = {"algo.use_RND": True, "learning_starts": 64, "exploration_steps": 192}
 
 def _values(run_dir):
     df = read_metrics(run_dir / "metrics.csv")
-    return df[df.metric != "perf/sps"].drop(columns=["wall_time"]).reset_index(drop=True)
+    return df[~df.metric.str.startswith("perf/")].drop(columns=["wall_time"]).reset_index(drop=True)
 
 
 def test_return_filter_runs_over_time_for_each_env():

@@ -39,7 +39,7 @@ def status(run):
 
 def values(run):
     df = read_metrics(run / "metrics.csv")
-    return df[~df.metric.isin(["perf/sps"])].drop(columns=["wall_time"]).reset_index(drop=True)
+    return df[~df.metric.str.startswith("perf/")].drop(columns=["wall_time"]).reset_index(drop=True)
 
 
 def snapshot(run):

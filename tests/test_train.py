@@ -10,7 +10,7 @@ VOLATILE = ["wall_time"]
 
 def _values(run_dir):
     df = read_metrics(run_dir / "metrics.csv")
-    return df[df.metric != "perf/sps"].drop(columns=VOLATILE).reset_index(drop=True)
+    return df[~df.metric.str.startswith("perf/")].drop(columns=VOLATILE).reset_index(drop=True)
 
 
 def test_same_seed_same_metrics(tmp_path, tiny):
@@ -33,6 +33,11 @@ def test_files_written(tmp_path, tiny):
             "ppo/explained_variance", "perf/sps", "steps/replay_ratio"} <= set(df.metric)
     assert df.policy_step.is_monotonic_increasing
     assert df.iloc[-1].policy_step == 512 and (run / "checkpoint.pt").exists()
+    # one perf/update_seconds row per training phase, each a part of the run's wall time
+    update_seconds = df[df.metric == "perf/update_seconds"]
+    phases = df[df.metric == "steps/update"].value.max()  # the counter after the last phase
+    assert len(update_seconds) == phases > 1
+    assert (update_seconds.value > 0).all() and update_seconds.value.sum() < status["wall_time"]
 
 
 class Interrupt(Exception):
