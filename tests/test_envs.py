@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 import pytest
 import toy_envs  # noqa: F401  (registers ToySpace-v0, ToyLives-v0)
 import torch
@@ -572,3 +573,19 @@ def test_an_ale_env_pickles_with_its_game_and_resumes_it_exactly():
             env.reset(), copy.reset()
             resets += 1
     assert resets >= 5  # lives lost and games over: the no-op resets were replayed too
+
+
+def test_the_minigrid_exploration_task_is_out_of_reach_of_random_actions():
+    """params/minigrid_empty16*.yaml: MiniGrid's own limit cut to 192 steps, so random actions end every game
+    without a reward; the RND file is the same PPO with the intrinsic reward and its warm-up."""
+    ppo, rnd = (load_config(f"params/minigrid_empty16{s}.yaml") for s in ("", "_rnd"))
+    flat = [pd.json_normalize(c.to_dict(), sep=".").iloc[0].to_dict() for c in (ppo, rnd)]
+    assert {k for k in flat[0] if flat[0][k] != flat[1][k]} == {"learning_starts", "algo.use_RND", "algo.beta"}
+    env, rng = make_env(ppo.env), np.random.default_rng(0)
+    for game in range(3):
+        env.reset(seed=game)
+        for step in range(1, 193):
+            _, reward, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+            if terminated or truncated:
+                break
+        assert (step, reward, terminated, truncated) == (192, 0.0, False, True)
