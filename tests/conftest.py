@@ -26,6 +26,15 @@ def root():
     return ROOT
 
 
+def learned_rows(run_dir):
+    """A run's metrics.csv without its wall-clock measurements (the perf/ rows, the wall_time column): what
+    two runs of the same seed, or a resumed run and an uninterrupted one, must share exactly."""
+    from rlkit.metrics import read_metrics
+
+    df = read_metrics(Path(run_dir) / "metrics.csv")
+    return df[~df.metric.str.startswith("perf/")].drop(columns=["wall_time"]).reset_index(drop=True)
+
+
 def run_cli(*args, cwd=ROOT):
     import subprocess
     return subprocess.run([sys.executable, "-m", "rlkit", *args], cwd=cwd, capture_output=True, text=True,

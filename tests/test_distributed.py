@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import learned_rows
 from rlkit.checkpoint import load_checkpoint
 from rlkit.metrics import read_metrics
 from rlkit.trainer import replica_digest
@@ -35,11 +36,6 @@ def patched_cli(path, patch: str) -> str:
     path.write_text("import sys\nimport torch\nfrom rlkit.cli import main\nfrom rlkit.trainer import Trainer\n"
                     + patch + "\nsys.exit(main(sys.argv[1:]))\n")
     return str(path)
-
-
-def _values(run_dir):
-    df = read_metrics(run_dir / "metrics.csv")
-    return df[~df.metric.str.startswith("perf/")].drop(columns=["wall_time"]).reset_index(drop=True)
 
 
 def _status(run_dir):
@@ -97,7 +93,7 @@ Trainer.train_phase = failing""")
     assert s["state"] == "failed" and s["error"] and s["policy_step"] < 1024
     out = torchrun("-m", "rlkit", "train", "--resume", str(run), "--no-progress")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert _values(run).equals(_values(full_run))  # every rank's envs and streams continue exactly
+    assert learned_rows(run).equals(learned_rows(full_run))  # every rank's envs and streams continue exactly
     assert _status(run)["replica_sha256"] == _status(full_run)["replica_sha256"]
 
 

@@ -19,9 +19,8 @@ import time
 import pytest
 
 import faultenvs  # noqa: F401 - registers Hang-v0 for the resumes in this process
-from conftest import ROOT
+from conftest import ROOT, learned_rows
 from rlkit import train
-from rlkit.metrics import read_metrics
 from rlkit.rundir import RunLock
 
 CARTPOLE = "params/cartpole.yaml"
@@ -67,22 +66,17 @@ def after_first_checkpoint(run):
     return lambda: status(run).get("policy_step", 0) >= 256 and (run / "checkpoint.pt").exists()
 
 
-def values(run):
-    df = read_metrics(run / "metrics.csv")
-    return df[~df.metric.str.startswith("perf/")].drop(columns=["wall_time"]).reset_index(drop=True)
-
-
 def assert_clean(run):
     """No temporaries, and metrics.csv has whole rows only, each (step, metric) at most where expected."""
     assert not list(run.glob("*.tmp")), list(run.glob("*"))
     assert (run / "metrics.csv").read_bytes().endswith(b"\n")
-    assert values(run).policy_step.is_monotonic_increasing
+    assert learned_rows(run).policy_step.is_monotonic_increasing
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The uninterrupted run every interrupted one must equal after its resume."""
-    return values(train(CARTPOLE, tmp_path_factory.mktemp("ref") / "run", overrides=SLOW, progress=False))
+    return learned_rows(train(CARTPOLE, tmp_path_factory.mktemp("ref") / "run", overrides=SLOW, progress=False))
 
 
 def resume(run):
@@ -99,7 +93,7 @@ def test_kill_9_then_resume_is_identical_and_leaves_no_stale_lock(tmp_path, refe
     resume(run)
     assert status(run)["state"] == "finished" and status(run)["envs_restored"] is True
     assert_clean(run)
-    assert values(run).equals(reference)
+    assert learned_rows(run).equals(reference)
 
 
 def test_sigterm_marks_the_run_failed_and_it_resumes_identically(tmp_path, reference):
@@ -113,7 +107,7 @@ def test_sigterm_marks_the_run_failed_and_it_resumes_identically(tmp_path, refer
     assert s["state"] == "failed" and s["error"].startswith("terminated (SIGTERM)")
     assert_clean(run)
     resume(run)
-    assert values(run).equals(reference)
+    assert learned_rows(run).equals(reference)
 
 
 def test_a_second_process_stops_at_once_and_ctrl_c_stops_a_hung_threaded_run(tmp_path):
@@ -177,7 +171,7 @@ def test_full_disk_marks_the_run_failed_leaves_no_tmp_and_resumes_identically(sm
     filler.unlink()
     resume(run)
     assert_clean(run)
-    assert values(run).equals(reference)
+    assert learned_rows(run).equals(reference)
 
 
 def test_batch_rerun_after_a_crash_before_the_first_checkpoint(tmp_path):
@@ -201,7 +195,7 @@ def test_batch_rerun_after_a_crash_before_the_first_checkpoint(tmp_path):
     assert result.state == "finished", result.error
     assert (run / "metrics.csv.1").read_bytes() == partial
     fresh = train(CARTPOLE, tmp_path / "fresh", overrides=tiny, progress=False)
-    assert values(run).equals(values(fresh))
+    assert learned_rows(run).equals(learned_rows(fresh))
 
 
 def test_batch_leaves_a_locked_run_alone(tmp_path):

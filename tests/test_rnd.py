@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import learned_rows
 from rlkit import ConfigError, load_config, train
 from rlkit.checkpoint import load_checkpoint
 from rlkit.config import AlgoConfig
@@ -16,11 +17,6 @@ from rlkit.rnd import MEMORY_FIELDS, RND, PredictorLoss, two_head_gae
 from reference import reference_gae
 
 RND_ON = {"algo.use_RND": True, "learning_starts": 64, "exploration_steps": 192}
-
-
-def _values(run_dir):
-    df = read_metrics(run_dir / "metrics.csv")
-    return df[~df.metric.str.startswith("perf/")].drop(columns=["wall_time"]).reset_index(drop=True)
 
 
 def test_return_filter_runs_over_time_for_each_env():
@@ -187,7 +183,7 @@ def test_interrupted_and_resumed_equals_uninterrupted_with_rnd(tmp_path, tiny):
     with pytest.raises(Interrupt):
         train("params/cartpole.yaml", cut, overrides=overrides, progress=False, callbacks=[stop_late])
     train("params/cartpole.yaml", cut, overrides=overrides, progress=False, resume=True)
-    a, b = _values(cut), _values(full)
+    a, b = learned_rows(cut), learned_rows(full)
     assert "rnd/predictor_loss" in set(b.metric) and a.equals(b)
 
 

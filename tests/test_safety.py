@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import faultenvs  # noqa: F401 - registers the misbehaving envs
-from conftest import ROOT, run_cli
+from conftest import ROOT, learned_rows, run_cli
 from rlkit import ConfigError, RunExistsError, load_config, train
 from rlkit.checkpoint import CheckpointError, load_checkpoint
 from rlkit.guards import NonFiniteError, check_memory, estimate_memory
@@ -35,11 +35,6 @@ def stop_at(step):
 
 def status(run):
     return json.loads((run / "status.json").read_text())
-
-
-def values(run):
-    df = read_metrics(run / "metrics.csv")
-    return df[~df.metric.str.startswith("perf/")].drop(columns=["wall_time"]).reset_index(drop=True)
 
 
 def snapshot(run):
@@ -107,7 +102,7 @@ def test_resume_without_checkpoint_starts_a_clean_history(tmp_path, tiny, capfd)
     lines = [line for line in capfd.readouterr().err.splitlines() if "no checkpoint" in line]
     assert len(lines) == 1 and "metrics.csv.1" in lines[0]
     assert (run / "metrics.csv.1").read_bytes() == old  # the earlier attempt's rows, apart
-    assert values(run).equals(values(reference))  # one history, not two glued together
+    assert learned_rows(run).equals(learned_rows(reference))  # one history, not two glued together
     assert status(run)["state"] == "finished"
 
 
@@ -236,7 +231,7 @@ def test_lambda_registered_env_is_checkpointed_with_cloudpickle(tmp_path, tiny):
         train(CARTPOLE, run, overrides=overrides, progress=False, callbacks=[stop_at(400)])
     train(CARTPOLE, run, overrides=overrides, progress=False, resume=True)
     assert status(run)["envs_restored"] is True
-    assert values(run).equals(values(full))
+    assert learned_rows(run).equals(learned_rows(full))
 
 
 # ---------------------------------------------------------------- 7. hung envs
@@ -394,8 +389,8 @@ def test_a_finished_run_can_be_extended_by_total_steps(tmp_path, tiny, cli):
     assert status(short)["state"] == "finished" and status(short)["policy_step"] == 768
     # the same learning as a run that had 768 steps from the start (the finished run's closing
     # perf/steps rows at 512 are extra, as they are in any run's last rows)
-    learning = ~values(long).metric.str.startswith("steps/")
-    a, b = values(long)[learning], values(short)
+    learning = ~learned_rows(long).metric.str.startswith("steps/")
+    a, b = learned_rows(long)[learning], learned_rows(short)
     b = b[~b.metric.str.startswith("steps/")]
     assert a.reset_index(drop=True).equals(b.reset_index(drop=True))
 

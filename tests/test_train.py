@@ -2,24 +2,18 @@ import json
 
 import pytest
 
+from conftest import learned_rows
 from rlkit import RunExistsError, train
 from rlkit.metrics import read_metrics
-
-VOLATILE = ["wall_time"]
-
-
-def _values(run_dir):
-    df = read_metrics(run_dir / "metrics.csv")
-    return df[~df.metric.str.startswith("perf/")].drop(columns=VOLATILE).reset_index(drop=True)
 
 
 def test_same_seed_same_metrics(tmp_path, tiny):
     a = train("params/cartpole.yaml", tmp_path / "a", overrides=tiny, progress=False)
     b = train("params/cartpole.yaml", tmp_path / "b", overrides=tiny, progress=False)
-    va, vb = _values(a), _values(b)
+    va, vb = learned_rows(a), learned_rows(b)
     assert len(va) > 20 and va.equals(vb)
     c = train("params/cartpole.yaml", tmp_path / "c", overrides={**tiny, "seed": 1}, progress=False)
-    assert not _values(c).equals(va)
+    assert not learned_rows(c).equals(va)
 
 
 def test_files_written(tmp_path, tiny):
@@ -58,7 +52,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, tiny):
     with pytest.raises(RunExistsError, match="--resume"):
         train("params/cartpole.yaml", cut, overrides=tiny, progress=False)
     train("params/cartpole.yaml", cut, overrides=tiny, progress=False, resume=True)
-    assert _values(cut).equals(_values(full))
+    assert learned_rows(cut).equals(learned_rows(full))
 
 
 def test_finished_run_is_not_overwritten(tmp_path, tiny):
@@ -98,7 +92,7 @@ def test_sampled_evaluation_leaves_training_alone(tmp_path, tiny):
     """eval.deterministic: false samples the evaluation's actions from a generator of its own: every training
     row is the greedy-evaluation run's, the evaluations differ, and they repeat exactly."""
     def split(run):
-        df = _values(run)
+        df = learned_rows(run)
         evals = df.metric.str.startswith("eval/")
         return df[~evals].reset_index(drop=True), df[evals].reset_index(drop=True)
 

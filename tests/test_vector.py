@@ -4,8 +4,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from conftest import learned_rows
 from rlkit import train
-from rlkit.metrics import read_metrics
 from rlkit.vector import EnvStepError, ProcessEnvs, SerialEnvs, ThreadedEnvs
 
 
@@ -66,8 +66,7 @@ def test_backends_agree_step_by_step():
 def test_three_threads_identical_metrics(tmp_path, tiny):
     overrides = {**tiny, "parallel.num_threads": 3, "parallel.envs_per_thread": 2, "algo.batch_size": 96}
     runs = [train("params/cartpole.yaml", tmp_path / f"r{k}", overrides=overrides, progress=False) for k in (0, 1)]
-    a, b = (read_metrics(r / "metrics.csv").query("not metric.str.startswith('perf/')").drop(columns="wall_time")
-            .reset_index(drop=True) for r in runs)
+    a, b = (learned_rows(r) for r in runs)
     assert len(a) > 20 and a.equals(b)
 
 
