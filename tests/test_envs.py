@@ -575,17 +575,20 @@ def test_an_ale_env_pickles_with_its_game_and_resumes_it_exactly():
     assert resets >= 5  # lives lost and games over: the no-op resets were replayed too
 
 
-def test_the_minigrid_exploration_task_is_out_of_reach_of_random_actions():
-    """params/minigrid_empty16*.yaml: MiniGrid's own limit cut to 192 steps, so random actions end every game
-    without a reward; the RND file is the same PPO with the intrinsic reward and its warm-up."""
-    ppo, rnd = (load_config(f"params/minigrid_empty16{s}.yaml") for s in ("", "_rnd"))
+@pytest.mark.parametrize("room, limit, width", [("empty16", 192, 16), ("empty20", 240, 20)])
+def test_the_minigrid_exploration_tasks_are_out_of_reach_of_random_actions(room, limit, width):
+    """params/minigrid_empty16*.yaml and minigrid_empty20*.yaml: MiniGrid's own limit cut (to 192 and 240
+    steps), so random actions end every game without a reward; each RND file is the same PPO with the
+    intrinsic reward and its warm-up."""
+    ppo, rnd = (load_config(f"params/minigrid_{room}{s}.yaml") for s in ("", "_rnd"))
     flat = [pd.json_normalize(c.to_dict(), sep=".").iloc[0].to_dict() for c in (ppo, rnd)]
     assert {k for k in flat[0] if flat[0][k] != flat[1][k]} == {"learning_starts", "algo.use_RND", "algo.beta"}
     env, rng = make_env(ppo.env), np.random.default_rng(0)
+    assert (env.unwrapped.width, env.unwrapped.height) == (width, width)
     for game in range(3):
         env.reset(seed=game)
-        for step in range(1, 193):
+        for step in range(1, limit + 1):
             _, reward, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
             if terminated or truncated:
                 break
-        assert (step, reward, terminated, truncated) == (192, 0.0, False, True)
+        assert (step, reward, terminated, truncated) == (limit, 0.0, False, True)
