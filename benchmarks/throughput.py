@@ -74,6 +74,15 @@ def one_env_sps(env, actions) -> float:
     return len(actions) / elapsed
 
 
+def sb3_steps_per_second(model, env, total_steps: int) -> float:
+    """Policy steps per second of SB3's training call alone (the model and its envs built before the clock)."""
+    start = time.perf_counter()
+    model.learn(total_timesteps=total_steps)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return model.num_timesteps / elapsed
+
+
 def sb3_mujoco_sps(total_steps: int, n_envs: int) -> float:
     """Case 8: SB3 PPO at the CleanRL settings (VecNormalize of obs and rewards, 64-64 tanh); learn() timed only."""
     from stable_baselines3 import PPO
@@ -85,11 +94,7 @@ def sb3_mujoco_sps(total_steps: int, n_envs: int) -> float:
                 learning_rate=3e-4, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, device="cpu",
                 seed=0, verbose=0,
                 policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh))
-    start = time.perf_counter()
-    model.learn(total_timesteps=total_steps)
-    elapsed = time.perf_counter() - start
-    env.close()
-    return model.num_timesteps / elapsed
+    return sb3_steps_per_second(model, env, total_steps)
 
 
 ATARI_PRESET = "params/atari_breakout.yaml"
@@ -154,11 +159,7 @@ def sb3_sps(total_steps: int) -> float:
     model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
                 learning_rate=1e-3, ent_coef=0.0, device="cpu", seed=0, verbose=0,
                 policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh))
-    start = time.perf_counter()
-    model.learn(total_timesteps=total_steps)
-    elapsed = time.perf_counter() - start
-    env.close()
-    return model.num_timesteps / elapsed
+    return sb3_steps_per_second(model, env, total_steps)
 
 
 def params_sps(config: str, total_steps: int) -> float:
