@@ -110,6 +110,7 @@ class _Watchdog:
 
     @classmethod
     def _watch(cls) -> None:
+        _leave_stop_signals_to_the_main_thread()
         fired = None
         while True:
             step, period = cls.step, min(60.0, max(0.01, cls.shortest / 4))
@@ -125,6 +126,18 @@ class _Watchdog:
                     wait = min(-late, period)
             cls.wake.wait(wait)
             cls.wake.clear()
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _leave_stop_signals_to_the_main_thread() -> None:
+    """Block Ctrl-C and SIGTERM in the calling (worker) thread. The kernel hands a signal sent to the process
+    to any thread that does not block it, and Python runs its handler only in the main thread: delivered to a
+    worker, the signal would leave a main thread that waits inside an env's C call (a sleep, a socket read)
+    waiting on. Blocked here, it can only interrupt the main thread's wait."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
 def _timeout_error(index: int, seconds: float, what: str = "step") -> EnvStepTimeout:
@@ -305,6 +318,7 @@ class ThreadedEnvs:
         return len(self.arrays["reward"])
 
     def _work(self, w):
+        _leave_stop_signals_to_the_main_thread()
         while True:
             self._wake[w].acquire()
             if self._closing:

@@ -1,8 +1,11 @@
+import signal
+import threading
 import time
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.envs.classic_control import CartPoleEnv
 
 from conftest import learned_rows
 from rlkit import train
@@ -84,3 +87,33 @@ def test_workers_step_the_first_step_after_a_reset():
             assert envs._round.owner_claims  # worker threads claimed slices in this step
     finally:
         envs.close()
+
+
+class _SignalMaskRecorder(CartPoleEnv):
+    """Sleeps in step() (releasing the GIL, so the worker threads claim their slices) and records, per stepping
+    thread, whether that thread blocks Ctrl-C."""
+    seen: dict = {}
+
+    def step(self, action):
+        time.sleep(0.002)
+        blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        _SignalMaskRecorder.seen[threading.get_ident()] = blocked
+        return super().step(action)
+
+
+def test_worker_threads_leave_ctrl_c_to_the_main_thread():
+    """A Ctrl-C sent to the process must reach the main thread even while it waits inside an env: only the
+    main thread runs Python's handler, so every worker thread blocks SIGINT and SIGTERM."""
+    _SignalMaskRecorder.seen = {}
+    envs = ThreadedEnvs([_SignalMaskRecorder] * 4, range(4), (4,), True, num_threads=2, one_core=False)
+    try:
+        envs.reset()
+        for _ in range(50):
+            envs.step(np.zeros(4, np.int64))
+    finally:
+        envs.close()
+    main = threading.main_thread().ident
+    workers = {t: blocked for t, blocked in _SignalMaskRecorder.seen.items() if t != main}
+    assert workers and all(workers.values()), _SignalMaskRecorder.seen  # a worker stepped, and it blocks Ctrl-C
+    assert _SignalMaskRecorder.seen[main] is False  # the main thread still takes it
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
