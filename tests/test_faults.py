@@ -39,7 +39,15 @@ def start(run, *args, overrides=SLOW):
     cmd = [sys.executable, "-m", "rlkit", "train", *args, "--no-progress"]
     if "--resume" not in args:
         cmd += [CARTPOLE, "--out", str(run), *sets(overrides)]
-    return subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_take_ctrl_c)
+
+
+def _take_ctrl_c():
+    """In the child before it execs: SIGINT back to its default, as in a terminal. A suite started as a
+    background job of a non-interactive shell inherits SIGINT ignored, and Python then never installs its
+    Ctrl-C handler, so the Ctrl-C tests would time out."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(proc, timeout=120):
