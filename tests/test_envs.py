@@ -575,20 +575,43 @@ def test_an_ale_env_pickles_with_its_game_and_resumes_it_exactly():
     assert resets >= 5  # lives lost and games over: the no-op resets were replayed too
 
 
-@pytest.mark.parametrize("room, limit, width", [("empty16", 192, 16), ("empty20", 240, 20)])
-def test_the_minigrid_exploration_tasks_are_out_of_reach_of_random_actions(room, limit, width):
-    """params/minigrid_empty16*.yaml and minigrid_empty20*.yaml: MiniGrid's own limit cut (to 192 and 240
-    steps), so random actions end every game without a reward; each RND file is the same PPO with the
-    intrinsic reward and its warm-up."""
-    ppo, rnd = (load_config(f"params/minigrid_{room}{s}.yaml") for s in ("", "_rnd"))
+def _exploration_pair(task: str):
+    """params/minigrid_<task>.yaml and its _rnd twin; asserts the twin is the same PPO with the intrinsic
+    reward and its warm-up, nothing else."""
+    ppo, rnd = (load_config(f"params/minigrid_{task}{s}.yaml") for s in ("", "_rnd"))
     flat = [pd.json_normalize(c.to_dict(), sep=".").iloc[0].to_dict() for c in (ppo, rnd)]
     assert {k for k in flat[0] if flat[0][k] != flat[1][k]} == {"learning_starts", "algo.use_RND", "algo.beta"}
-    env, rng = make_env(ppo.env), np.random.default_rng(0)
-    assert (env.unwrapped.width, env.unwrapped.height) == (width, width)
-    for game in range(3):
+    return ppo
+
+
+def _random_games_end_unrewarded(env, limit: int, games: int = 3) -> None:
+    rng = np.random.default_rng(0)
+    for game in range(games):
         env.reset(seed=game)
         for step in range(1, limit + 1):
             _, reward, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
             if terminated or truncated:
                 break
         assert (step, reward, terminated, truncated) == (limit, 0.0, False, True)
+
+
+@pytest.mark.parametrize("room, limit, width", [("empty16", 192, 16), ("empty20", 240, 20)])
+def test_the_minigrid_exploration_tasks_are_out_of_reach_of_random_actions(room, limit, width):
+    """params/minigrid_empty16*.yaml and minigrid_empty20*.yaml: MiniGrid's own limit cut (to 192 and 240
+    steps), so random actions end every game without a reward."""
+    env = make_env(_exploration_pair(room).env)
+    assert (env.unwrapped.width, env.unwrapped.height) == (width, width)
+    _random_games_end_unrewarded(env, limit)
+
+
+def test_the_multiroom_task_lays_out_three_rooms_behind_closed_doors():
+    """params/minigrid_multiroom*.yaml: every game three rooms of at most 5x5 cells (walls included), a closed door into each
+    after the first, MultiRoomEnv's 60-step limit; random actions end every game without a reward."""
+    env = make_env(_exploration_pair("multiroom").env)
+    for game in range(5):
+        env.reset(seed=game)
+        rooms = env.unwrapped.rooms
+        assert len(rooms) == 3 and all(max(room.size) <= 5 for room in rooms)
+        doors = [env.unwrapped.grid.get(*room.entryDoorPos) for room in rooms[1:]]
+        assert all(door.type == "door" and not door.is_open for door in doors)
+    _random_games_end_unrewarded(env, 60)
