@@ -605,8 +605,8 @@ def test_the_minigrid_exploration_tasks_are_out_of_reach_of_random_actions(room,
 
 
 def test_the_multiroom_task_lays_out_three_rooms_behind_closed_doors():
-    """params/minigrid_multiroom*.yaml: every game three rooms of at most 5x5 cells (walls included), a closed door into each
-    after the first, MultiRoomEnv's 60-step limit; random actions end every game without a reward."""
+    """params/minigrid_multiroom*.yaml: every game three rooms of at most 5x5 cells (walls included), a closed
+    door into each after the first, MultiRoomEnv's 60-step limit; random actions end every game unrewarded."""
     env = make_env(_exploration_pair("multiroom").env)
     for game in range(5):
         env.reset(seed=game)
