@@ -29,10 +29,12 @@ class Agent(Protocol):
     critic: Any
     sync_gradients: Any  # None, or a callable run after each backward and before clipping (rlkit.distributed)
 
-    def act(self, obs: np.ndarray, generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(actions, their log-probabilities, values) for the collector."""
+    def act(self, obs: np.ndarray, generator) -> tuple[np.ndarray, np.ndarray]:
+        """(actions, their log-probabilities) for the collector, every step."""
 
-    def value(self, obs: np.ndarray) -> np.ndarray: ...
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        """[B, value_heads]. The trainer calls it once per rollout on all the rollout's stored observations (and
+        on the last ones), not every step: the weights are those of the collection either way."""
 
     def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
         """The greedy action, for evaluation."""
@@ -73,11 +75,13 @@ class RolloutHook(Protocol):
     def attach(self, agent: Agent, memory) -> None:
         """Once, after the agent and the rollout memory exist: join the optimizer, add memory fields."""
 
-    def on_step(self, memory, next_obs: np.ndarray, final_obs: np.ndarray, dones: np.ndarray, values) -> None:
-        """After every vector step; values None in the random warm-up (nothing is stored then)."""
+    def on_step(self, memory, next_obs: np.ndarray, final_obs: np.ndarray, dones: np.ndarray, warmup: bool) -> None:
+        """After every vector step; warmup: the random warm-up (learning_starts), when nothing is stored."""
 
-    def extend_batch(self, batch: dict, memory, last_values: np.ndarray, counter) -> tuple[list, dict]:
-        """Before the update: change the batch in place; returns (extra loss terms for Agent.update, metrics)."""
+    def extend_batch(self, batch: dict, memory, values: np.ndarray, last_values: np.ndarray,
+                     counter) -> tuple[list, dict]:
+        """Before the update, values [T, N, heads] of the rollout's observations and last_values [N, heads] of the
+        ones after it: change the batch in place; returns (extra loss terms for Agent.update, metrics)."""
 
     def modules(self) -> list: ...
 

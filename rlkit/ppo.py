@@ -99,19 +99,17 @@ class PPO:
 
     # ALGO LOGIC: action logic (one batched forward for every env, never one per env)
     def act(self, obs: np.ndarray, generator: torch.Generator):
-        """(actions, log pi(actions | obs), values [B, heads]) for a batch of observations."""
+        """(actions, log pi(actions | obs)) for a batch of observations; the values come later, batched (value)."""
         if self.numpy is not None:
             obs = np.asarray(obs, np.float32)
             if self.numpy.continuous:
                 noise = torch.randn((len(obs), self.actor.dist.num_params), generator=generator).numpy()
             else:
                 noise = torch.rand((len(obs),), generator=generator).numpy()
-            actions, logprobs = self.numpy.sample(obs, noise)
-            return actions, logprobs, self.numpy.values(obs)
+            return self.numpy.sample(obs, noise)
         with torch.inference_mode():
-            obs_t = torch.as_tensor(obs, device=self.device)
-            actions, logprobs = self.actor.sample(obs_t, generator)
-            return actions.cpu().numpy(), logprobs.cpu().numpy(), self.critic(obs_t).cpu().numpy()
+            actions, logprobs = self.actor.sample(torch.as_tensor(obs, device=self.device), generator)
+            return actions.cpu().numpy(), logprobs.cpu().numpy()
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         """[B, heads]"""

@@ -206,27 +206,27 @@ class RNDHook:
         # raw s_{t+1}: the intrinsic reward and the predictor's data, computed once per rollout
         memory.extra["next_obs"] = np.zeros((*shape, *self.obs_shape), self.obs_dtype)
 
-    def on_step(self, memory, next_obs, final_obs, dones, values) -> None:
-        """Keep s_{t+1} and the intrinsic value; in the random warm-up (values None) feed s_{t+1} to the RND
-        normaliser instead: it warms up there, as in the paper."""
+    def on_step(self, memory, next_obs, final_obs, dones, warmup) -> None:
+        """Keep s_{t+1}; in the random warm-up feed it to the RND normaliser instead: it warms up there, as in
+        the paper."""
         s_next = true_next_obs(next_obs, final_obs, dones)
         if self.last_frame:
             s_next = s_next[:, -1]
-        if values is None:
+        if warmup:
             self.rnd.obs_norm.update(s_next)
             return
         memory.extra["next_obs"][memory.pos] = s_next
-        memory.extra["int_values"][memory.pos] = values[:, self.head]
 
     def exploring(self, counter) -> bool:
         """The phase at this policy step optimises the intrinsic reward alone: its whole rollout lies within
         the first exploration_steps policy steps."""
         return counter.policy_step <= self.cfg.exploration_steps
 
-    def extend_batch(self, batch: dict, memory, last_values, counter):
+    def extend_batch(self, batch: dict, memory, values, last_values, counter):
         """The intrinsic GAE, the combined advantage, the intrinsic head's returns and values, the predictor's
         loss term and the phase's RND metrics."""
         a, x = self.cfg.algo, memory.extra
+        x["int_values"][:] = values[..., self.head]
         x["int_rewards_raw"], x["int_rewards"] = self.rnd.intrinsic_rewards(x["next_obs"])
         intrinsic_gae(x, last_values[:, self.head], a.gamma_int, a.GAE_lambda)
         exploring = self.exploring(counter)

@@ -29,6 +29,8 @@ from rlkit.rundir import RunLock, default_run_dir, git_commit, prepare, versions
 from rlkit.steps import StepCounter, crossed, make_schedule
 from rlkit.vector import make_vector
 
+VALUE_CHUNK = 4096  # rows per critic pass over a rollout: bounds the activations of a large CNN rollout
+
 
 def train(config, run_dir=None, *, overrides=None, resume=False, force=False, progress=True, callbacks=(),
           actor=None, critic=None, loss=None) -> Path:
@@ -233,9 +235,9 @@ class Trainer:
         obs_in = self.obs_norm(self.obs)
         random_phase = self.schedule.random_actions(c)
         if random_phase:  # learning_starts: random actions warm up the normalisers; the steps count
-            actions, values = agent.random_actions(self.cfg.num_envs, self.rng), None
+            actions = agent.random_actions(self.cfg.num_envs, self.rng)
         else:
-            actions, logprobs, values = agent.act(obs_in, self.generator)
+            actions, logprobs = agent.act(obs_in, self.generator)
             mem.obs[mem.pos] = obs_in  # copied now: the vector overwrites its obs buffer in step()
         next_obs, rewards, terminated, truncated, final_obs = self.envs.step(agent.env_actions(actions))
         c.step_iteration()
@@ -245,14 +247,14 @@ class Trainer:
             self.log(episode)
         self.obs_norm.update(next_obs)
         for hook in self.hooks:
-            hook.on_step(mem, next_obs, final_obs, dones, values)
+            hook.on_step(mem, next_obs, final_obs, dones, warmup=random_phase)
         if not random_phase:
             t = mem.pos
-            mem.actions[t], mem.logprobs[t], mem.values[t] = actions, logprobs, values[:, 0]
+            mem.actions[t], mem.logprobs[t] = actions, logprobs
             mem.rewards[t] = self.reward_filter(rewards, dones) if self.reward_filter else rewards
             mem.dones[t], mem.truncated[t] = dones, truncated
             mem.final_values[t] = 0.0
-            if truncated.any():  # time limit: bootstrap from the true last observation
+            if np.count_nonzero(truncated):  # time limit: bootstrap from the true last observation
                 mem.final_values[t, truncated] = agent.value(self.obs_norm(final_obs[truncated]))[:, 0]
             mem.pos += 1
         self.obs = next_obs
@@ -260,13 +262,17 @@ class Trainer:
     def train_phase(self) -> None:
         c, cfg, mem = self.counter, self.cfg, self.memory
         start = time.perf_counter()
+        # V(s_t) of every stored observation in one batched pass rather than one small pass per step: the weights
+        # do not change during a rollout, so these are the values at collection
+        values = self.rollout_values()  # [T, N, heads]
         last_values = self.agent.value(self.obs_norm(self.obs))  # [N, heads]
+        mem.values[:] = values[..., 0]
         mem.compute_returns(last_values[:, 0], cfg.algo.gamma, cfg.algo.GAE_lambda)
         batch = mem.batch(self.device)
         batch["returns"], batch["values"] = batch["returns"][:, None], batch["values"][:, None]  # [N, heads]
         extra_losses, hook_stats = [], {}
         for hook in self.hooks:
-            losses, stats = hook.extend_batch(batch, mem, last_values, c)
+            losses, stats = hook.extend_batch(batch, mem, values, last_values, c)
             extra_losses += losses
             hook_stats.update(stats)
         if cfg.algo.anneal_lr:
@@ -282,6 +288,13 @@ class Trainer:
         # collecting and learning
         stats["perf/update_seconds"] = time.perf_counter() - start
         self.log({**stats, **hook_stats})
+
+    def rollout_values(self) -> np.ndarray:
+        """[T, N, heads]: the critic on the rollout's stored observations, in chunks of VALUE_CHUNK rows."""
+        mem = self.memory
+        obs = mem.obs.reshape(mem.rollout_len * mem.num_envs, *mem.obs.shape[2:])
+        values = np.concatenate([self.agent.value(obs[i:i + VALUE_CHUNK]) for i in range(0, len(obs), VALUE_CHUNK)])
+        return values.reshape(mem.rollout_len, mem.num_envs, -1)
 
     # ------------------------------------------------------------------ helpers
     def evaluate(self) -> None:

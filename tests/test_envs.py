@@ -466,7 +466,7 @@ def test_rnd_on_stacked_frames_reads_the_last_frame_as_uint8():
     assert memory.extra["next_obs"].dtype == np.uint8 and memory.extra["next_obs"].shape == (128, 8, 84, 84)
     frames = np.zeros((8, 4, 84, 84), np.uint8)
     frames[:, -1] = 200
-    hook.on_step(memory, frames, frames, np.zeros(8, bool), None)  # the random warm-up feeds the normaliser
+    hook.on_step(memory, frames, frames, np.zeros(8, bool), warmup=True)  # the random warm-up feeds the normaliser
     assert np.allclose(hook.rnd.obs_norm.rms.mean, 200, atol=0.1)
     rewards = hook.rnd.intrinsic_reward(frames[:, -1])
     assert rewards.shape == (8,) and np.isfinite(rewards).all()

@@ -28,7 +28,8 @@ def make_batch(agent, rows=64, heads=1):
     old values off the current ones by up to +-0.4, so clip_vloss clips some."""
     g = torch.Generator().manual_seed(1)
     obs = torch.randn(rows, 5, generator=g)
-    actions, logprobs, values = agent.act(obs.numpy(), g)
+    actions, logprobs = agent.act(obs.numpy(), g)
+    values = agent.value(obs.numpy())
     shape = (rows, heads)
     return {"obs": obs, "actions": torch.as_tensor(actions, dtype=torch.float32),
             "logprobs": torch.as_tensor(logprobs) + torch.rand(rows, generator=g) - 0.5,
@@ -87,7 +88,7 @@ def test_forward_passes_equal_the_torch_modules(continuous):
         x = torch.as_tensor(obs)
         torch.testing.assert_close(torch.as_tensor(agent.value(obs)), agent.critic(x))
         torch.testing.assert_close(torch.as_tensor(agent.deterministic_action(obs)), agent.actor.mode(x))
-        actions, logprobs, _ = agent.act(obs, torch.Generator().manual_seed(0))
+        actions, logprobs = agent.act(obs, torch.Generator().manual_seed(0))
         expected, _ = agent.actor.evaluate(x, torch.as_tensor(actions))
         torch.testing.assert_close(torch.as_tensor(logprobs), expected)
 
@@ -95,7 +96,7 @@ def test_forward_passes_equal_the_torch_modules(continuous):
 def test_categorical_samples_follow_the_policy():
     agent = make_agent()
     obs = np.repeat(np.random.default_rng(0).standard_normal((1, 5), dtype=np.float32), 20_000, 0)
-    actions, _, _ = agent.act(obs, torch.Generator().manual_seed(0))
+    actions, _ = agent.act(obs, torch.Generator().manual_seed(0))
     with torch.no_grad():
         probs = agent.actor.net(torch.as_tensor(obs[:1])).softmax(-1)[0].numpy()
     freq = np.bincount(actions, minlength=4) / len(actions)
