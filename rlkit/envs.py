@@ -332,7 +332,7 @@ class Episodes:
         """true_return: the vector's (NaN where no game ended); needed with true_returns."""
         self.returns += rewards
         self.lengths += 1
-        if not dones.any():
+        if not np.count_nonzero(dones):  # ndarray.any's Python layer costs four times as much, every step
             return []
         ended = []
         for i in np.flatnonzero(dones):  # logged at the policy step the episode ends

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlkit.jit import compiled
+
 
 def compute_gae(rewards, values, last_values, dones, gamma, lam, final_values=None, truncated=None):
     """Generalised advantage estimation over [T, N] arrays (Schulman et al., 2016, eq. 16).
@@ -13,18 +15,28 @@ def compute_gae(rewards, values, last_values, dones, gamma, lam, final_values=No
     last step is bootstrapped from the value of the final observation: r + gamma * V(s_final).
     Pass dones=None for a non-episodic stream (RND's intrinsic reward).
     """
-    T = rewards.shape[0]
     if truncated is not None:
         rewards = rewards + gamma * final_values * truncated
     not_done = np.ones_like(rewards) if dones is None else 1.0 - dones.astype(np.float32)
-    advantages = np.zeros_like(rewards, dtype=np.float32)
-    last_gae = np.zeros_like(last_values, dtype=np.float32)
-    for t in reversed(range(T)):
-        next_values = last_values if t == T - 1 else values[t + 1]
-        delta = rewards[t] + gamma * next_values * not_done[t] - values[t]
-        last_gae = delta + gamma * lam * not_done[t] * last_gae
-        advantages[t] = last_gae
+    advantages = _gae_recursion(rewards.astype(np.float32, copy=False), values, np.asarray(last_values, np.float32),
+                                not_done, gamma, lam)
     return advantages, advantages + values
+
+
+@compiled
+def _gae_recursion(rewards, values, last_values, not_done, gamma, lam):
+    """A_t = delta_t + gamma lam (1 - done_t) A_{t+1}, delta_t = r_t + gamma (1 - done_t) V_{t+1} - V_t, from the
+    last step back (V_T = last_values); a compiled loop: at one env a rollout is thousands of scalar steps."""
+    T, N = rewards.shape
+    advantages = np.empty((T, N), np.float32)
+    for n in range(N):
+        last_gae = 0.0
+        for t in range(T - 1, -1, -1):
+            next_value = last_values[n] if t == T - 1 else values[t + 1, n]
+            delta = rewards[t, n] + gamma * next_value * not_done[t, n] - values[t, n]
+            last_gae = delta + gamma * lam * not_done[t, n] * last_gae
+            advantages[t, n] = last_gae
+    return advantages
 
 
 class RolloutMemory:

@@ -1,17 +1,20 @@
 """Running statistics that must survive a checkpoint: observation and reward normalisers."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from rlkit.jit import compiled
 
 
 class RunningMeanStd:
     """Mean and variance over every sample seen, merged batch by batch (Chan et al.'s parallel formula).
 
-    A one-env collector updates with one row per step, where numpy's per-call overhead (np.mean,
-    np.var and the conversions around them) costs more than the arithmetic: a one-row batch takes
-    `_update_one_row`, which is the same formula with the batch's mean = the row, its variance = 0
-    and its count = 1, its operations in the same order, so it gives the same bits
-    (tests/test_normalize.py checks it against `merge`).
+    Every update is one compiled loop (`_merge_rows`): the batch's moments by sums in row order, then the
+    merge. A one-env collector updates with one row per step, where numpy's per-call overhead (np.mean,
+    np.var and the conversions around them) would cost several times the arithmetic. mean and var are
+    float64 arrays updated in place (0-d for a scalar statistic such as the return's).
     """
 
     def __init__(self, shape=(), epsilon: float = 1e-4):
@@ -24,62 +27,84 @@ class RunningMeanStd:
         self.sync = None
 
     def update(self, batch: np.ndarray) -> None:
-        if self.sync is None and len(batch) == 1:
-            self._update_one_row(batch[0])
-            return
-        batch = np.asarray(batch, np.float64)
-        b_count = batch.shape[0]
-        # np.mean and np.var's own arithmetic, without their Python wrappers: the same bits
-        b_mean = np.add.reduce(batch, axis=0) / b_count
-        centred = batch - b_mean
-        b_var = np.add.reduce(np.multiply(centred, centred, out=centred), axis=0) / b_count
-        if self.sync is not None:
-            b_mean, b_var, b_count = self.sync(b_mean, b_var, b_count)
-        self.merge(b_mean, b_var, b_count)
-
-    def merge(self, b_mean, b_var, b_count) -> None:
-        """Fold in a batch's moments: the plain formula, which every update path computes."""
-        delta = b_mean - self.mean
-        total = self.count + b_count
-        self.mean = self.mean + delta * b_count / total
-        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
-        self.var = m2 / total
-        self.count = total
-        self._std = None
-
-    def _update_one_row(self, row) -> None:
-        # merge(row, 0, 1): delta * 1 and adding 0 * 1 change no bits, so they are left out
-        total = self.count + 1
-        if self.mean.ndim == 0:  # a scalar statistic (one env's return): Python floats, IEEE doubles as numpy's
-            mean, var, count = float(self.mean), float(self.var), self.count
-            delta = float(row) - mean
-            self.mean = np.float64(mean + delta / total)
-            self.var = np.float64((var * count + delta * delta * count / total) / total)
+        batch = np.asarray(batch)
+        rows = batch.reshape(len(batch), -1)  # [B, D], D the statistic's size (1 for a scalar)
+        mean, var = self.mean.reshape(-1), self.var.reshape(-1)  # flat views: the loops write through them
+        if self.sync is None:
+            self.count = _merge_rows(rows, mean, var, self.count)
         else:
-            delta = row - self.mean  # float64: the row is promoted exactly, as np.asarray(batch, np.float64) does
-            self.mean = self.mean + delta / total
-            sq = np.multiply(delta, delta, out=delta)
-            sq *= self.count
-            sq /= total
-            m2 = self.var * self.count
-            m2 += sq
-            m2 /= total
-            self.var = m2
-        self.count = total
+            b_mean, b_var = _moments(rows)
+            b_mean, b_var, b_count = self.sync(b_mean.reshape(self.mean.shape), b_var.reshape(self.var.shape),
+                                               len(rows))
+            self.count = _merge_moments(mean, var, self.count, np.ravel(b_mean), np.ravel(b_var), b_count)
         self._std = None
 
     @property
     def std(self) -> np.ndarray:
-        if self._std is None:
-            self._std = np.sqrt(self.var + 1e-8)
+        if self._std is None:  # math.sqrt for a scalar statistic: IEEE's square root, as np.sqrt, without numpy's call
+            self._std = np.sqrt(self.var + 1e-8) if self.var.ndim else np.float64(math.sqrt(float(self.var) + 1e-8))
         return self._std
 
     def state_dict(self) -> dict:
         return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
-        self.mean, self.var, self.count = state["mean"].copy(), state["var"].copy(), state["count"]
+        self.mean, self.var = np.array(state["mean"], np.float64), np.array(state["var"], np.float64)
+        self.count = state["count"]
         self._std = None
+
+
+@compiled
+def _moments(rows):
+    """(mean, variance) of the rows [B, D] over B, each a sum in row order divided by B."""
+    B, D = rows.shape
+    b_mean, b_var = np.zeros(D), np.zeros(D)
+    for b in range(B):
+        for i in range(D):
+            b_mean[i] += rows[b, i]
+    b_mean /= B
+    for b in range(B):
+        for i in range(D):
+            centred = rows[b, i] - b_mean[i]
+            b_var[i] += centred * centred
+    b_var /= B
+    return b_mean, b_var
+
+
+@compiled
+def _merge_moments(mean, var, count, b_mean, b_var, b_count):
+    """Fold a batch's moments into mean and var [D] in place (Chan et al.); returns the new count.
+    delta = b_mean - mean; mean += delta * b_count / total;
+    var = (var * count + b_var * b_count + delta^2 * count * b_count / total) / total."""
+    total = count + b_count
+    for i in range(mean.size):
+        delta = b_mean[i] - mean[i]
+        mean[i] = mean[i] + delta * b_count / total
+        var[i] = (var[i] * count + b_var[i] * b_count + delta * delta * count * b_count / total) / total
+    return total
+
+
+@compiled
+def _merge_rows(rows, mean, var, count):
+    b_mean, b_var = _moments(rows)
+    return _merge_moments(mean, var, count, b_mean, b_var, rows.shape[0])
+
+
+@compiled
+def _standardise(obs, mean, var, clip):
+    """clip((obs - mean) / sqrt(var + 1e-8), -clip, clip) as float32, rows of obs [B, D] against flat mean and
+    var [D]; the subtraction and division in float64, as numpy promotes them."""
+    std = np.sqrt(var + 1e-8)
+    out = np.empty(obs.shape, np.float32)
+    for b in range(obs.shape[0]):
+        for i in range(obs.shape[1]):
+            z = (np.float64(obs[b, i]) - mean[i]) / std[i]
+            if z < -clip:  # NaN passes through both tests, as through np.clip
+                z = -clip
+            elif z > clip:
+                z = clip
+            out[b, i] = z
+    return out
 
 
 class ObsNormalizer:
@@ -96,11 +121,9 @@ class ObsNormalizer:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return obs
-        z = obs - self.rms.mean
-        z /= self.rms.std
-        # np.clip's arithmetic without its Python wrapper (a third of this call on one row)
-        np.minimum(np.maximum(z, -self.clip, out=z), self.clip, out=z)
-        return z.astype(np.float32)
+        obs = np.asarray(obs)
+        mean, var = self.rms.mean.reshape(-1), self.rms.var.reshape(-1)
+        return _standardise(obs.reshape(-1, mean.size), mean, var, self.clip).reshape(obs.shape)
 
     def state_dict(self) -> dict:
         return self.rms.state_dict()
@@ -126,11 +149,18 @@ class ReturnFilter:
 
     def __call__(self, rewards: np.ndarray, dones: np.ndarray | None = None) -> np.ndarray:
         """rewards: [num_envs] for one step; returns the scaled rewards and updates the statistics."""
+        reset = self.episodic and dones is not None
+        if self.rms.sync is None:  # one compiled call per step (the same merge as RunningMeanStd.update)
+            rms = self.rms
+            scaled, rms.count = _filter_step(self.returns, rewards, dones if reset else None, self.gamma,
+                                             rms.mean.reshape(-1), rms.var.reshape(-1), rms.count)
+            rms._std = None
+            return scaled
         self.returns *= self.gamma
         self.returns += rewards
         self.rms.update(self.returns)
-        scaled = rewards / self.rms.std
-        if self.episodic and dones is not None and dones.any():
+        scaled = rewards / self.rms.std  # float64 (std is): one rounding to float32, below
+        if reset and np.count_nonzero(dones):
             self.returns[dones] = 0.0
         return scaled.astype(np.float32)
 
@@ -140,3 +170,19 @@ class ReturnFilter:
     def load_state_dict(self, state: dict) -> None:
         self.returns = state["returns"].copy()
         self.rms.load_state_dict(state["rms"])
+
+
+@compiled
+def _filter_step(returns, rewards, dones, gamma, mean, var, count):
+    """ReturnFilter's step: R = gamma R + r; fold R into the statistics; r / sqrt(var + 1e-8) rounded once to
+    float32; R = 0 where an episode ended (dones None: never). Returns (scaled rewards, the new count)."""
+    for i in range(returns.size):
+        returns[i] = returns[i] * gamma + rewards[i]
+    count = _merge_rows(returns.reshape(returns.size, 1), mean, var, count)
+    std = np.sqrt(var[0] + 1e-8)
+    scaled = np.empty(rewards.size, np.float32)
+    for i in range(rewards.size):
+        scaled[i] = rewards[i] / std
+        if dones is not None and dones[i]:
+            returns[i] = 0.0
+    return scaled, count

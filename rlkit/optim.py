@@ -16,6 +16,8 @@ import math
 import numpy as np
 import torch
 
+from rlkit.jit import compiled
+
 
 def pack(params) -> tuple[torch.Tensor, torch.Tensor]:
     """(weights, gradients): flat buffers that the parameters' data and .grad become views of. The
@@ -35,8 +37,8 @@ def pack(params) -> tuple[torch.Tensor, torch.Tensor]:
 class FlatAdam:
     """Adam with one flat weight/gradient buffer per parameter group (one per network), each with its own lr.
 
-    On the CPU the arithmetic runs in numpy on views of the buffers, in place into one scratch buffer per
-    group (no temporaries); elsewhere as torch's in-place tensor operations. Both compute the same.
+    On the CPU the arithmetic runs in one compiled pass over numpy views of the buffers (rlkit/jit.py);
+    elsewhere as torch's in-place tensor operations. Both compute the same.
     """
 
     def __init__(self, eps: float = 1e-8, betas: tuple[float, float] = (0.9, 0.999), use_numpy: bool | None = None):
@@ -51,9 +53,8 @@ class FlatAdam:
                  "exp_avg": torch.zeros_like(weights), "exp_avg_sq": torch.zeros_like(weights)}
         if self.use_numpy is None:
             self.use_numpy = weights.device.type == "cpu"
-        if self.use_numpy:  # weights, grad, exp_avg, exp_avg_sq, scratch
-            group["views"] = tuple(group[k].numpy() for k in ("weights", "grad", "exp_avg", "exp_avg_sq")) + \
-                (np.empty(weights.numel(), np.float32),)
+        if self.use_numpy:  # weights, grad, exp_avg, exp_avg_sq
+            group["views"] = tuple(group[k].numpy() for k in ("weights", "grad", "exp_avg", "exp_avg_sq"))
         self.param_groups.append(group)
         return group
 
@@ -65,11 +66,7 @@ class FlatAdam:
     def clip_grad_norm(self, group: dict, max_norm: float):
         """Scale the group's gradient to norm <= max_norm (as nn.utils.clip_grad_norm_); returns the norm before."""
         if self.use_numpy:
-            grad = group["views"][1]
-            norm = math.sqrt(np.dot(grad, grad))
-            if max_norm < norm + 1e-6:
-                grad *= max_norm / (norm + 1e-6)
-            return norm
+            return _clip_norm(group["views"][1], max_norm)
         norm = group["grad"].norm()
         group["grad"].mul_((max_norm / (norm + 1e-6)).clamp_(max=1.0))
         return norm
@@ -83,19 +80,7 @@ class FlatAdam:
         for g in self.param_groups:
             step_size = g["lr"] / bias_correction1
             if self.use_numpy:
-                weights, grad, m, v, scratch = g["views"]
-                m *= beta1  # m = beta1 m + (1 - beta1) g
-                m += np.multiply(grad, 1 - beta1, out=scratch)
-                v *= beta2  # v = beta2 v + (1 - beta2) g^2
-                np.multiply(grad, grad, out=scratch)
-                scratch *= 1 - beta2
-                v += scratch
-                np.sqrt(v, out=scratch)  # w -= step_size * m / (sqrt(v) / sqrt(bias_correction2) + eps)
-                scratch /= bias_correction2_sqrt
-                scratch += self.eps
-                np.divide(m, scratch, out=scratch)
-                scratch *= step_size
-                weights -= scratch
+                _adam(*g["views"], step_size, bias_correction2_sqrt, beta1, beta2, self.eps)
             else:
                 m, v = g["exp_avg"], g["exp_avg_sq"]
                 m.lerp_(g["grad"], 1 - beta1)
@@ -119,3 +104,24 @@ class FlatAdam:
             g["lr"] = saved["lr"]
             g["exp_avg"].copy_(saved["exp_avg"])
             g["exp_avg_sq"].copy_(saved["exp_avg_sq"])
+
+
+@compiled
+def _clip_norm(grad, max_norm):
+    """Scale grad in place to norm <= max_norm (nn.utils.clip_grad_norm_'s rule); returns the norm before."""
+    norm = math.sqrt(np.dot(grad, grad))  # BLAS's dot: vectorised, where a float64 sum loop is not
+    if max_norm < norm + 1e-6:
+        scale = max_norm / (norm + 1e-6)
+        for i in range(grad.size):
+            grad[i] *= scale
+    return norm
+
+
+@compiled
+def _adam(weights, grad, m, v, step_size, bias_correction2_sqrt, beta1, beta2, eps):
+    """m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;  w -= step_size m / (sqrt(v) / sqrt(bc2) + eps)."""
+    for i in range(weights.size):
+        g = grad[i]
+        m[i] = beta1 * m[i] + (1 - beta1) * g
+        v[i] = beta2 * v[i] + (1 - beta2) * g * g
+        weights[i] -= step_size * m[i] / (math.sqrt(v[i]) / bias_correction2_sqrt + eps)

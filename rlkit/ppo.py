@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from rlkit.networks import build_actor_critic
-from rlkit.numpy_mlp import NumpyActorCritic, ppo_gradient
+from rlkit.numpy_mlp import NumpyActorCritic, PackedBatch, ppo_gradient
 from rlkit.optim import FlatAdam
 from rlkit.steps import minibatch_indices
 
@@ -142,14 +142,12 @@ class PPO:
         term.arrays is not None, term.numpy_gradient(idx) -> {name: value} writes its gradient itself."""
         c, on_cpu = self.cfg, self.device.type == "cpu"
         use_numpy = self.numpy_gradient and all(term.arrays is not None for term in extra_losses)
-        if use_numpy:  # numpy views of the batch, taken once; discrete actions as indices
-            arrays = {k: v.numpy() for k, v in batch.items()}
-            if not self.numpy.continuous:
-                arrays["actions"] = arrays["actions"].astype(np.int64)
+        if use_numpy:  # the batch's fields side by side, once per phase: a minibatch is one gather
+            packed = PackedBatch(batch)
         per_update = []  # a row of statistics per update, averaged once per phase (no .item() per update on a GPU)
         for idx in minibatch_indices(batch["obs"].shape[0], c.mini_batch_size, n_updates, rng):
             if use_numpy:
-                step = ppo_gradient(self.numpy, c, arrays, idx)
+                step = ppo_gradient(self.numpy, c, packed.rows(idx))
                 for term in extra_losses:
                     step.update(term.numpy_gradient(idx))
                 if not self.gradient_checked:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rlkit.config import load_config
-from rlkit.numpy_mlp import ppo_gradient
+from rlkit.numpy_mlp import PackedBatch, ppo_gradient
 from rlkit.ppo import PPO, PPOLoss
 
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
@@ -53,11 +53,8 @@ def test_fused_step_equals_autograd(continuous, activation, clip_vloss, ent_coef
 
     expected = agent._autograd_step(batch, torch.as_tensor(idx), ())
     expected_grad = gradients(agent)
-    arrays = {k: v.numpy() for k, v in batch.items()}
-    if not continuous:
-        arrays["actions"] = arrays["actions"].astype(np.int64)
     agent.optimizer.zero_grad()
-    got = ppo_gradient(agent.numpy, agent.cfg, arrays, idx)
+    got = ppo_gradient(agent.numpy, agent.cfg, PackedBatch(batch).rows(idx))
 
     assert 0 < expected["ppo/clipfrac"] < 1  # the clipped branch is exercised
     torch.testing.assert_close(gradients(agent), expected_grad, rtol=1e-4, atol=1e-6)
@@ -73,9 +70,7 @@ def test_fused_step_two_value_heads():
     idx = np.arange(64)
     expected = agent._autograd_step(batch, torch.as_tensor(idx), ())
     expected_grad = gradients(agent)
-    arrays = {k: v.numpy() for k, v in batch.items()}
-    arrays["actions"] = arrays["actions"].astype(np.int64)
-    got = ppo_gradient(agent.numpy, agent.cfg, arrays, idx)
+    got = ppo_gradient(agent.numpy, agent.cfg, PackedBatch(batch).rows(idx))
     torch.testing.assert_close(gradients(agent), expected_grad, rtol=1e-4, atol=1e-6)
     assert float(got["loss/value"]) == pytest.approx(float(expected["loss/value"]), rel=1e-5)
 
