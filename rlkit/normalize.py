@@ -22,14 +22,22 @@ class RunningMeanStd:
         self.var = np.ones(shape, np.float64)
         self.count = epsilon  # a tiny prior keeps the first division finite
         self._std = None  # sqrt(var + 1e-8), computed once per update when first asked for
+        self._flat = None
         # Several ranks (rlkit.distributed.merge_moments): (mean, var, count) of this rank's batch -> those of
         # every rank's batch, so all ranks keep the same statistics. None in a one-rank run.
         self.sync = None
 
+    @property
+    def flat(self) -> tuple[np.ndarray, np.ndarray]:
+        """Flat views [D] of mean and var, which the compiled loops read and write through."""
+        if self._flat is None:
+            self._flat = self.mean.reshape(-1), self.var.reshape(-1)
+        return self._flat
+
     def update(self, batch: np.ndarray) -> None:
         batch = np.asarray(batch)
         rows = batch.reshape(len(batch), -1)  # [B, D], D the statistic's size (1 for a scalar)
-        mean, var = self.mean.reshape(-1), self.var.reshape(-1)  # flat views: the loops write through them
+        mean, var = self.flat
         if self.sync is None:
             self.count = _merge_rows(rows, mean, var, self.count)
         else:
@@ -51,7 +59,7 @@ class RunningMeanStd:
     def load_state_dict(self, state: dict) -> None:
         self.mean, self.var = np.array(state["mean"], np.float64), np.array(state["var"], np.float64)
         self.count = state["count"]
-        self._std = None
+        self._std = self._flat = None
 
 
 @compiled
@@ -122,7 +130,7 @@ class ObsNormalizer:
         if not self.enabled:
             return obs
         obs = np.asarray(obs)
-        mean, var = self.rms.mean.reshape(-1), self.rms.var.reshape(-1)
+        mean, var = self.rms.flat
         return _standardise(obs.reshape(-1, mean.size), mean, var, self.clip).reshape(obs.shape)
 
     def state_dict(self) -> dict:
@@ -152,8 +160,8 @@ class ReturnFilter:
         reset = self.episodic and dones is not None
         if self.rms.sync is None:  # one compiled call per step (the same merge as RunningMeanStd.update)
             rms = self.rms
-            scaled, rms.count = _filter_step(self.returns, rewards, dones if reset else None, self.gamma,
-                                             rms.mean.reshape(-1), rms.var.reshape(-1), rms.count)
+            scaled, rms.count = _filter_step(self.returns, rewards, dones if reset else None, self.gamma, *rms.flat,
+                                             rms.count)
             rms._std = None
             return scaled
         self.returns *= self.gamma

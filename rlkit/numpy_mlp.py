@@ -70,11 +70,21 @@ class MLPArrays:
         outs = [x]
         for i, (W, b) in enumerate(self.weights):
             z = outs[-1] @ W.T
-            z += b
+            _add_bias(z, b)
             if i < len(self.weights) - 1:
                 self._activate(z)
             outs.append(z)
         return outs
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The output alone (the collector's passes): forward without keeping the layers' outputs."""
+        last = len(self.weights) - 1
+        for i, (W, b) in enumerate(self.weights):
+            x = np.dot(x, W.T)  # np.dot: the same product as @, with less of numpy's dispatch around it
+            _add_bias(x, b)
+            if i < last:
+                self._activate(x)
+        return x
 
     def backward(self, outs: list[np.ndarray], d_out: np.ndarray) -> None:
         """Write dL/dW, dL/db of every layer into the gradient buffers, given dL/d(out)."""
@@ -118,18 +128,18 @@ class NumpyActorCritic:
 
     def values(self, obs: np.ndarray) -> np.ndarray:
         """[B, heads]"""
-        return self.critic.forward(obs)[-1]
+        return self.critic.predict(obs)
 
     def sample(self, obs: np.ndarray, uniform_or_normal: np.ndarray):
         """(actions, log pi(actions | obs)): inverse-CDF categorical draws from uniforms [B], or a Gaussian from
         standard normals [B, action_dim]; the random numbers come from the caller's torch generator."""
-        out = self.actor.forward(obs)[-1]
+        out = self.actor.predict(obs)
         if self.continuous:
             return _gaussian_sample(out, self.log_std, uniform_or_normal)
         return _categorical_sample(out, uniform_or_normal)
 
     def mode(self, obs: np.ndarray) -> np.ndarray:
-        out = self.actor.forward(obs)[-1]
+        out = self.actor.predict(obs)
         return out if self.continuous else out.argmax(-1)
 
 
@@ -347,6 +357,14 @@ def _categorical_sample(logits, uniforms):
 
 
 @compiled
+def _add_bias(z, b):
+    """z += b on every row: a quarter of the time of numpy's broadcasting add at these sizes."""
+    for r in range(z.shape[0]):
+        for i in range(z.shape[1]):
+            z[r, i] += b[i]
+
+
+@compiled
 def _through_activation(dz, h, kind, leaky_slope, column_sums):
     """dz *= the activation's derivative, from its output h: tanh' = 1 - h^2 (kind 0), relu' = [h > 0] (1),
     leaky relu' = 1 where h > 0, the slope elsewhere (2; h has z's sign). Writes the column sums of the
@@ -355,7 +373,7 @@ def _through_activation(dz, h, kind, leaky_slope, column_sums):
     for b in range(dz.shape[0]):
         for i in range(dz.shape[1]):
             if kind == 0:
-                dz[b, i] *= 1 - h[b, i] * h[b, i]
+                dz[b, i] *= np.float32(1) - h[b, i] * h[b, i]
             elif h[b, i] <= 0:
                 dz[b, i] *= 0 if kind == 1 else leaky_slope
             column_sums[i] += dz[b, i]

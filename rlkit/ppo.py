@@ -84,6 +84,7 @@ class PPO:
         # loss's gradient (checked against autograd on the first minibatch of the run, see update)
         plain = self.device.type == "cpu" and NumpyActorCritic.supports(self.actor, self.critic)
         self.numpy = NumpyActorCritic(self.actor, self.critic) if plain else None
+        self.noise_buffers = {}  # rows -> a CPU tensor the numpy sampler's random numbers are drawn into
         self.numpy_gradient = plain and type(self.loss) is PPOLoss and algo.numpy_gradient
         self.gradient_checked = False
         self.sync_gradients = None  # several ranks: averages the gradients over them (rlkit.distributed.replicate)
@@ -102,14 +103,21 @@ class PPO:
         """(actions, log pi(actions | obs)) for a batch of observations; the values come later, batched (value)."""
         if self.numpy is not None:
             obs = np.asarray(obs, np.float32)
-            if self.numpy.continuous:
-                noise = torch.randn((len(obs), self.actor.dist.num_params), generator=generator).numpy()
-            else:
-                noise = torch.rand((len(obs),), generator=generator).numpy()
-            return self.numpy.sample(obs, noise)
+            return self.numpy.sample(obs, self._noise(len(obs), generator))
         with torch.inference_mode():
             actions, logprobs = self.actor.sample(torch.as_tensor(obs, device=self.device), generator)
             return actions.cpu().numpy(), logprobs.cpu().numpy()
+
+    def _noise(self, rows: int, generator: torch.Generator) -> np.ndarray:
+        """Standard normals [rows, action_dim] (Gaussian) or uniforms [rows] (categorical) from the generator, drawn
+        in place into a buffer kept per batch size: the numbers torch.randn / torch.rand would give, without a
+        new tensor every step."""
+        buffer = self.noise_buffers.get(rows)
+        if buffer is None:
+            shape = (rows, self.actor.dist.num_params) if self.numpy.continuous else (rows,)
+            buffer = self.noise_buffers[rows] = torch.empty(shape)
+        (buffer.normal_ if self.numpy.continuous else buffer.uniform_)(generator=generator)
+        return buffer.numpy()
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         """[B, heads]"""
