@@ -69,7 +69,7 @@ class MLPArrays:
         """[x, h_1, ..., h_k, out]: every layer's output, kept for the backward pass."""
         outs = [x]
         for i, (W, b) in enumerate(self.weights):
-            z = outs[-1] @ W.T
+            z = np.dot(outs[-1], W.T)  # np.dot: the same product as @, with less of numpy's dispatch around it
             _add_bias(z, b)
             if i < len(self.weights) - 1:
                 self._activate(z)
@@ -80,7 +80,7 @@ class MLPArrays:
         """The output alone (the collector's passes): forward without keeping the layers' outputs."""
         last = len(self.weights) - 1
         for i, (W, b) in enumerate(self.weights):
-            x = np.dot(x, W.T)  # np.dot: the same product as @, with less of numpy's dispatch around it
+            x = np.dot(x, W.T)
             _add_bias(x, b)
             if i < last:
                 self._activate(x)
@@ -92,14 +92,14 @@ class MLPArrays:
         if ones is None:
             ones = self._ones[len(d_out)] = np.ones(len(d_out), np.float32)
         last = len(self.weights) - 1
-        np.matmul(ones, d_out, out=self.grads[last][1])  # the column sums, as a product: 3x faster than .sum(0)
+        np.dot(ones, d_out, out=self.grads[last][1])  # the column sums, as a product: 3x faster than .sum(0)
         dz = d_out
         for i in range(last, -1, -1):
             (W, _), (dW, _), h_in = self.weights[i], self.grads[i], outs[i]
-            np.matmul(dz.T, h_in, out=dW)
+            np.dot(dz.T, h_in, out=dW)
             if i == 0:
                 break
-            dz = dz @ W  # dL/dh_in, then through the activation, which also sums the layer below's bias gradient
+            dz = np.dot(dz, W)  # dL/dh_in, then through the activation, which also sums the layer below's bias gradient
             _through_activation(dz, h_in, self.code, LEAKY_SLOPE, self.grads[i - 1][1])
 
     def _activate(self, z: np.ndarray) -> None:  # numpy: its tanh is vectorised, a compiled loop's is not
