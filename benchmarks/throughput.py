@@ -1,6 +1,6 @@
 """Throughput benchmark: raw env limit, rlkit vs Stable-Baselines3 PPO, thread scaling, time to solve, RND cost.
 
-    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6,7,8,9]
+    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6,7,8,9,10]
 
 Every throughput figure is the median of --reps runs; the rep loop is outside and the cases
 inside, so load drift on a shared machine hits every case alike. Training SPS is policy steps
@@ -189,6 +189,45 @@ def gradient_step_us(fused: bool, steps: int) -> float:
     return (time.perf_counter() - start) / steps * 1e6
 
 
+MINATAR_PRESET = "params/minatar_breakout.yaml"
+
+
+def minatar_step_us(kernels_only: bool, steps: int) -> float:
+    """Case 10: wall microseconds per gradient step of params/minatar_breakout.yaml (a 256-row minibatch of
+    10x10x4 boolean grids; the MinAtar paper's network as actor and as critic): rlkit's whole step (the loss
+    through autograd, clipping, Adam), or the networks' own kernels alone, forward and backward of actor and
+    critic through torch, which any PPO with these networks runs (SB3 in versus_sb3.py runs the same modules)."""
+    from rlkit.config import load_config
+    from rlkit.envs import probe_env, resolve_env_fields
+
+    cfg = load_config(MINATAR_PRESET)
+    info = probe_env(cfg.env)
+    resolve_env_fields(cfg, info)
+    agent = PPO(cfg.algo, info.obs_space, info.action_space, torch.device("cpu"))
+    g, n = torch.Generator().manual_seed(0), cfg.algo.batch_size
+    batch = {"obs": torch.rand((n, *info.obs_shape), generator=g) < 0.1,
+             "actions": torch.randint(0, info.action_space.n, (n,), generator=g).float(),
+             "logprobs": torch.full((n,), -1.1), "advantages": torch.randn(n, generator=g),
+             "returns": torch.randn(n, 1, generator=g), "values": torch.randn(n, 1, generator=g)}
+    rng = np.random.default_rng(0)
+    if kernels_only:
+        obs = batch["obs"][:cfg.algo.mini_batch_size]
+
+        def step(_):
+            (agent.actor.net(obs).sum() + agent.critic(obs).sum()).backward()
+    else:
+        def step(k):
+            agent.update(batch, k, rng)
+    step(4)  # warm-up
+    start = time.perf_counter()
+    if kernels_only:
+        for _ in range(steps):
+            step(1)
+    else:
+        step(steps)
+    return (time.perf_counter() - start) / steps * 1e6
+
+
 class _Solved(Exception):
     """Raised by the callback to stop a run once it is solved."""
 
@@ -254,7 +293,21 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
                lambda: raw_atari_sps(500 if q else 5_000)),
               ("9 rlkit", "params/atari_breakout.yaml as it is, one torch thread",
                lambda: params_sps(ATARI_PRESET, atari_steps))]
-    return [c for c in cases if c[0][0] in args.cases]
+    minatar_steps = 16 if q else 128
+    cases += [("10 grad step", "params/minatar_breakout.yaml, rlkit's whole gradient step",
+               lambda: minatar_step_us(False, minatar_steps)),
+              ("10 grad step", "params/minatar_breakout.yaml, the networks' kernels alone (forward + backward)",
+               lambda: minatar_step_us(True, minatar_steps))]
+    return [c for c in cases if case_number(c[0]) in args.cases]
+
+
+def case_number(case: str) -> str:
+    return case.split()[0]
+
+
+def unit(case: str) -> str:
+    """Cases 7 and 10 time one gradient step; the others count policy steps per second."""
+    return "us/step" if case_number(case) in ("7", "10") else "steps/s"
 
 
 def main(argv=None) -> int:
@@ -262,7 +315,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small step counts: a smoke test, not a measurement")
     parser.add_argument("--reps", type=int, default=3, help="runs per throughput figure (median reported)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for time to solve")
-    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9", help="comma-separated subset of cases 1-9")
+    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10", help="comma-separated subset of cases 1-10")
     parser.add_argument("--out", default="results/benchmarks/throughput.csv")
     args = parser.parse_args(argv)
     args.cases = set(args.cases.replace(" ", "").split(","))
@@ -281,11 +334,11 @@ def main(argv=None) -> int:
     for rep in range(args.reps):  # reps outside, cases inside: drift hits all cases alike
         for case, name, fn in cases:
             samples[case, name].append(fn())
-            unit = "us/step" if case.startswith("7") else "steps/s"
-            print(f"  rep {rep + 1}/{args.reps}  {case:11s} {name:55s} {samples[case, name][-1]:>10,.0f} {unit}",
+            unit_of = unit(case)
+            print(f"  rep {rep + 1}/{args.reps}  {case:11s} {name:55s} {samples[case, name][-1]:>10,.0f} {unit_of}",
                   flush=True)
 
-    rows = [{"case": c, "name": n, "value": statistics.median(v), "unit": "us/step" if c.startswith("7") else "steps/s",
+    rows = [{"case": c, "name": n, "value": statistics.median(v), "unit": unit(c),
              "runs": len(v),
              "samples": " ".join(f"{x:.0f}" for x in v)} for (c, n), v in samples.items()]
     by_key = {(r["case"], r["name"]): r for r in rows}
@@ -296,12 +349,15 @@ def main(argv=None) -> int:
                 "6 RND": ("6 RND", "MountainCar-v0 PPO (params/mountaincar.yaml)"),
                 # case 7: autograd's time over the fused step's, i.e. the fused step's speed-up
                 "7 grad step": ("7 grad step", "zoo sizes, rlkit/numpy_mlp.py (numpy)"),
-                "8 rlkit": ("8 SB3", r["name"])}.get(r["case"])
+                "8 rlkit": ("8 SB3", r["name"]),
+                # case 10: the kernels' share of rlkit's whole step
+                "10 grad step": ("10 grad step", "params/minatar_breakout.yaml, rlkit's whole gradient step")
+                }.get(r["case"])
         if base in by_key and by_key[base] is not r:
             pairs = zip(samples[r["case"], r["name"]], samples[base])
             r["ratio"] = statistics.median(a / b for a, b in pairs)
             r["ratio_to"] = {"3 SB3": "SB3", "4 scaling": "thread T=1", "6 RND": "PPO", "7 grad step": "fused",
-                             "8 SB3": "SB3"}[base[0]]
+                             "8 SB3": "SB3", "10 grad step": "whole step"}[base[0]]
         raw = ("8 raw env", f"one {MUJOCO_ID}, random actions")
         if r["case"] == "8 rlkit" and " 1 env " in r["name"] and raw in by_key:  # the one-env limit, per rep too
             r["of_raw"] = statistics.median(a / b for a, b in zip(samples[r["case"], r["name"]], samples[raw]))

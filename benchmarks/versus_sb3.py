@@ -9,7 +9,9 @@ features extractor is rlkit's own encoder (rlkit.networks.encoder), one per acto
 (share_features_extractor=False), with no hidden layers after it (rlkit adds none after a CNN). Both are
 scored by the same rlkit Evaluator (the same greedy games on the same seeds) every eval.every policy steps;
 "final" is the last of those. SPS is policy steps over the wall time of the training call (rlkit:
-`wall_time` of the run's last row; SB3: `model.learn()`), evaluations included on both sides.
+`wall_time` of the run's last row; SB3: `model.learn()`), evaluations included on both sides. Each side's
+wall time is also split: `update_us` is the training phases' microseconds per policy step (rlkit's
+perf/update_seconds; SB3's train()), `other_us` the rest (collection, evaluation, logging).
 What differs: SB3 clips the actor's and critic's gradients as one vector, rlkit each on its own.
 Writes results/benchmarks/versus_sb3_<experiment>.csv after every run, with the commit.
 """
@@ -34,8 +36,15 @@ def rlkit_side(config, seed, overrides, out):
                       progress=False, force=True)
     df = read_metrics(run / "metrics.csv")
     evals = df[df.metric == "eval/return"]
+    steps, wall = df.policy_step.max(), df.wall_time.max()
+    update = df[df.metric == "perf/update_seconds"].value.sum()
     return {"side": "rlkit", "seed": seed, "final": evals.value.iloc[-1], "best": evals.value.max(),
-            "sps": df.policy_step.max() / df.wall_time.max(), "wall_s": df.wall_time.max()}
+            "sps": steps / wall, "wall_s": wall, **split_us(update, wall, steps)}
+
+
+def split_us(update_seconds: float, wall_seconds: float, steps: int) -> dict:
+    """Microseconds per policy step in the training phases and in everything else."""
+    return {"update_us": update_seconds / steps * 1e6, "other_us": (wall_seconds - update_seconds) / steps * 1e6}
 
 
 def sb3_side(config, seed, overrides):
@@ -90,12 +99,20 @@ def sb3_side(config, seed, overrides):
                 policy_kwargs=dict(features_extractor_class=RlkitEncoder, share_features_extractor=False, net_arch=[],
                                    optimizer_kwargs={"eps": 1e-5}),
                 seed=seed, device="cpu", verbose=0)
+    update_seconds, train = [0.0], model.train
+
+    def timed_train():  # SB3's training phase, timed as rlkit's perf/update_seconds is
+        start = time.perf_counter()
+        train()
+        update_seconds[0] += time.perf_counter() - start
+
+    model.train = timed_train
     start = time.perf_counter()
     model.learn(cfg.total_steps, callback=Evaluate())
     wall = time.perf_counter() - start
     scores.append(score())  # after the last update, as rlkit's final evaluation
     return {"side": "SB3", "seed": seed, "final": scores[-1], "best": float(np.max(scores)),
-            "sps": model.num_timesteps / wall, "wall_s": wall}
+            "sps": model.num_timesteps / wall, "wall_s": wall, **split_us(update_seconds[0], wall, model.num_timesteps)}
 
 
 def main(argv=None):
@@ -119,11 +136,12 @@ def main(argv=None):
             r = {**future.result(), "commit": commit}
             rows.append(r)
             print(f"{name} {r['side']} seed {r['seed']}: final {r['final']:.2f}, best {r['best']:.2f}, "
-                  f"{r['sps']:.0f} SPS", flush=True)
+                  f"{r['sps']:.0f} SPS (us per policy step: {r['update_us']:.0f} update, {r['other_us']:.0f} other)",
+                  flush=True)
             pd.DataFrame(rows).sort_values(["side", "seed"]).to_csv(dest / f"versus_sb3_{name}.csv", index=False)
     table = pd.DataFrame(rows).sort_values(["side", "seed"])
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    med = table.groupby("side")[["final", "sps"]].median()
+    med = table.groupby("side")[["final", "sps", "update_us", "other_us"]].median()
     print(med.to_string(float_format=lambda v: f"{v:.2f}"))
     if {"rlkit", "SB3"} <= set(med.index):
         print(f"{name} at {commit}: median final rlkit {med.final['rlkit']:.2f} vs SB3 {med.final['SB3']:.2f}; "
