@@ -99,11 +99,10 @@ def _merge_rows(rows, mean, var, count):
 
 
 @compiled
-def _standardise(obs, mean, var, clip):
-    """clip((obs - mean) / sqrt(var + 1e-8), -clip, clip) as float32, rows of obs [B, D] against flat mean and
-    var [D]; the subtraction and division in float64, as numpy promotes them."""
+def _standardise(obs, mean, var, clip, out):
+    """out = clip((obs - mean) / sqrt(var + 1e-8), -clip, clip) as float32, rows of obs [B, D] against flat mean
+    and var [D]; the subtraction and division in float64, as numpy promotes them."""
     std = np.sqrt(var + 1e-8)
-    out = np.empty(obs.shape, np.float32)
     for b in range(obs.shape[0]):
         for i in range(obs.shape[1]):
             z = (np.float64(obs[b, i]) - mean[i]) / std[i]
@@ -112,7 +111,6 @@ def _standardise(obs, mean, var, clip):
             elif z > clip:
                 z = clip
             out[b, i] = z
-    return out
 
 
 class ObsNormalizer:
@@ -126,12 +124,21 @@ class ObsNormalizer:
         if self.enabled:
             self.rms.update(obs)
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
+    def __call__(self, obs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The normalised observations as float32, written into out when given (the rollout memory's row)."""
         if not self.enabled:
-            return obs
+            if out is None:
+                return obs
+            out[...] = obs
+            return out
         obs = np.asarray(obs)
+        if out is None:
+            out = np.empty(obs.shape, np.float32)
+        elif not out.flags.c_contiguous:  # its flat view below must be a view, or the result would be lost
+            raise ValueError("ObsNormalizer: out must be C-contiguous")
         mean, var = self.rms.flat
-        return _standardise(obs.reshape(-1, mean.size), mean, var, self.clip).reshape(obs.shape)
+        _standardise(obs.reshape(-1, mean.size), mean, var, self.clip, out.reshape(-1, mean.size))
+        return out
 
     def state_dict(self) -> dict:
         return self.rms.state_dict()
@@ -155,22 +162,25 @@ class ReturnFilter:
         self.returns = np.zeros(num_envs, np.float64)
         self.rms = RunningMeanStd(())
 
-    def __call__(self, rewards: np.ndarray, dones: np.ndarray | None = None) -> np.ndarray:
-        """rewards: [num_envs] for one step; returns the scaled rewards and updates the statistics."""
+    def __call__(self, rewards: np.ndarray, dones: np.ndarray | None = None, out: np.ndarray | None = None):
+        """rewards: [num_envs] for one step; returns the scaled rewards (float32, written into out when given:
+        the rollout memory's row) and updates the statistics."""
         reset = self.episodic and dones is not None
+        if out is None:
+            out = np.empty(len(rewards), np.float32)
         if self.rms.sync is None:  # one compiled call per step (the same merge as RunningMeanStd.update)
             rms = self.rms
-            scaled, rms.count = _filter_step(self.returns, rewards, dones if reset else None, self.gamma, *rms.flat,
-                                             rms.count)
+            rms.count = _filter_step(self.returns, rewards, dones if reset else None, self.gamma, *rms.flat,
+                                     rms.count, out)
             rms._std = None
-            return scaled
+            return out
         self.returns *= self.gamma
         self.returns += rewards
         self.rms.update(self.returns)
-        scaled = rewards / self.rms.std  # float64 (std is): one rounding to float32, below
+        np.divide(rewards, self.rms.std, out=out, casting="unsafe")  # in float64 (std is), rounded once
         if reset and np.count_nonzero(dones):
             self.returns[dones] = 0.0
-        return scaled.astype(np.float32)
+        return out
 
     def state_dict(self) -> dict:
         return {"returns": self.returns.copy(), "rms": self.rms.state_dict()}
@@ -181,16 +191,15 @@ class ReturnFilter:
 
 
 @compiled
-def _filter_step(returns, rewards, dones, gamma, mean, var, count):
-    """ReturnFilter's step: R = gamma R + r; fold R into the statistics; r / sqrt(var + 1e-8) rounded once to
-    float32; R = 0 where an episode ended (dones None: never). Returns (scaled rewards, the new count)."""
+def _filter_step(returns, rewards, dones, gamma, mean, var, count, scaled):
+    """ReturnFilter's step: R = gamma R + r; fold R into the statistics; scaled = r / sqrt(var + 1e-8) rounded
+    once to float32; R = 0 where an episode ended (dones None: never). Returns the new count."""
     for i in range(returns.size):
         returns[i] = returns[i] * gamma + rewards[i]
     count = _merge_rows(returns.reshape(returns.size, 1), mean, var, count)
     std = np.sqrt(var[0] + 1e-8)
-    scaled = np.empty(rewards.size, np.float32)
     for i in range(rewards.size):
         scaled[i] = rewards[i] / std
         if dones is not None and dones[i]:
             returns[i] = 0.0
-    return scaled, count
+    return count

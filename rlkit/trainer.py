@@ -232,13 +232,11 @@ class Trainer:
     def collect_iteration(self) -> None:
         """Every env takes one action: a batched forward for all of them, then the vector step."""
         c, mem, agent = self.counter, self.memory, self.agent
-        obs_in = self.obs_norm(self.obs)
         random_phase = self.schedule.random_actions(c)
         if random_phase:  # learning_starts: random actions warm up the normalisers; the steps count
             actions = agent.random_actions(self.cfg.num_envs, self.rng)
-        else:
-            actions, logprobs = agent.act(obs_in, self.generator)
-            mem.obs[mem.pos] = obs_in  # copied now: the vector overwrites its obs buffer in step()
+        else:  # normalised straight into the memory (a copy: the vector overwrites its obs buffer in step())
+            actions, logprobs = agent.act(self.obs_norm(self.obs, out=mem.obs[mem.pos]), self.generator)
         next_obs, rewards, terminated, truncated, final_obs = self.envs.step(agent.env_actions(actions))
         c.step_iteration()
         check_env_output(next_obs, rewards, c.policy_step)  # guard: a nan/inf from an env stops the run
@@ -251,7 +249,10 @@ class Trainer:
         if not random_phase:
             t = mem.pos
             mem.actions[t], mem.logprobs[t] = actions, logprobs
-            mem.rewards[t] = self.reward_filter(rewards, dones) if self.reward_filter else rewards
+            if self.reward_filter:
+                self.reward_filter(rewards, dones, out=mem.rewards[t])
+            else:
+                mem.rewards[t] = rewards
             mem.dones[t], mem.truncated[t] = dones, truncated
             mem.final_values[t] = 0.0
             if np.count_nonzero(truncated):  # time limit: bootstrap from the true last observation

@@ -109,3 +109,21 @@ def test_action_scaler_equals_the_affine_formula_bitwise():
     assert out.dtype == np.float32 and out is not actions
     np.testing.assert_array_equal(out, expected)
     assert out.min(0).tolist() == low.tolist() and out.max(0).tolist() == high.tolist()
+
+
+def test_normalisers_write_into_a_given_row_as_they_would_return_it():
+    """The trainer normalises straight into the rollout memory's row: the same numbers as a fresh array."""
+    rng = np.random.default_rng(5)
+    norm, filt, plain_filt = ObsNormalizer((3,)), ReturnFilter(2, gamma=0.9), ReturnFilter(2, gamma=0.9)
+    memory_obs, memory_rewards = np.zeros((4, 2, 3), np.float32), np.zeros((4, 2), np.float32)
+    for t in range(4):
+        obs = rng.normal(0, 3, (2, 3))
+        norm.update(obs)
+        assert np.shares_memory(norm(obs, out=memory_obs[t]), memory_obs)
+        np.testing.assert_array_equal(memory_obs[t], norm(obs))
+        rewards, dones = rng.normal(0, 1, 2).astype(np.float32), np.array([False, t == 2])
+        filt(rewards, dones, out=memory_rewards[t])
+        np.testing.assert_array_equal(memory_rewards[t], plain_filt(rewards, dones))
+    assert np.abs(memory_obs).sum() > 0 and np.abs(memory_rewards).sum() > 0
+    with pytest.raises(ValueError, match="C-contiguous"):
+        norm(obs, out=np.zeros((3, 2), np.float32).T)  # a transposed view: the result would be lost
