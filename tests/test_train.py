@@ -105,3 +105,31 @@ def test_sampled_evaluation_leaves_training_alone(tmp_path, tiny):
     assert len(greedy[0]) > 20 and greedy[0].equals(sampled[0])
     assert len(sampled[1]) >= 4 * 3 and not sampled[1].equals(greedy[1])
     assert sampled[1].equals(again[1])
+
+
+@pytest.mark.parametrize("config, overrides", [("params/cartpole.yaml", {}),  # the numpy critic, 8 envs
+                                               ("params/minatar_breakout.yaml", {"algo.batch_size": 64, "algo.mini_batch_size": 64})])  # torch CNN
+def test_the_rollouts_values_are_those_each_step_would_have_had(tmp_path, monkeypatch, config, overrides):
+    """The critic runs once per rollout over every stored observation, in chunks: each [t, env] value equals a
+    pass over that step's observations alone (the weights do not move during collection)."""
+    import time
+
+    import numpy as np
+
+    from rlkit import trainer as trainer_module
+    from rlkit.config import load_config
+
+    monkeypatch.setattr(trainer_module, "VALUE_CHUNK", 24)  # chunks that cut across steps and envs
+    cfg = load_config(config, {"total_steps": 64, "eval.every": 0, "learning_starts": 0, **overrides})
+    (tmp_path / "run").mkdir()
+    trainer = trainer_module.Trainer(cfg, tmp_path / "run", progress=False)
+    trainer.start = time.perf_counter()  # as run() sets it: ended episodes are logged with the wall time
+    try:
+        while not trainer.memory.full:
+            trainer.collect_iteration()
+        values = trainer.rollout_values()
+        per_step = np.stack([trainer.agent.value(trainer.memory.obs[t]) for t in range(trainer.memory.rollout_len)])
+    finally:
+        trainer.close()
+    assert values.shape == (trainer.memory.rollout_len, cfg.num_envs, 1) and np.ptp(values) > 0
+    np.testing.assert_allclose(values, per_step, rtol=1e-5, atol=1e-6)
