@@ -107,8 +107,10 @@ def test_sampled_evaluation_leaves_training_alone(tmp_path, tiny):
     assert sampled[1].equals(again[1])
 
 
-@pytest.mark.parametrize("config, overrides", [("params/cartpole.yaml", {}),  # the numpy critic, 8 envs
-                                               ("params/minatar_breakout.yaml", {"algo.batch_size": 64, "algo.mini_batch_size": 64})])  # torch CNN
+@pytest.mark.parametrize("config, overrides", [
+    ("params/cartpole.yaml", {}),  # the numpy critic, 8 envs
+    ("params/minatar_breakout.yaml", {"algo.batch_size": 64, "algo.mini_batch_size": 64}),  # the torch CNN
+])
 def test_the_rollouts_values_are_those_each_step_would_have_had(tmp_path, monkeypatch, config, overrides):
     """The critic runs once per rollout over every stored observation, in chunks: each [t, env] value equals a
     pass over that step's observations alone (the weights do not move during collection)."""
