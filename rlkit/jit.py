@@ -9,7 +9,8 @@ same order of IEEE operations as the formula they state, and without fastmath, s
 plain formula's bits where a test says so.
 
 `compiled` is numba.njit with the kit's options: cache=True keeps the machine code in __pycache__
-beside the module, so only the first process after an install compiles (about a second per loop);
+beside the module (or numba's user cache where that is read-only), so only the first process after an
+install compiles (about 5 s for all of them on the dev VM, measured with a first short Pendulum run);
 error_model="numpy" makes x / 0 give inf or nan as numpy does instead of raising.
 
 The first call of any compiled function in a process sets numba's machinery up (about 0.2 s on the
