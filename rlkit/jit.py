@@ -3,8 +3,9 @@
 At one env a training step is a few dozen operations on arrays of a handful of numbers (normalise an
 observation, sample an action, scale it, filter a reward); numpy spends about a microsecond of
 dispatch on each, which adds up to more than the arithmetic and, at one env, to a large share of the
-env's own step. A compiled loop does the same arithmetic in one call. The loops here are each the only
-implementation of their formula (no numpy twin to drift from), written element by element in the
+env's own step. A compiled loop does the same arithmetic in one call. The loops live beside the code that
+uses them (normalize, numpy_mlp, optim, memory, networks, envs); each is the only implementation of its
+formula (no numpy twin to drift from), written element by element in the
 same order of IEEE operations as the formula they state, and without fastmath, so that they give the
 plain formula's bits where a test says so.
 
