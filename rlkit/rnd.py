@@ -178,9 +178,9 @@ def two_head_gae(mem, last_values: np.ndarray, gamma: float, gamma_int: float, l
 
 
 class RNDHook:
-    """RND in the training loop (the RolloutHook contract, rlkit.agent): it keeps each step's s_{t+1} and
-    intrinsic value, turns a rollout into intrinsic rewards, a second GAE and the combined advantage, trains
-    the predictor in the agent's minibatch steps, and logs its metrics."""
+    """RND in the training loop (the RolloutHook contract, rlkit.agent): it keeps each step's s_{t+1}, takes the
+    intrinsic values from the rollout's critic pass, turns a rollout into intrinsic rewards, a second GAE and
+    the combined advantage, trains the predictor in the agent's minibatch steps, and logs its metrics."""
 
     name, value_heads = "rnd", 1
 
