@@ -23,7 +23,7 @@ import pandas as pd
 
 def one_seed(config, seed, overrides, out):
     import rlkit
-    from rlkit.metrics import read_metrics
+    from rlkit.runs.metrics import read_metrics
 
     start = time.perf_counter()
     run = rlkit.train(config, Path(out) / f"seed{seed}", overrides={**overrides, "seed": seed},
@@ -38,7 +38,7 @@ def setup(args):
     """(seeds, overrides, experiment name, git commit, results/benchmarks) from --seeds A-B, --set k=v and the
     params file; one BLAS thread per process, as every seed runs in a process of its own."""
     from rlkit.config import parse_override
-    from rlkit.rundir import git_commit
+    from rlkit.runs.rundir import git_commit
 
     lo, _, hi = args.seeds.partition("-")
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -50,7 +50,7 @@ def setup(args):
 
 def seed_pool(jobs: int) -> ProcessPoolExecutor:
     """A process per seed, each killed with this script (a killed script must not leave its seeds training)."""
-    from rlkit.launch import die_with_parent
+    from rlkit.experiments.launch import die_with_parent
 
     return ProcessPoolExecutor(jobs, initializer=die_with_parent, initargs=(os.getpid(),))
 

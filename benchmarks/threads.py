@@ -29,9 +29,9 @@ import torch
 
 import rlkit
 from rlkit.config import EnvConfig
-from rlkit.envs import inspect_env, make_env
-from rlkit.metrics import read_metrics
-from rlkit.vector import make_vector
+from rlkit.envs.make import inspect_env, make_env
+from rlkit.runs.metrics import read_metrics
+from rlkit.envs.vector import make_vector
 
 ENVS = {
     # name: (rlkit env config, envpool task and kwargs doing the same work per step, training algo)

@@ -26,11 +26,11 @@ import threadpoolctl
 import torch
 
 import rlkit
-import rlkit.latency  # noqa: F401  registers LatencyCartPole-v1
-from rlkit.metrics import read_metrics
-from rlkit.ppo import PPO
+import rlkit.envs.latency  # noqa: F401  registers LatencyCartPole-v1
+from rlkit.runs.metrics import read_metrics
+from rlkit.algos.ppo import PPO
 
-LATENCY_ID = "rlkit.latency:LatencyCartPole-v1"
+LATENCY_ID = "rlkit.envs.latency:LatencyCartPole-v1"
 # SB3 rl-zoo CartPole-v1: 8 envs x 32 steps, 20 epochs of one 256-minibatch, gamma .98, lambda .8, lr 1e-3
 ZOO = {"parallel": {"num_threads": 1, "envs_per_thread": 8},
        "algo": {"batch_size": 256, "mini_batch_size": 256, "k_epochs": 20, "gamma": 0.98, "GAE_lambda": 0.8,
@@ -104,7 +104,7 @@ def raw_atari_sps(steps: int) -> float:
     """Case 9: one env of the Atari preset, built as rlkit builds it (AtariPreprocessing, episodic life, clipped
     rewards, 4 stacked frames), random actions: policy steps per second (4 emulator frames each), no policy."""
     from rlkit.config import load_config
-    from rlkit.envs import make_env
+    from rlkit.envs.make import make_env
 
     env = make_env(load_config(ATARI_PRESET).env)
     return one_env_sps(env, np.random.default_rng(0).integers(0, env.action_space.n, steps).tolist())
@@ -174,7 +174,7 @@ def params_sps(config: str, total_steps: int) -> float:
 
 def gradient_step_us(fused: bool, steps: int) -> float:
     """Case 7: wall microseconds per PPO gradient step at the zoo sizes (a 256-row minibatch of CartPole-sized
-    observations, 64-64 tanh actor and critic), clipping and Adam included: rlkit/numpy_mlp.py or autograd."""
+    observations, 64-64 tanh actor and critic), clipping and Adam included: rlkit/nn/numpy_mlp.py or autograd."""
     algo = {**ZOO["algo"], "numpy_gradient": fused}
     agent = PPO(rlkit.load_config({"algo": algo}).algo, gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
                 gym.spaces.Discrete(2), torch.device("cpu"))
@@ -198,7 +198,7 @@ def minatar_step_us(kernels_only: bool, steps: int) -> float:
     through autograd, clipping, Adam), or the networks' own kernels alone, forward and backward of actor and
     critic through torch, which any PPO with these networks runs (SB3 in versus_sb3.py runs the same modules)."""
     from rlkit.config import load_config
-    from rlkit.envs import probe_env, resolve_env_fields
+    from rlkit.envs.make import probe_env, resolve_env_fields
 
     cfg = load_config(MINATAR_PRESET)
     info = probe_env(cfg.env)
@@ -278,7 +278,7 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
               ("6 RND", "MountainCar-v0 PPO + RND (params/mountaincar_rnd.yaml)",
                lambda: params_sps("params/mountaincar_rnd.yaml", rnd_steps))]
     grad_steps = 200 if q else 2000
-    cases += [("7 grad step", "zoo sizes, rlkit/numpy_mlp.py (numpy)", lambda: gradient_step_us(True, grad_steps)),
+    cases += [("7 grad step", "zoo sizes, rlkit/nn/numpy_mlp.py (numpy)", lambda: gradient_step_us(True, grad_steps)),
               ("7 grad step", "zoo sizes, autograd (algo.numpy_gradient: false)", lambda: gradient_step_us(False, grad_steps))]
     mujoco_steps = 4096 if q else 16_384  # 8 rollouts of 2048
     cases.append(("8 raw env", f"one {MUJOCO_ID}, random actions", lambda: raw_mujoco_sps(2_000 if q else 30_000)))
@@ -348,7 +348,7 @@ def main(argv=None) -> int:
                 "4 scaling": ("4 scaling", f"{r['name'].split()[0]} thread T=1 E=16"),
                 "6 RND": ("6 RND", "MountainCar-v0 PPO (params/mountaincar.yaml)"),
                 # case 7: autograd's time over the fused step's, i.e. the fused step's speed-up
-                "7 grad step": ("7 grad step", "zoo sizes, rlkit/numpy_mlp.py (numpy)"),
+                "7 grad step": ("7 grad step", "zoo sizes, rlkit/nn/numpy_mlp.py (numpy)"),
                 "8 rlkit": ("8 SB3", r["name"]),
                 # case 10: the kernels' share of rlkit's whole step
                 "10 grad step": ("10 grad step", "params/minatar_breakout.yaml, rlkit's whole gradient step")

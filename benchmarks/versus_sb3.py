@@ -2,10 +2,10 @@
 
     .venv/bin/python benchmarks/versus_sb3.py params/minatar_breakout.yaml --seeds 0-2 [--jobs 2] [--set k=v ...]
 
-Both sides get the same env (rlkit.envs.make_env: the params file's wrappers and time limit), the same
+Both sides get the same env (rlkit.envs.make.make_env: the params file's wrappers and time limit), the same
 number of envs and rollout length, epochs, minibatch size, learning rate and its annealing, gamma, GAE
 lambda, clip, entropy and value coefficients, gradient clipping, Adam eps 1e-5, and the same network: SB3's
-features extractor is rlkit's own encoder (rlkit.networks.encoder), one per actor and critic as in rlkit
+features extractor is rlkit's own encoder (rlkit.nn.networks.encoder), one per actor and critic as in rlkit
 (share_features_extractor=False), with no hidden layers after it (rlkit adds none after a CNN). Both are
 scored by the same rlkit Evaluator (the same greedy games on the same seeds) every eval.every policy steps;
 "final" is the last of those. SPS is policy steps over the wall time of the training call (rlkit:
@@ -30,7 +30,7 @@ from learning import seed_pool, setup  # this folder is on sys.path when a scrip
 
 def rlkit_side(config, seed, overrides, out):
     import rlkit
-    from rlkit.metrics import read_metrics
+    from rlkit.runs.metrics import read_metrics
 
     run = rlkit.train(config, Path(out) / f"rlkit{seed}", overrides={**overrides, "seed": seed},
                       progress=False, force=True)
@@ -58,9 +58,9 @@ def sb3_side(config, seed, overrides):
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from rlkit.config import load_config
-    from rlkit.envs import make_env, probe_env
-    from rlkit.evaluate import Evaluator
-    from rlkit.networks import encoder, network_kind
+    from rlkit.envs.make import make_env, probe_env
+    from rlkit.loop.evaluate import Evaluator
+    from rlkit.nn.networks import encoder, network_kind
 
     torch.set_num_threads(1)
     cfg = load_config(config, {**overrides, "seed": seed})

@@ -9,7 +9,7 @@ import os
 import sys
 
 from rlkit.config import ConfigError
-from rlkit.rundir import RunExistsError, RunLockedError
+from rlkit.runs.rundir import RunExistsError, RunLockedError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args) -> int:
     from pathlib import Path
 
-    from rlkit.trainer import train
+    from rlkit.loop.trainer import train
 
     if args.resume and args.force:
         raise ConfigError("--resume continues a run and --force starts it over: pass one of them (to train a "
@@ -102,22 +102,22 @@ def _rank() -> int:
 
 
 def _run(args) -> int:
-    from rlkit.runner import batch_exit_code, parse_seeds, run_batch
-    from rlkit.sweep import parse_grid
+    from rlkit.experiments.runner import batch_exit_code, parse_seeds, run_batch
+    from rlkit.experiments.sweep import parse_grid
 
     results = run_batch(args.configs, parse_seeds(args.seeds), jobs=args.jobs, results_dir=args.results,
                         overrides=args.overrides, grid=parse_grid(args.grid), force=args.force,
                         timeout_s=args.timeout, scheduler=args.scheduler)
     if args.report:
-        from rlkit.report import run_report
+        from rlkit.analysis.report import run_report
 
         print(f"report written: {run_report(args.results)}")
     return batch_exit_code(results)
 
 
 def _report(args) -> int:
-    from rlkit.report import run_report
-    from rlkit.scores import FINAL_WINDOW
+    from rlkit.analysis.report import run_report
+    from rlkit.analysis.scores import FINAL_WINDOW
 
     try:
         index = run_report(args.results, metric=args.metric, x=args.x, baseline=args.baseline,
@@ -130,22 +130,22 @@ def _report(args) -> int:
 
 def _failed_run_errors() -> tuple:
     """Errors that end a run that started, each described in its message (status.json says the same)."""
-    if "rlkit.trainer" not in sys.modules:  # rlkit run / report never import torch
+    if "rlkit.loop.trainer" not in sys.modules:  # rlkit run / report never import torch
         return ()
-    from rlkit.checkpoint import CheckpointError
-    from rlkit.guards import NonFiniteError
-    from rlkit.vector import EnvStepTimeout
+    from rlkit.runs.checkpoint import CheckpointError
+    from rlkit.loop.guards import NonFiniteError
+    from rlkit.envs.vector import EnvStepTimeout
     return CheckpointError, NonFiniteError, EnvStepTimeout, OSError
 
 
 def _tune(args) -> int:
-    from rlkit.tune import main as tune_main
+    from rlkit.experiments.tune import main as tune_main
 
     return tune_main(args)
 
 
 def _tensorboard(args) -> int:
-    from rlkit.tensorboard import export
+    from rlkit.analysis.tensorboard import export
 
     logdir, written = export(args.results, args.logdir)
     print(f"{written} runs written as TensorBoard event files: tensorboard --logdir {logdir}")

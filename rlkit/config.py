@@ -92,11 +92,11 @@ class AlgoConfig:
     normalize_obs: bool = False  # running mean/std of observations for the policy
     normalize_reward: bool = False  # divide rewards by the std of the discounted return
     log_std_init: float = 0.0  # continuous actions: initial log std of the Gaussian
-    name: str = "ppo"  # the agent (rlkit.agent.AGENTS)
-    network: str = "auto"  # auto | mlp | cnn; auto: cnn for image-shaped Box observations (rlkit/networks.py)
+    name: str = "ppo"  # the agent (rlkit.algos.base.AGENTS)
+    network: str = "auto"  # auto | mlp | cnn; auto: cnn for image-shaped Box observations (rlkit/nn/networks.py)
     cnn_layers: list | None = None  # [[channels, kernel, stride], ...]; null: Nature CNN from 36 px, 3x3 convs below
     cnn_features: int = 512  # the dense layer after the convs
-    numpy_gradient: bool = True  # CPU, plain MLPs, the built-in loss: its gradient in numpy (rlkit/numpy_mlp.py)
+    numpy_gradient: bool = True  # CPU, plain MLPs, the built-in loss: its gradient in numpy (rlkit/nn/numpy_mlp.py)
 
 
 @dataclass

@@ -1,0 +1,552 @@
+"""The report over a results directory: every run's final score, aggregates over seeds with their
+uncertainty, what differs between experiments, every run's state, and figures; written as
+``summary.csv``, ``runs.csv`` and ``index.html``.
+
+    rep = build("results")          # loads every results/<experiment>/<run>/metrics.csv
+    rep.summary                     # one row per experiment: final IQM / mean / median with CIs, PoI
+    write_index(rep)                # results/report/index.html
+
+``notebooks/report.ipynb`` drives these; ``run_report`` executes that notebook with papermill
+(``rlkit report``). Scores and statistics come from rlkit/analysis/scores.py, where "final" is defined.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from matplotlib.figure import Figure  # no pyplot: Agg rendering, no global figure state
+
+from rlkit.runs.metrics import COLUMNS, read_metrics
+from rlkit.analysis.scores import (FINAL_METRIC, FINAL_WINDOW, STATISTICS, iqm, mean, median,  # noqa: F401 (re-exported)
+                          final_score, probability_of_improvement, probability_of_improvement_ci,
+                          stratified_bootstrap_ci)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = REPO_ROOT / "notebooks" / "report.ipynb"
+X_LABELS = {"policy_step": "policy steps", "env_step": "environment steps",
+            "gradient_step": "gradient steps", "wall_time": "wall time (s)"}
+MIN_SEEDS = 3  # below this an experiment's CI says little; the report warns
+CI_LEVEL = 0.95
+
+
+def repo_path(path) -> Path:
+    """A relative path means one inside the repository, whatever the kernel's working directory is."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+# ---------------------------------------------------------------- loading
+def find_runs(results_dir) -> list[Path]:
+    """Run directories ``results_dir/<experiment>/<run>/`` holding a metrics.csv."""
+    return sorted(p.parent for p in Path(results_dir).glob("*/*/metrics.csv"))
+
+
+def _no_runs(results_dir) -> ValueError:
+    return ValueError(f"no runs found under {Path(results_dir).resolve()} "
+                      "(expected <experiment>/<run>/metrics.csv): run `rlkit run` first")
+
+
+def _read_config(run_dir: Path) -> dict:
+    path = run_dir / "config.yaml"
+    try:
+        return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    except yaml.YAMLError:
+        return {}
+
+
+def _run_meta(run_dir: Path) -> dict:
+    cfg = _read_config(run_dir)
+    env = cfg.get("env")
+    env_id = env.get("id") if isinstance(env, dict) else env
+    seed = cfg.get("seed")
+    if seed is None:  # fall back to the run name, e.g. "seed3"
+        m = re.search(r"(\d+)$", run_dir.name)
+        seed = int(m.group(1)) if m else None
+    return {"experiment": run_dir.parent.name, "run": run_dir.name,
+            "env_id": str(env_id) if env_id else "unknown", "seed": seed}
+
+
+def load_runs(results_dir="results") -> pd.DataFrame:
+    """All runs' metrics as one tidy frame: the metrics.csv columns plus ``experiment, run, env_id, seed``.
+    Raises ValueError when there are no runs."""
+    runs = find_runs(results_dir)
+    if not runs:
+        raise _no_runs(results_dir)
+    frames = [read_metrics(r / "metrics.csv").assign(**_run_meta(r)) for r in runs]
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_run_info(results_dir="results", runs: pd.DataFrame | None = None, metric=FINAL_METRIC,
+                  window=FINAL_WINDOW) -> pd.DataFrame:
+    """One row per run: identity, status.json state, last counters, error, final score, median SPS and
+    the paths of its executed notebook, config.yaml and metrics.csv."""
+    runs = load_runs(results_dir) if runs is None else runs
+    rows = []
+    for r in find_runs(results_dir):
+        try:
+            st = json.loads((r / "status.json").read_text())
+        except (OSError, ValueError):  # missing, or caught mid-write
+            st = {}
+        meta = _run_meta(r)
+        m = runs[(runs.experiment == meta["experiment"]) & (runs.run == meta["run"])]
+        sps = m.loc[m.metric == "perf/sps", "value"]
+        rows.append({**meta, "state": st.get("state", "unknown"), **{k: st.get(k) for k in COLUMNS[:4]},
+                     "final": final_score(m, metric, window), "sps": float(sps.median()) if len(sps) else np.nan,
+                     "error": st.get("error"),
+                     **{name: str(r / name) if (r / name).exists() else None
+                        for name in ("train.ipynb", "config.yaml", "metrics.csv")}})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- what differs between experiments
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{'algo': {'beta': 1}} -> {'algo.beta': 1}; lists and other leaves stay as they are."""
+    out = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
+def config_diff(configs: dict[str, dict], ignore=("seed",)) -> pd.DataFrame:
+    """Experiments x the config keys whose values differ between them (missing keys count as differing).
+
+    ``configs``: experiment -> its resolved config (nested or flat). One experiment: nothing differs."""
+    flat = {exp: {k: v for k, v in flatten(c).items() if k not in ignore} for exp, c in configs.items()}
+    keys = sorted({k for c in flat.values() for k in c})
+    differ = [k for k in keys if len({_text(c.get(k, "(unset)")) for c in flat.values()}) > 1]
+    frame = pd.DataFrame({k: [_text(flat[e].get(k, "(unset)")) for e in flat] for k in differ}, index=list(flat))
+    frame.index.name = "experiment"
+    return frame
+
+
+def _text(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return readable(value)
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def experiment_configs(results_dir) -> dict[str, dict]:
+    """Each experiment's resolved config, read from its first run's config.yaml."""
+    configs = {}
+    for r in find_runs(results_dir):
+        configs.setdefault(r.parent.name, _read_config(r))
+    return configs
+
+
+# ---------------------------------------------------------------- summary
+def summarise(runs: pd.DataFrame, metric=FINAL_METRIC, window=FINAL_WINDOW, ci=CI_LEVEL, reps=2000, seed=0,
+              baseline: str | None = None) -> pd.DataFrame:
+    """One row per experiment: seeds, final IQM / mean / median over seeds with stratified-bootstrap CIs,
+    and the probability of improvement over the baseline with its CI.
+
+    The baseline is ``baseline`` for the experiments on its environment; without one, each environment's
+    first experiment (sorted by name). PoI compares only experiments on the same environment."""
+    finals = final_scores(runs, metric, window)
+    if baseline is not None and baseline not in set(finals.experiment):
+        raise ValueError(f"--baseline {baseline}: no such experiment; choose one of "
+                         f"{', '.join(sorted(set(finals.experiment)))}")
+    rows = []
+    for (exp, env_id), g in finals.groupby(["experiment", "env_id"], sort=True):
+        scores = g.final.dropna().to_numpy()
+        row = {"experiment": exp, "env_id": env_id, "metric": metric, "n_seeds": len(scores)}
+        for name, stat in STATISTICS.items():
+            row[f"final_{name}"] = float(stat(scores)) if len(scores) else np.nan
+            row[f"final_{name}_low"], row[f"final_{name}_high"] = (
+                stratified_bootstrap_ci([scores], stat, ci, reps, seed) if len(scores) else (np.nan, np.nan))
+        steps = runs[runs.experiment == exp].groupby("run")["policy_step"].max()
+        sps = runs.loc[(runs.experiment == exp) & (runs.metric == "perf/sps"), "value"]
+        row.update(final_policy_step=int(steps.median()), median_sps=float(sps.median()) if len(sps) else np.nan)
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    return _with_improvement(summary, finals, baseline, ci, reps, seed)
+
+
+def final_scores(runs: pd.DataFrame, metric=FINAL_METRIC, window=FINAL_WINDOW) -> pd.DataFrame:
+    """One row per run: experiment, env_id, run, seed, final (rlkit/analysis/scores.py's final_score)."""
+    rows = [{"experiment": exp, "env_id": env_id, "run": run, "seed": g.seed.iloc[0],
+             "final": final_score(g, metric, window)}
+            for (exp, env_id, run), g in runs.groupby(["experiment", "env_id", "run"], sort=True)]
+    return pd.DataFrame(rows, columns=["experiment", "env_id", "run", "seed", "final"])
+
+
+def _with_improvement(summary, finals, baseline, ci, reps, seed) -> pd.DataFrame:
+    summary = summary.assign(baseline=None, poi=np.nan, poi_low=np.nan, poi_high=np.nan)
+    if summary.empty:
+        return summary
+    scores = {e: g.final.dropna().to_numpy() for e, g in finals.groupby("experiment")}
+    for env_id, g in summary.groupby("env_id"):
+        base = baseline if baseline is not None else g.experiment.iloc[0]
+        if base not in set(g.experiment) or not len(scores[base]):
+            continue
+        for i in g.index:
+            exp = summary.at[i, "experiment"]
+            summary.at[i, "baseline"] = base
+            if exp == base or not len(scores[exp]):
+                continue
+            summary.at[i, "poi"] = probability_of_improvement([scores[exp]], [scores[base]])
+            summary.at[i, "poi_low"], summary.at[i, "poi_high"] = probability_of_improvement_ci(
+                [scores[exp]], [scores[base]], ci, reps, seed)
+    return summary
+
+
+def warnings_for(summary: pd.DataFrame, info: pd.DataFrame) -> list[str]:
+    """Plain sentences: experiments with too few seeds, failed runs, runs without evaluations."""
+    out = [f"{r.experiment}: only {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''} with a final score; "
+           f"its confidence intervals say little (use at least {MIN_SEEDS})"
+           for r in summary.itertuples() if r.n_seeds < MIN_SEEDS]
+    out += [f"{r.experiment}/{r.run} failed: {r.error}" for r in info.itertuples() if r.state == "failed"]
+    out += [f"{r.experiment}/{r.run} has no {FINAL_METRIC} yet, so no final score"
+            for r in info.itertuples() if r.state != "failed" and not np.isfinite(r.final)]
+    return out
+
+
+# ---------------------------------------------------------------- numbers people read
+def readable(value) -> str:
+    """A number as a person reads it: 16,020 not 1.602e+04; 0.0003 not 3e-04; 4 significant digits."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "" if value is None or np.isnan(value) else str(value)
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)) or float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    v = float(value)
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return np.format_float_positional(v, precision=4, unique=False, fractional=False, trim="-")
+
+
+def with_ci(point, low, high) -> str:
+    return "" if not np.isfinite(point) else f"{readable(point)} [{readable(low)}, {readable(high)}]"
+
+
+# ---------------------------------------------------------------- grid
+def on_grid(runs: pd.DataFrame, metric: str, x="policy_step", points=100, smooth=1) -> pd.DataFrame:
+    """Each run's ``metric`` on a common grid of ``x`` per (env_id, experiment).
+
+    Value at grid point g = the last logged value at x <= g (a step-function hold): it is what the run had
+    reported by then, never a value from its future, and it does not invent values between sparse
+    evaluations as interpolation would. Values logged at the same x (episodes ending together) are
+    averaged first; then ``smooth`` > 1 takes a trailing mean over the last ``smooth`` logged values.
+    The grid spans from the latest first point to the earliest last point across the group's runs, so
+    every run has a value everywhere (no extrapolation). Returns long rows: env_id, experiment, run, <x>, value."""
+    out = []
+    for (env_id, exp), g in runs[runs.metric == metric].groupby(["env_id", "experiment"]):
+        curves = {run: d.groupby(x)["value"].mean().rolling(smooth, min_periods=1).mean()
+                  for run, d in g.groupby("run")}
+        lo = max(c.index[0] for c in curves.values())
+        hi = min(c.index[-1] for c in curves.values())
+        grid = np.linspace(lo, hi, points) if hi > lo else np.array([hi])
+        for run, c in curves.items():
+            idx = np.searchsorted(c.index.to_numpy(), grid, side="right") - 1
+            out.append(pd.DataFrame({"env_id": env_id, "experiment": exp, "run": run,
+                                     x: grid, "value": c.to_numpy()[idx]}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+# ---------------------------------------------------------------- figures
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", s).strip("-")
+
+
+def _band(table: pd.DataFrame, stat, ci, reps, seed) -> np.ndarray:
+    return np.array([stratified_bootstrap_ci([v], stat, ci, reps, seed) for v in table.to_numpy()])
+
+
+def plot_metric(runs, metric=FINAL_METRIC, x="policy_step", aggregate="iqm", ci=CI_LEVEL,
+                out_dir="results/report", points=100, smooth=1, reps=1000, seed=0) -> list[Path]:
+    """One PNG per environment: ``aggregate`` across seeds of ``metric`` vs ``x``, one line per
+    experiment with its bootstrap CI band. Returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grid, stat, paths = on_grid(runs, metric, x, points, smooth), STATISTICS[aggregate], []
+    if grid.empty:
+        return paths
+    for env_id, ge in grid.groupby("env_id"):
+        fig = Figure(figsize=(7, 4), dpi=110)
+        ax = fig.add_subplot()
+        names = short_names(ge.experiment.unique())
+        for exp, g in ge.groupby("experiment"):
+            table = g.pivot(index=x, columns="run", values="value")  # grid x runs
+            band = _band(table, stat, ci, reps, seed)
+            (line,) = ax.plot(table.index, stat(table.to_numpy(), axis=1), drawstyle="steps-post",  # the hold
+                              label=f"{names[exp]} (n={table.shape[1]})")
+            ax.fill_between(table.index, band[:, 0], band[:, 1], step="post", color=line.get_color(), alpha=0.2)
+        _finish_axes(ax, x, metric)
+        ax.set_title(f"{env_id}: {_stat_label(aggregate)} of {metric} across seeds, {ci:.0%} CI", fontsize=10)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(out_dir / f"{_slug(env_id)}__{_slug(metric)}__{x}.png")
+        fig.savefig(paths[-1])
+    return paths
+
+
+def plot_experiments(runs, metric=FINAL_METRIC, x="policy_step", ci=CI_LEVEL, out_dir="results/report",
+                     points=100, reps=1000, seed=0) -> list[Path]:
+    """One PNG per environment, one panel per experiment: each seed's ``metric`` as a thin line with
+    its evaluation points marked, under the IQM across seeds and its stratified-bootstrap band."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data, grid, paths = runs[runs.metric == metric], on_grid(runs, metric, x, points), []
+    if grid.empty:
+        return paths
+    for env_id, ge in data.groupby("env_id"):
+        experiments = sorted(ge.experiment.unique())
+        names = short_names(experiments)
+        cols = min(3, len(experiments))
+        rows = -(-len(experiments) // cols)
+        fig = Figure(figsize=(4.2 * cols, 3.2 * rows), dpi=100)
+        axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True).ravel()
+        for ax, exp in zip(axes, experiments):
+            for run, d in ge[ge.experiment == exp].groupby("run"):
+                d = d.groupby(x)["value"].mean()
+                ax.plot(d.index, d.to_numpy(), lw=0.7, alpha=0.55, color="0.45", marker="o", ms=2.2)
+            g = grid[(grid.env_id == env_id) & (grid.experiment == exp)]
+            table = g.pivot(index=x, columns="run", values="value")
+            band = _band(table, iqm, ci, reps, seed)
+            ax.plot(table.index, iqm(table.to_numpy(), axis=1), color="C0", lw=2, drawstyle="steps-post",
+                    label="IQM")
+            ax.fill_between(table.index, band[:, 0], band[:, 1], step="post", color="C0", alpha=0.25,
+                            label=f"{ci:.0%} CI")
+            ax.set_title(f"{names[exp]} (n={table.shape[1]})", fontsize=8)
+            _finish_axes(ax, x, metric)
+        for ax in axes[len(experiments):]:
+            ax.set_visible(False)
+        axes[0].legend(fontsize=7, loc="lower right")
+        fig.suptitle(f"{env_id}: {metric} per seed (thin, dots = evaluations) and IQM across seeds", fontsize=10)
+        fig.tight_layout()
+        paths.append(out_dir / f"{_slug(env_id)}__{_slug(metric)}__seeds.png")
+        fig.savefig(paths[-1])
+    return paths
+
+
+def plot_intervals(summary: pd.DataFrame, out_dir="results/report", ci=CI_LEVEL) -> list[Path]:
+    """One PNG per environment: IQM, mean and median of the final scores with their CIs, a row per experiment."""
+    out_dir, paths = Path(out_dir), []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for env_id, g in summary.groupby("env_id"):
+        g = g.iloc[::-1]  # the first experiment on top
+        fig = Figure(figsize=(9, 0.9 + 0.42 * len(g)), dpi=100)
+        axes = fig.subplots(1, len(STATISTICS), sharey=True)
+        for ax, name in zip(axes, STATISTICS):
+            point = g[f"final_{name}"].to_numpy()
+            err = np.abs(np.vstack([point - g[f"final_{name}_low"], g[f"final_{name}_high"] - point]))
+            ax.errorbar(point, np.arange(len(g)), xerr=err, fmt="o", color="C0", ecolor="C0", capsize=3, lw=2)
+            ax.set_title(_stat_label(name), fontsize=9)
+            ax.set_xlabel("final score", fontsize=8)
+            ax.grid(alpha=0.3, axis="x")
+            ax.tick_params(labelsize=7)
+        axes[0].set_yticks(np.arange(len(g)), g.experiment.map(short_names(g.experiment)), fontsize=7)
+        fig.suptitle(f"{env_id}: final scores across seeds, {ci:.0%} stratified-bootstrap CIs", fontsize=10)
+        fig.tight_layout()
+        paths.append(out_dir / f"{_slug(env_id)}__intervals.png")
+        fig.savefig(paths[-1])
+    return paths
+
+
+def plot_improvement(summary: pd.DataFrame, out_dir="results/report", ci=CI_LEVEL) -> list[Path]:
+    """One PNG per environment with a baseline: P(experiment > baseline) with its CI, a row per experiment."""
+    out_dir, paths = Path(out_dir), []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for env_id, g in summary[summary.poi.notna()].groupby("env_id"):
+        g = g.iloc[::-1]
+        names = short_names(summary[summary.env_id == env_id].experiment)
+        fig = Figure(figsize=(8, 1.6 + 0.45 * len(g)), dpi=100)
+        ax = fig.add_subplot()
+        err = np.abs(np.vstack([g.poi - g.poi_low, g.poi_high - g.poi]).astype(float))
+        ax.errorbar(g.poi.astype(float), np.arange(len(g)), xerr=err, fmt="o", color="C2", capsize=3, lw=2)
+        ax.axvline(0.5, color="0.5", ls="--", lw=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.6, len(g) - 0.4)
+        ax.set_yticks(np.arange(len(g)), g.experiment.map(names), fontsize=7)
+        ax.set_xlabel(f"P(experiment > baseline), baseline: {names[g.baseline.iloc[0]]}", fontsize=8)
+        ax.grid(alpha=0.3, axis="x")
+        ax.set_title(f"{env_id}: probability of improvement over the baseline, {ci:.0%} CI\n"
+                     f"(0.5: no better, no worse)", fontsize=9)
+        fig.tight_layout()
+        paths.append(out_dir / f"{_slug(env_id)}__improvement.png")
+        fig.savefig(paths[-1])
+    return paths
+
+
+def short_names(names) -> dict:
+    """Plot labels: a sweep's variants share "<stem>__"; drop that prefix so the swept values stand out."""
+    names = list(names)
+    stems = {n.split("__", 1)[0] for n in names}
+    if len(stems) == 1 and all("__" in n for n in names):
+        return {n: n.split("__", 1)[1].replace("__", ", ") for n in names}
+    return {n: n for n in names}
+
+
+def _stat_label(name: str) -> str:
+    return {"iqm": "IQM", "mean": "Mean", "median": "Median"}.get(name, name)
+
+
+def _finish_axes(ax, x, metric) -> None:
+    ax.set_xlabel(X_LABELS.get(x, x), fontsize=8)
+    ax.set_ylabel(metric, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+
+
+# ---------------------------------------------------------------- the whole report
+@dataclass
+class Report:
+    results_dir: Path
+    out_dir: Path
+    metric: str
+    window: float
+    ci: float
+    runs: pd.DataFrame
+    info: pd.DataFrame  # one row per run
+    summary: pd.DataFrame  # one row per experiment
+    diff: pd.DataFrame  # experiments x the config keys that differ
+    warnings: list[str]
+    figures: list[Path] = field(default_factory=list)
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+
+    @property
+    def final_definition(self) -> str:
+        return (f"A run's final score is the mean of its {self.metric} over the last {self.window:.0%} of its "
+                "policy steps (its last evaluation if none falls there). Aggregates over seeds: IQM, mean and "
+                f"median with {self.ci:.0%} stratified-bootstrap CIs; probability of improvement P(X > baseline) "
+                "as Agarwal et al. (2021) define it.")
+
+    def header_html(self) -> str:
+        import rlkit
+        from rlkit.runs.rundir import git_commit
+
+        esc = html.escape
+        warn = "".join(f"<li>{esc(w)}</li>" for w in self.warnings)
+        return (f"<p>{esc(self.created)} · rlkit {esc(rlkit.__version__)} · commit {esc(git_commit() or 'unknown')}"
+                f" · {esc(str(self.results_dir))}</p><p>{esc(self.final_definition)}</p>"
+                + (f"<div class='warn'><b>Warnings</b><ul>{warn}</ul></div>" if warn else ""))
+
+    def summary_html(self) -> str:
+        s = self.summary
+        if s.empty:
+            return "<p>No final scores yet.</p>"
+        table = pd.DataFrame({"experiment": s.experiment, "env": s.env_id, "seeds": s.n_seeds})
+        table = table.join(self.diff, on="experiment") if not self.diff.empty else table
+        for name in STATISTICS:
+            table[f"final {_stat_label(name)} [{self.ci:.0%} CI]"] = [
+                with_ci(*v) for v in s[[f"final_{name}", f"final_{name}_low", f"final_{name}_high"]].to_numpy()]
+        table["P(> baseline) [CI]"] = [with_ci(p, lo, hi) if np.isfinite(p) else ("baseline" if b == e else "")
+                                       for p, lo, hi, b, e in zip(s.poi, s.poi_low, s.poi_high, s.baseline, s.experiment)]
+        table["policy steps"] = s.final_policy_step.map(readable)
+        table["median SPS"] = s.median_sps.map(readable)
+        return table.to_html(index=False, escape=True)
+
+    def diff_html(self) -> str:
+        if self.diff.empty:
+            return "<p>The experiments' resolved configs do not differ (apart from the seed).</p>"
+        return self.diff.to_html(escape=True)
+
+    def runs_html(self) -> str:
+        esc = html.escape
+        if self.info.empty:
+            return "<p>No runs.</p>"
+
+        def link(path, label):
+            if not isinstance(path, str):  # the file does not exist (None, NaN in the frame)
+                return ""
+            return f'<a href="{esc(os.path.relpath(path, self.out_dir))}">{esc(label)}</a>'
+
+        rows = []
+        for r in self.info.to_dict("records"):
+            state = r["state"] if r["state"] != "failed" else f"failed: {r['error']}"
+            files = " ".join(link(r[name], name) for name in ("train.ipynb", "config.yaml", "metrics.csv"))
+            rows.append(f"<tr><td>{esc(r['experiment'])}</td><td>{esc(r['run'])}</td><td>{esc(str(r['seed']))}</td>"
+                        f"<td class='{esc(r['state'])}'>{esc(state)}</td><td>{readable(r['policy_step'])}</td>"
+                        f"<td>{readable(r['final'])}</td><td>{readable(r['sps'])}</td><td>{files}</td></tr>")
+        head = "".join(f"<th>{h}</th>" for h in ("experiment", "run", "seed", "state", "policy steps",
+                                                  "final score", "median SPS", "files"))
+        return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def build(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="policy_step", window=FINAL_WINDOW,
+          baseline=None, ci=CI_LEVEL, figures=True) -> Report:
+    """Load every run under ``results_dir``, score and summarise them, draw the figures into ``out_dir``
+    (default ``results_dir/report``). A relative ``results_dir`` is inside the repository."""
+    results_dir = repo_path(results_dir).resolve()
+    out_dir = repo_path(out_dir).resolve() if out_dir else results_dir / "report"
+    if not find_runs(results_dir):  # a fresh checkout: say what to do, in the report itself
+        empty = pd.DataFrame()
+        return Report(results_dir, out_dir, metric, window, ci, empty, empty, empty, empty, [str(_no_runs(results_dir))])
+    runs = load_runs(results_dir)
+    info = load_run_info(results_dir, runs, metric, window)
+    summary = summarise(runs, metric, window, ci, baseline=baseline)
+    diff = config_diff(experiment_configs(results_dir))
+    rep = Report(results_dir, out_dir, metric, window, ci, runs, info, summary, diff, warnings_for(summary, info))
+    if figures:
+        rep.figures = (plot_experiments(runs, metric, x, ci, out_dir) + plot_intervals(summary, out_dir, ci)
+                       + plot_improvement(summary, out_dir, ci) + plot_metric(runs, metric, x, "iqm", ci, out_dir))
+        if x != "wall_time":
+            rep.figures += plot_metric(runs, metric, "wall_time", "iqm", ci, out_dir)
+    return rep
+
+
+STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
+         "td,th{padding:3px 7px;border:1px solid #ccc;text-align:left}img{max-width:100%}"
+         ".warn{background:#fff4e0;border:1px solid #e0a040;padding:0.3em 1em}.failed{color:#b00}")
+
+
+def write_index(rep: Report, title="rlkit report") -> Path:
+    """Write ``summary.csv``, ``runs.csv`` and a self-contained ``index.html`` (figures by relative path)
+    into the report's out_dir; return index.html."""
+    out = rep.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    rep.summary.to_csv(out / "summary.csv", index=False)
+    rep.info.to_csv(out / "runs.csv", index=False)  # every run: state, error, final score, SPS, files
+    esc = html.escape
+    imgs = "\n".join(f'<p><img src="{esc(os.path.relpath(f, out))}" alt="{esc(Path(f).name)}"></p>'
+                     for f in rep.figures)
+    page = (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1>\n{rep.header_html()}\n"
+            f"<h2>Summary</h2>\n{rep.summary_html()}\n<h2>What differs between the experiments</h2>\n"
+            f"{rep.diff_html()}\n<h2>Figures</h2>\n{imgs}\n<h2>Runs</h2>\n{rep.runs_html()}\n</body></html>\n")
+    (out / "index.html").write_text(page)
+    return out / "index.html"
+
+
+def write_report(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="policy_step",
+                 window=FINAL_WINDOW, baseline=None, ci=CI_LEVEL) -> Path:
+    """The whole report in-process (what the notebook does). Returns index.html."""
+    return write_index(build(results_dir, out_dir, metric, x, window, baseline, ci))
+
+
+def run_report(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="policy_step", window=FINAL_WINDOW,
+               baseline=None, ci=CI_LEVEL, kernel_name=None) -> Path:
+    """Execute notebooks/report.ipynb with papermill on ``results_dir``; the executed notebook goes to
+    ``out_dir/report.ipynb``. Returns ``out_dir/index.html``."""
+    import papermill as pm
+
+    from rlkit.runs.kernels import IPCKernelManager, default_kernel_name
+
+    results_dir = Path(results_dir).resolve()
+    runs = find_runs(results_dir)
+    if not runs:  # fail here, clearly, not deep inside the kernel
+        raise _no_runs(results_dir)
+    experiments = sorted({r.parent.name for r in runs})
+    if baseline is not None and baseline not in experiments:
+        raise ValueError(f"--baseline {baseline}: no such experiment; choose one of {', '.join(experiments)}")
+    if not 0 < window <= 1:
+        raise ValueError(f"--window {window} must be in (0, 1]: the fraction of a run's policy steps in its final score")
+    out_dir = Path(out_dir).resolve() if out_dir else results_dir / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = dict(results_dir=str(results_dir), out_dir=str(out_dir), metric=metric, x=x, window=window,
+                  baseline=baseline, ci=ci)
+    # cwd = the repository, so the kernel imports this rlkit even when not pip-installed
+    pm.execute_notebook(str(NOTEBOOK), str(out_dir / "report.ipynb"), parameters=params,
+                        kernel_name=kernel_name or default_kernel_name(), progress_bar=False,
+                        kernel_manager_class=IPCKernelManager, cwd=str(REPO_ROOT))
+    return out_dir / "index.html"

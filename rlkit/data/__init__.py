@@ -1,0 +1,1 @@
+"""Memories and running statistics: the rollout memory (rollout) and the normalisers (normalize)."""

@@ -1,0 +1,1 @@
+"""Batches of runs: sweeps, the papermill runner, Dask, tuning."""

@@ -1,0 +1,73 @@
+"""What train.ipynb calls: the params file and seed to a run directory, and training with the live plot.
+
+    cfg, run_dir = resolve_run("params/cartpole.yaml", seed=0)
+    train_in_notebook(cfg, run_dir)   # progress bar + live plot; a finished run is shown, not retrained
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from rlkit.analysis.live import LivePlot, show_run  # noqa: F401 (show_run: the old rlkit.live had it)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def repo_path(path) -> Path:
+    """A relative path means one inside the repository, whatever the kernel's working directory is."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def resolve_run(config: str | Path, seed: int, overrides=None, run_dir=None):
+    """Load the params file with overrides and seed -> (Config, run_dir).
+
+    Relative paths are inside the repository (JupyterLab may run the kernel in notebooks/ or anywhere);
+    without a run_dir the run goes to <repo>/results/<stem>/seed<k>, where `rlkit run` puts it too, so a
+    notebook run and a batch run resume each other. A sweep section in the params file is left out.
+    """
+    from rlkit.experiments.runner import with_seed
+    from rlkit.experiments.sweep import load_variant
+
+    path = repo_path(config)
+    cfg = load_variant(path, with_seed(overrides, seed))
+    return cfg, repo_path(run_dir) if run_dir else REPO_ROOT / "results" / path.stem / f"seed{seed}"
+
+
+def changed_from_defaults(cfg) -> dict:
+    """The dotted keys whose resolved values differ from rlkit's defaults (seed included)."""
+    from rlkit.config import Config
+    from rlkit.analysis.report import flatten
+
+    mine, defaults = flatten(cfg.to_dict()), flatten(Config().to_dict())
+    return {k: v for k, v in mine.items() if defaults.get(k, object()) != v}
+
+
+def config_html(cfg) -> str:
+    """The config, compactly: a table of what differs from the defaults, the full YAML one click away."""
+    esc = html.escape
+    rows = "".join(f"<tr><td><code>{esc(k)}</code></td><td><code>{esc(str(v))}</code></td></tr>"
+                   for k, v in changed_from_defaults(cfg).items())
+    return (f"<table><tr><th>key</th><th>value (differs from the default)</th></tr>{rows}</table>"
+            f"<details><summary>full resolved config</summary><pre>{esc(cfg.to_yaml())}</pre></details>")
+
+
+def train_in_notebook(cfg, run_dir, *, resume=True, force=False, progress=True, live_plot=True):
+    """Train with a progress bar and the live plot; a finished run (and no force) is left as it is.
+
+    Returns the run directory. Run All on a finished run thus shows its summary and curves (show_run)
+    instead of the RunExistsError that `rlkit.train` raises."""
+    import rlkit
+    from rlkit.runs.rundir import read_status
+
+    run_dir = Path(run_dir)
+    if read_status(run_dir).get("state") == "finished" and not force:
+        print(f"{run_dir} holds a finished run: showing it (set force = True to train it again)")
+        return run_dir
+    plot = LivePlot(title=f"{cfg.env.id}, seed {cfg.seed}") if live_plot else None
+    try:
+        return rlkit.train(cfg, run_dir, resume=resume, force=force, progress=progress,
+                           callbacks=[plot] if plot else [])
+    finally:
+        if plot:
+            plot.close()

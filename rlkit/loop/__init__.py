@@ -1,0 +1,1 @@
+"""The training loop (trainer), evaluation, and the guards around a run."""

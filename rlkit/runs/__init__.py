@@ -1,0 +1,1 @@
+"""A run on disk: its directory and lock, metrics, checkpoints, several ranks, notebook kernels."""

@@ -1,0 +1,41 @@
+"""The benchmark scripts as a researcher runs them: what they leave behind when stopped."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from test_runner import alive
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def wait_for(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_a_killed_learning_check_takes_its_seeds_with_it(tmp_path):
+    """SIGKILL reaches only the script; its pool's workers must not train on, orphaned."""
+    out = tmp_path / "runs"
+    script = subprocess.Popen(
+        [sys.executable, str(REPO / "benchmarks/learning.py"), str(REPO / "params/cartpole.yaml"), "--seeds", "0-1",
+         "--jobs", "2", "--threshold", "0", "--out", str(out), "--set", "total_steps=100000000"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: all((out / f"seed{s}" / "status.json").exists() for s in (0, 1)), 120), \
+            script.stderr.read().decode() if script.poll() is not None else "the seeds did not start"
+        workers = children(script.pid)
+        assert len(workers) == 2 and all(alive(w) for w in workers)
+    finally:
+        script.kill()
+        script.wait()
+    assert wait_for(lambda: not any(alive(w) for w in workers), 10), "seeds still training after the script died"
+    assert not (tmp_path / "results/benchmarks/learning_cartpole.csv").exists()  # no unfinished seed reported

@@ -1,0 +1,203 @@
+"""The notebooks in a real JupyterLab driven by a real browser (Playwright + Debian's chromium).
+
+JupyterLab serves a scratch folder on 127.0.0.1 that holds copies of the committed notebooks with only
+their parameter values changed (a short run, its own results folder), so the kernel's working directory
+is not the repository: the notebooks must find params/ and rlkit through the repository itself. Each
+notebook is run with Run > Run All Cells, as a user would. `.ci/run` installs chromium with apt; the
+Makefile's install puts Playwright's Python package in the venv (never a browser download).
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in the current tab (earlier tabs stay in the page)
+TOKEN = "rlkit-browser-test"
+pytestmark = pytest.mark.timeout(600)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_parameters(src: Path, dst: Path, **values) -> None:
+    """A copy of a committed notebook whose parameters cell sets `values` (papermill's rule: later lines win)."""
+    nb = nbformat.read(src, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source += "\n" + "\n".join(f"{k} = {v!r}" for k, v in values.items())
+    nbformat.write(nb, dst)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on loopback serving a scratch folder; yields (base url, folder)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+    from jupyter_client.kernelspec import KernelSpecManager
+    assert "rlkit" in KernelSpecManager().find_kernel_specs(), "the rlkit kernel is not registered: run make install"
+    work = tmp_path_factory.mktemp("lab")
+    results = work / "results"
+    with_parameters(ROOT / "notebooks" / "train.ipynb", work / "train.ipynb", run_dir=str(results / "cartpole" / "seed0"),
+                    overrides={"total_steps": 6144, "eval.every": 2048, "eval.episodes": 2, "log_every": 512})
+    with_parameters(ROOT / "notebooks" / "report.ipynb", work / "report.ipynb", results_dir=str(results))
+    port = free_port()
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(work / ".config"), "JUPYTER_RUNTIME_DIR": str(work / ".runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(work / ".settings"), "JUPYTERLAB_WORKSPACES_DIR": str(work / ".workspaces")}
+    log = open(work / "lab.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+                             f"--port={port}", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={work}",
+                             "--LabApp.news_url=", "--ServerApp.open_browser=False", "--allow-root"],  # CI runs as root
+                            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"JupyterLab did not start:\n{(work / 'lab.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+    try:
+        yield url, work
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+def run_all(page, url: str, notebook: str, timeout_s: float = 240) -> None:
+    """Open the notebook, wait for its kernel, Run > Run All Cells, wait until every cell has run, save."""
+    page.goto(f"{url}/lab/tree/{notebook}?token={TOKEN}")
+    page.wait_for_selector(f"{PANEL} .jp-CodeCell", timeout=90_000)
+    time.sleep(2.0)
+    accept_dialogs(page)
+    page.wait_for_selector(f"{PANEL} .jp-Toolbar-kernelName:has-text('Python (rlkit)')", timeout=90_000)
+    prompts = page.locator(f"{PANEL} .jp-CodeCell .jp-InputPrompt")
+    t0 = time.monotonic()
+    clicks = 0
+    # A click that lands while the new kernel is still connecting runs nothing (every prompt stays "[ ]:", nothing
+    # is queued), so clicking again cannot run a cell twice. On a loaded 2-core machine connecting took > 60 s.
+    while time.monotonic() - t0 < 180:
+        page.wait_for_selector(f"{PANEL} .jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+        accept_dialogs(page)
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        clicks += 1
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and prompts.first.inner_text().strip() in ("[ ]:", ""):
+            time.sleep(0.25)
+        if prompts.first.inner_text().strip() not in ("[ ]:", ""):
+            break
+    deadline = time.monotonic() + timeout_s
+    stalled = None
+    while True:  # every code cell shows an execution count "[n]:", none the busy "[*]:"
+        texts = [t.strip() for t in prompts.all_inner_texts()]
+        if texts and all(t.startswith("[") and t[1:-2].isdigit() for t in texts):
+            break
+        assert time.monotonic() < deadline, f"{notebook}: cells did not finish: {texts}"
+        # a kernel that (re)connected while Run All was queued drops the queue: nothing busy, cells left unrun.
+        # Run All again (the notebooks are idempotent: a finished run is shown, a report rewritten)
+        if "[*]:" not in texts and "[ ]:" in texts:
+            stalled = stalled or time.monotonic()
+            if time.monotonic() - stalled > 10 and clicks < 6:
+                accept_dialogs(page)
+                page.get_by_role("menuitem", name="Run", exact=True).click()
+                page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+                clicks, stalled = clicks + 1, None
+        else:
+            stalled = None
+        time.sleep(0.5)
+    print(f"{notebook}: Run All took {time.monotonic() - t0:.1f} s ({clicks} click(s))")
+    page.keyboard.press("Control+s")
+    time.sleep(1.5)
+
+
+def accept_dialogs(page) -> None:
+    """Lab may open a modal of its own when a notebook opens (a kernel to select, a file changed on disk, a
+    workspace restored with the earlier tab); it would take the clicks meant for the menu. Say what it was
+    and take its default button, as a user pressing Enter would."""
+    for _ in range(5):
+        dialog = page.locator(".jp-Dialog")
+        if dialog.count() == 0:
+            return
+        print("JupyterLab dialog:", " ".join(dialog.first.inner_text().split())[:200])
+        kernels = dialog.first.locator("select")
+        if kernels.count():  # a kernel to select: the kit's, which the notebook names
+            kernels.first.select_option(label="Python (rlkit)")
+        accept = dialog.first.locator(".jp-mod-accept")
+        if accept.count():
+            accept.first.click()
+        else:
+            page.keyboard.press("Escape")
+        time.sleep(1.0)
+
+
+def errors_in(page) -> list[str]:
+    """Error and warning outputs (stderr is rendered with this mime type; a clean run writes none)."""
+    return page.locator(f"{PANEL} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+
+
+def saved_errors(path: Path) -> list:
+    nb = json.loads(path.read_text())
+    return [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+def test_train_and_report_notebooks_run_all_in_jupyterlab(lab, browser):
+    url, work = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("dialog", lambda d: d.dismiss())
+
+    run_all(page, url, "train.ipynb")
+    training = page.locator(f"{PANEL} .jp-CodeCell").nth(1)  # the cell after the parameters
+    assert training.locator(".widget-progress, .progress-bar, progress").count() >= 1, "no progress bar"
+    assert training.locator("img[src^='data:image/png']").count() == 1, "no live plot"
+    curves = page.locator(f"{PANEL} .jp-CodeCell").nth(2)  # show_run: summary and final curves
+    assert curves.locator("img[src^='data:image/png']").count() == 1 and "finished" in curves.inner_text()
+    assert page.locator(f"{PANEL} details summary", has_text="full resolved config").count() == 1
+    assert errors_in(page) == [] and saved_errors(work / "train.ipynb") == []
+    assert json.loads((work / "results" / "cartpole" / "seed0" / "status.json").read_text())["state"] == "finished"
+
+    # Run All again on the finished run: it is shown, not trained again, and nothing fails
+    run_all(page, url, "train.ipynb")
+    assert "holds a finished run: showing it" in page.locator(f"{PANEL} .jp-CodeCell").nth(1).inner_text()
+    assert errors_in(page) == [] and saved_errors(work / "train.ipynb") == []
+
+    page.close()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # a fresh page: no dialog of the last one
+    page.on("dialog", lambda d: d.accept())  # leaving a page: yes
+    run_all(page, url, "report.ipynb")
+    figures = page.locator(f"{PANEL} .jp-OutputArea-output img[src^='data:image/png']")
+    assert figures.count() >= 4, "report figures missing"
+    assert page.locator(f"{PANEL} table").count() >= 2  # summary and runs
+    assert errors_in(page) == [] and saved_errors(work / "report.ipynb") == []
+
+    page.close()
+    # a page of its own: leaving Lab with a notebook not yet autosaved asks "leave site?", which would abort it
+    report = browser.new_page()
+    report.goto((work / "results" / "report" / "index.html").as_uri())
+    images = report.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
+    assert len(images) >= 4 and all(ok for _, ok in images), images
+    report.close()
