@@ -2,23 +2,25 @@
 
 Actor and critic have their own learning rates: one Adam over flat parameter groups, one per network
 (an exploration bonus's predictor can join as another group, rlkit.algos.rnd). On the CPU with plain MLPs the
-collector's forward passes run in numpy, and so does the built-in loss's gradient (rlkit/nn/numpy_mlp.py),
-checked against autograd on the run's first minibatch; every other loss goes through autograd.
+collector's forward passes run in numpy (rlkit/nn/numpy_mlp.py), and so does the built-in loss's gradient
+(rlkit/algos/ppo_numpy.py), each only while it is provably the computation written here: edit PPOLoss, or pass
+another loss or network, and that part runs through torch and autograd (`update_path` says which, and why).
 """
 from __future__ import annotations
-
-import logging
 
 import numpy as np
 import torch
 
+from rlkit.algos.ppo_numpy import LOSS_SOURCE, PackedBatch, ppo_gradient
+from rlkit.fast.fingerprint import class_functions, fingerprint
 from rlkit.nn.networks import build_actor_critic
-from rlkit.nn.numpy_mlp import NumpyActorCritic, PackedBatch, ppo_gradient
+from rlkit.nn.numpy_mlp import NumpyActorCritic
 from rlkit.nn.optim import FlatAdam
+from rlkit.notices import note, warn
 from rlkit.steps import minibatch_indices
 
-log = logging.getLogger(__name__)
 GRADIENT_RTOL = 1e-3  # numpy's and torch's float32 gradients agree to ~1e-6 of their norm; an edited loss is far off
+PROBE_LOGRATIO, PROBE_VALUE = 0.5, 0.3  # how far the first check moves the old log-probs and values apart
 
 
 class PPOLoss:
@@ -26,9 +28,9 @@ class PPOLoss:
 
     `loss(actor, critic, minibatch) -> (scalar loss, {name: 0-dim tensor})`, minibatch a dict of tensors:
     obs, actions, logprobs (at collection), advantages [B], returns and values (at collection) [B, heads].
-    To change the loss, subclass this (override __call__, policy_loss or value_loss) or write any callable
-    with this signature, and pass it as rlkit.train(..., loss=...): a loss other than this class itself
-    always trains through autograd.
+    To change the loss, edit this class, subclass it (override __call__, policy_loss or value_loss) or write
+    any callable with this signature and pass it as rlkit.train(..., loss=...): whatever you write is what
+    trains. The CPU's written-out gradient (rlkit/algos/ppo_numpy.py) runs only for this class as shipped.
     """
 
     def __init__(self, algo):
@@ -80,20 +82,39 @@ class PPO:
         self.params = []  # every trained parameter, in group order (gradient averaging over ranks)
         self.actor_group = self.add_param_group(self.actor.parameters(), algo.actor_lr)
         self.critic_group = self.add_param_group(self.critic.parameters(), algo.critic_lr)
-        # CPU and plain MLPs: numpy views of the same weights run the collector's forward passes, and the built-in
-        # loss's gradient (checked against autograd on the first minibatch of the run, see update)
-        plain = self.device.type == "cpu" and NumpyActorCritic.supports(self.actor, self.critic)
-        self.numpy = NumpyActorCritic(self.actor, self.critic) if plain else None
+        # CPU and plain MLPs of the kit's own classes: numpy views of the same weights run the collector's forward
+        # passes, and the built-in loss's gradient while it is the loss as shipped (checked as it runs, see update)
+        forward_refused = "not on the CPU" if self.device.type != "cpu" else \
+            NumpyActorCritic.unsupported(self.actor, self.critic)
+        self.numpy = NumpyActorCritic(self.actor, self.critic) if forward_refused is None else None
         self.noise_buffers = {}  # rows -> a CPU tensor the numpy sampler's random numbers are drawn into
-        self.numpy_gradient = plain and type(self.loss) is PPOLoss and algo.numpy_gradient
-        self.gradient_checked = False
-        self.sync_gradients = None  # several ranks: averages the gradients over them (rlkit.runs.distributed.replicate)
+        refused = forward_refused or self.numpy_gradient_refused()
+        self.numpy_gradient = refused is None
+        self.update_path = "numpy gradient (rlkit/algos/ppo_numpy.py), checked against autograd" if refused is None \
+            else f"autograd: {refused}"
+        if refused is not None and self.device.type == "cpu" and algo.numpy_gradient:
+            note(f"the PPO update runs through autograd: {refused}")
+        self.probed = False  # the first check, with the ratio moved away from 1 (see update)
+        self.sync_gradients = None  # several ranks: averages the gradients over them (rlkit.runs.distributed)
 
     def add_param_group(self, params, lr: float) -> dict:
         """Train more parameters in the same Adam step (RND's predictor); lr annealing leaves them alone."""
         params = [p for p in params if p.requires_grad]
         self.params += params
         return self.optimizer.add_param_group(params, lr)
+
+    def numpy_gradient_refused(self) -> str | None:
+        """Why the written-out gradient may not train this run's loss (None: it may). Gates 1 and 2 of
+        rlkit/algos/ppo_numpy.py; gate 3 runs in update."""
+        if not self.cfg.numpy_gradient:
+            return "algo.numpy_gradient is false"
+        if type(self.loss) is not PPOLoss:
+            return f"the loss is {type(self.loss).__name__}, not rlkit's PPOLoss (a loss of your own trains as written)"
+        if set(vars(self.loss)) != {"cfg"} or self.loss.cfg is not self.cfg:
+            return "the PPOLoss object carries attributes of its own"
+        if loss_source() != LOSS_SOURCE:
+            return "PPOLoss differs from the code rlkit/algos/ppo_numpy.py was derived from (it trains as written)"
+        return None
 
     def modules(self) -> list:
         return [self.actor, self.critic]
@@ -147,19 +168,27 @@ class PPO:
 
         extra_losses: more loss terms that join each minibatch's gradient and Adam step (RND's predictor,
         rlkit.algos.rnd.PredictorLoss): term(idx) -> (loss, {name: 0-dim tensor}) through autograd; where
-        term.arrays is not None, term.numpy_gradient(idx) -> {name: value} writes its gradient itself."""
+        term.arrays is not None, term.numpy_gradient(idx) -> {name: value} writes its gradient itself.
+        The written-out gradient is compared with autograd's on the run's first minibatch (moved away from
+        ratio 1) and on the last minibatch of every phase; the first mismatch ends it for the run."""
         c, on_cpu = self.cfg, self.device.type == "cpu"
         use_numpy = self.numpy_gradient and all(term.arrays is not None for term in extra_losses)
         if use_numpy:  # the batch's fields side by side, once per phase: a minibatch is one gather
             packed = PackedBatch(batch)
         per_update = []  # a row of statistics per update, averaged once per phase (no .item() per update on a GPU)
-        for idx in minibatch_indices(batch["obs"].shape[0], c.mini_batch_size, n_updates, rng):
+        for k, idx in enumerate(minibatch_indices(batch["obs"].shape[0], c.mini_batch_size, n_updates, rng)):
+            if use_numpy and not self.probed:
+                self.probed = True
+                moved = _moved_apart(batch)
+                self._numpy_step(PackedBatch(moved).rows(idx), idx, extra_losses)
+                use_numpy = self._check_numpy_gradient(moved, idx, extra_losses, "its first check")
             if use_numpy:
-                step = ppo_gradient(self.numpy, c, packed.rows(idx))
-                for term in extra_losses:
-                    step.update(term.numpy_gradient(idx))
-                if not self.gradient_checked:
-                    use_numpy, step = self._check_numpy_gradient(batch, idx, extra_losses, step)
+                step = self._numpy_step(packed.rows(idx), idx, extra_losses)
+                # the phase's last minibatch: the policy has moved since the rollout, the ratio is away from 1
+                if k == n_updates - 1 and not self._check_numpy_gradient(batch, idx, extra_losses,
+                                                                         "a phase's last minibatch"):
+                    use_numpy = False
+                    step = self._autograd_step(batch, torch.as_tensor(idx), extra_losses)
             else:
                 step = self._autograd_step(batch, torch.as_tensor(idx, device=self.device), extra_losses)
             if self.sync_gradients is not None:  # before clipping: every rank clips and steps the same mean
@@ -176,6 +205,13 @@ class PPO:
             stats["ppo/numpy_gradient"] = float(use_numpy)
         return stats
 
+    def _numpy_step(self, rows: dict, idx: np.ndarray, extra_losses) -> dict:
+        """The written-out gradient of the loss and of the extra terms into the gradient buffers."""
+        step = ppo_gradient(self.numpy, self.cfg, rows)
+        for term in extra_losses:
+            step.update(term.numpy_gradient(idx))
+        return step
+
     def _autograd_step(self, batch: dict, idx: torch.Tensor, extra_losses) -> dict:
         """The loss through autograd, its gradient into the flat gradient buffers."""
         loss, stats = self.loss(self.actor, self.critic, {k: v[idx] for k, v in batch.items()})
@@ -186,23 +222,24 @@ class PPO:
         loss.backward()
         return {k: v.detach() if torch.is_tensor(v) else v for k, v in stats.items()}
 
-    def _check_numpy_gradient(self, batch, idx, extra_losses, numpy_step):
-        """Once per run, on its first minibatch: the written-out gradient now in the buffers against autograd's.
-        Equal: keep numpy's and go on with it. Different (the loss was edited, not the written-out copy): keep
-        autograd's, say so in one line, and train through autograd for the rest of the run."""
-        self.gradient_checked = True
+    def _check_numpy_gradient(self, batch: dict, idx: np.ndarray, extra_losses, where: str) -> bool:
+        """Gate 3: the written-out gradient now in the buffers against autograd's on the same minibatch. Equal:
+        numpy's goes back into the buffers, True. Different (the loss or a network was edited in a way gates 1
+        and 2 did not see): autograd's stays, one line says so, and the rest of the run trains through
+        autograd, which follows the code as written."""
+        written = [g["grad"].clone() for g in self.optimizer.param_groups]
+        self._autograd_step(batch, torch.as_tensor(idx), extra_losses)
         grads = [g["grad"] for g in self.optimizer.param_groups]
-        written = [g.clone() for g in grads]
-        autograd_step = self._autograd_step(batch, torch.as_tensor(idx), extra_losses)
-        errors = [float((w - g).norm() / (g.norm() + 1e-12)) for w, g in zip(written, grads)]
-        if max(errors) <= GRADIENT_RTOL:
+        error = max(float((w - g).norm() / (g.norm() + 1e-12)) for w, g in zip(written, grads))
+        if error <= GRADIENT_RTOL:
             for g, w in zip(grads, written):
                 g.copy_(w)
-            return True, numpy_step
+            return True
         self.numpy_gradient = False
-        log.warning("the PPO loss's gradient differs from its numpy copy in rlkit/nn/numpy_mlp.py (relative error "
-                    "%.2g): this run trains through autograd, which follows the loss as written", max(errors))
-        return False, autograd_step
+        self.update_path = f"autograd: the numpy gradient differed from autograd's on {where} (relative error {error:.2g})"
+        warn(f"the PPO update now runs through autograd, which follows the loss as written: the numpy gradient "
+             f"(rlkit/algos/ppo_numpy.py) differed from autograd's on {where} (relative error {error:.2g})")
+        return False
 
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
@@ -216,6 +253,24 @@ class PPO:
             raise ValueError("the checkpoint's networks do not fit this run's (another network, or a checkpoint of "
                              f"an older rlkit): {str(e).splitlines()[0]}; start the run over (--force)") from None
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def loss_source() -> str:
+    """The fingerprint of PPOLoss as it is bound now (gate 2 of rlkit/algos/ppo_numpy.py)."""
+    return fingerprint(class_functions(PPOLoss))
+
+
+def _moved_apart(batch: dict) -> dict:
+    """The batch with the old log-probabilities and values moved off the current policy's by offsets spread evenly
+    over [-PROBE_LOGRATIO, PROBE_LOGRATIO] and [-PROBE_VALUE, PROBE_VALUE] (a fixed low-discrepancy sequence, no
+    random draws: the run's streams are untouched). The ratios then cover a range around 1, inside and past any
+    clip constant near the usual ones, so the clipped branches, the value clip and a KL term all have gradients
+    that differ when the loss does."""
+    rows = batch["obs"].shape[0]
+    spread = 2 * torch.remainder(torch.arange(rows, dtype=torch.float64) * 0.6180339887498949, 1.0) - 1
+    spread = spread.to(batch["logprobs"].device, torch.float32)
+    return {**batch, "logprobs": batch["logprobs"] + PROBE_LOGRATIO * spread,
+            "values": batch["values"] + PROBE_VALUE * spread.flip(0)[:, None]}
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:

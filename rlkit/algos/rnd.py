@@ -26,6 +26,7 @@ from torch import nn
 from rlkit.data.rollout import compute_gae
 from rlkit.nn.networks import conv_trunk, image_layout, init_layer
 from rlkit.data.normalize import ObsNormalizer, ReturnFilter
+from rlkit.fast.fingerprint import class_functions, fingerprint
 from rlkit.nn.numpy_mlp import MLPArrays, mean, mlp_activation
 from rlkit.algos.ppo import explained_variance
 
@@ -132,7 +133,9 @@ class PredictorLoss:
 
     def __init__(self, rnd: RND, obs: torch.Tensor, target_features: torch.Tensor):
         self.rnd, self.obs, self.targets = rnd, obs, target_features
-        self.arrays = rnd.predictor_arrays()
+        # numpy_gradient is a copy of __call__ and of RND.sample / predictor_loss: it runs only while they are the
+        # code it was written from (rlkit/fast/fingerprint.py), and PPO.update checks it against autograd as it runs
+        self.arrays = rnd.predictor_arrays() if predictor_source() == PREDICTOR_SOURCE else None
         if self.arrays is not None:
             self.obs_np, self.targets_np = obs.numpy(), target_features.numpy()
 
@@ -150,6 +153,16 @@ class PredictorLoss:
         err *= 2 / err.size
         self.arrays.backward(outs, err)
         return {"rnd/predictor_loss": loss}
+
+
+# the fingerprint of PredictorLoss, RND.sample and RND.predictor_loss when numpy_gradient was written from them
+PREDICTOR_SOURCE = "1713fd4f928c8dce24bf69d3c22cc1424baf38dd9977db751a25fef39f62e739"
+
+
+def predictor_source() -> str:
+    functions = class_functions(PredictorLoss)
+    functions.update({f"RND.{name}": getattr(RND, name) for name in ("sample", "predictor_loss")})
+    return fingerprint(functions)
 
 
 # Rollout fields RND adds to RolloutMemory.extra, each [rollout_len, num_envs]

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from rlkit.config import AlgoConfig, Config, ConfigError
+from rlkit.notices import warn  # noqa: F401 (rlkit.loop.guards.warn: the one channel, re-exported)
 
 BYTES_PER_PARAMETER = 20  # float32 weight, gradient, Adam's two moments, and the fused path's flat copy
 BYTES_PER_ACTIVATION = 16  # float32, kept for the backward pass, for the actor and the critic, plus grads
@@ -34,11 +35,6 @@ class NonFiniteError(RuntimeError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM: stop as Ctrl-C stops (a KeyboardInterrupt, so every Ctrl-C path handles it)."""
-
-
-def warn(message: str) -> None:
-    """One line on stderr: a value that is accepted but does nothing, or costs more than it looks."""
-    print(f"rlkit: warning: {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- before the run

@@ -1,4 +1,4 @@
-"""Plain MLP actor-critics in numpy, for the CPU: the collector's forward passes and PPO's gradient written out.
+"""Plain MLP actor-critics in numpy, for the CPU: the collector's forward passes without torch's overhead.
 
 At rlkit's sizes (8 to 16 observations per action, a 256-row minibatch, 64-unit layers) a torch
 CPU step is mostly per-call overhead: dispatch, autograd graph bookkeeping, and a CPU tanh that is
@@ -6,16 +6,13 @@ not vectorised. numpy on the same memory does the same arithmetic with a fractio
 The parameters stay torch tensors (the flat buffers of rlkit.nn.optim); the arrays here are views of
 them, so the Adam step, checkpoints and the torch path all see one set of weights.
 
-Two parts, used independently:
-  - NumpyActorCritic: sampling, values and greedy actions for the collector. They do not depend on
-    the loss, so they apply whenever actor and critic are plain MLPs (`supports`) on the CPU.
-  - ppo_gradient: the built-in PPO loss's gradient (rlkit.algos.ppo.PPOLoss), derived by hand. It is a
-    copy of that loss, so PPO uses it only for the built-in loss, and checks it against autograd on
-    the first minibatch of every run (rlkit.algos.ppo.PPO.update); any other loss goes through autograd.
-The matrix products and activations run in numpy (BLAS and numpy's vectorised tanh); the per-row
-arithmetic between them (the distributions, the loss terms and their derivatives) runs in compiled
-loops (rlkit/fast/jit.py), one call each where numpy would take a dozen small ones.
-Notation: B rows, adv the (normalised) advantages, r = pi / pi_old.
+This is a second implementation of the networks' forward, so it runs only where it is provably the same
+computation (`supports`): modules of exactly the kit's types (a subclass may override forward, so
+isinstance is not enough), layers numpy knows (Linear with or without bias, one activation kind), no
+hooks or parametrisations, and the source of the kit's Actor, Critic and distributions unchanged since
+this file was written against them (FORWARD_SOURCE, rlkit/fast/fingerprint.py). Anything else runs in
+torch. PPO's written-out gradient (rlkit/algos/ppo_numpy.py) builds on the same arrays.
+The per-row arithmetic between the matrix products runs in compiled loops (rlkit/fast/jit.py).
 """
 from __future__ import annotations
 
@@ -23,54 +20,80 @@ import math
 
 import numpy as np
 from torch import nn
+from torch.nn.utils import parametrize
 
+from rlkit.fast.fingerprint import class_functions, fingerprint
 from rlkit.fast.jit import compiled
-from rlkit.nn.networks import HALF_LOG_2PI, Categorical, DiagGaussian
+from rlkit.nn.networks import HALF_LOG_2PI, Actor, Categorical, Critic, DiagGaussian
 
 LEAKY_SLOPE = np.float32(0.01)  # nn.LeakyReLU's default negative slope (RND's networks)
 ACTIVATION_NAMES = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu"}
 ACTIVATION_CODES = {"tanh": 0, "relu": 1, "leaky_relu": 2}  # for the compiled derivative
+# the fingerprint of the classes whose forward this file reimplements, as they were when it was written; if
+# tests/unit/nn/test_numpy_mlp.py says it changed, this file's forward must be checked against them anew
+FORWARD_SOURCE = "82346d3375a8b5330ad9d5a684d4b15a79c528e234efd909fdcad9f328afd175"
+
+
+def forward_source() -> str:
+    """The fingerprint of Actor, Critic, Categorical and DiagGaussian as they are bound now."""
+    return fingerprint({**class_functions(Actor), **class_functions(Critic), **class_functions(Categorical),
+                        **class_functions(DiagGaussian)})
+
+
+def plain_module(m: nn.Module) -> bool:
+    """No forward hooks, no parametrisation (weight norm, ...), no method replaced on the instance, and every
+    parameter trained: what numpy reads off the module is all that its forward does."""
+    hooks = (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, getattr(m, "_backward_pre_hooks", {}))
+    return (not any(hooks) and not parametrize.is_parametrized(m) and "forward" not in vars(m)
+            and all(p.requires_grad for p in m.parameters(recurse=False)))
 
 
 def mlp_activation(net: nn.Module) -> str | None:
-    """The activation's name if net is a plain MLP numpy can run: an nn.Sequential of (an optional Flatten of
-    vector inputs, then) Linear, activation, ..., Linear, one activation kind throughout; None otherwise."""
-    if not isinstance(net, nn.Sequential):
+    """The activation's name if net is a plain MLP numpy can run: exactly an nn.Sequential of (an optional
+    Flatten of vector inputs, then) Linear, activation, ..., Linear, one activation kind throughout, every
+    module plain (see plain_module); None otherwise."""
+    if type(net) is not nn.Sequential or not plain_module(net):
         return None
     layers = list(net)
-    if layers and isinstance(layers[0], nn.Flatten):
+    if layers and type(layers[0]) is nn.Flatten and (layers[0].start_dim, layers[0].end_dim) == (1, -1):
         layers = layers[1:]
-    if not layers or len(layers) % 2 == 0:
+    if not layers or len(layers) % 2 == 0 or not all(plain_module(m) for m in layers):
         return None
     linears, activations = layers[0::2], layers[1::2]
     kinds = {type(m) for m in activations}
     if not all(type(m) is nn.Linear for m in linears) or len(kinds) > 1 or not kinds <= set(ACTIVATION_NAMES):
         return None
-    if any(isinstance(m, nn.LeakyReLU) and m.negative_slope != LEAKY_SLOPE for m in activations):
+    if any(type(m) is nn.LeakyReLU and m.negative_slope != LEAKY_SLOPE for m in activations):
         return None
     return ACTIVATION_NAMES[kinds.pop()] if kinds else "tanh"  # no hidden layer: no activation is applied
 
 
 class MLPArrays:
     """numpy views of a plain MLP's weights and gradients (see mlp_activation). The gradient views exist once the
-    parameters joined a FlatAdam (rlkit.nn.optim.pack gives every parameter a .grad buffer)."""
+    parameters joined a FlatAdam (rlkit.nn.optim.pack gives every parameter a .grad buffer). A Linear without
+    bias has None in place of its bias and of its bias gradient."""
 
     def __init__(self, net: nn.Sequential):
         self.activation = mlp_activation(net)
         if self.activation is None:
             raise TypeError(f"not a plain MLP: {net}")
         layers = [m for m in net if isinstance(m, nn.Linear)]
-        self.weights = [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in layers]
-        self.grads = [(m.weight.grad.numpy(), m.bias.grad.numpy()) for m in layers]
+        self.weights = [(m.weight.detach().numpy(), None if m.bias is None else m.bias.detach().numpy())
+                        for m in layers]
+        self.grads = [(m.weight.grad.numpy() if m.weight.grad is not None else None,
+                       m.bias.grad.numpy() if m.bias is not None and m.bias.grad is not None else None)
+                      for m in layers]
         self.code = ACTIVATION_CODES[self.activation]
         self._ones = {}  # rows -> a vector of ones: the output layer's bias gradient is ones @ dL/d(out)
+        self._scratch = {}  # rows -> column sums nobody needs (the layer below has no bias)
 
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         """[x, h_1, ..., h_k, out]: every layer's output, kept for the backward pass."""
         outs = [x]
         for i, (W, b) in enumerate(self.weights):
             z = np.dot(outs[-1], W.T)  # np.dot: the same product as @, with less of numpy's dispatch around it
-            _add_bias(z, b)
+            if b is not None:
+                _add_bias(z, b)
             if i < len(self.weights) - 1:
                 self._activate(z)
             outs.append(z)
@@ -81,7 +104,8 @@ class MLPArrays:
         last = len(self.weights) - 1
         for i, (W, b) in enumerate(self.weights):
             x = np.dot(x, W.T)
-            _add_bias(x, b)
+            if b is not None:
+                _add_bias(x, b)
             if i < last:
                 self._activate(x)
         return x
@@ -92,7 +116,8 @@ class MLPArrays:
         if ones is None:
             ones = self._ones[len(d_out)] = np.ones(len(d_out), np.float32)
         last = len(self.weights) - 1
-        np.dot(ones, d_out, out=self.grads[last][1])  # the column sums, as a product: 3x faster than .sum(0)
+        if self.grads[last][1] is not None:
+            np.dot(ones, d_out, out=self.grads[last][1])  # the column sums, as a product: 3x faster than .sum(0)
         dz = d_out
         for i in range(last, -1, -1):
             (W, _), (dW, _), h_in = self.weights[i], self.grads[i], outs[i]
@@ -100,7 +125,12 @@ class MLPArrays:
             if i == 0:
                 break
             dz = np.dot(dz, W)  # dL/dh_in, then through the activation, which also sums the layer below's bias gradient
-            _through_activation(dz, h_in, self.code, LEAKY_SLOPE, self.grads[i - 1][1])
+            sums = self.grads[i - 1][1]
+            if sums is None:
+                sums = self._scratch.get(dz.shape[1])
+                if sums is None:
+                    sums = self._scratch[dz.shape[1]] = np.empty(dz.shape[1], np.float32)
+            _through_activation(dz, h_in, self.code, LEAKY_SLOPE, sums)
 
     def _activate(self, z: np.ndarray) -> None:  # numpy: its tanh is vectorised, a compiled loop's is not
         if self.activation == "tanh":
@@ -116,15 +146,30 @@ class NumpyActorCritic:
 
     def __init__(self, actor, critic):
         self.actor, self.critic = MLPArrays(actor.net), MLPArrays(critic.net)
-        self.continuous = isinstance(actor.dist, DiagGaussian)
+        self.continuous = type(actor.dist) is DiagGaussian
         if self.continuous:
             self.log_std, self.log_std_grad = actor.dist.log_std.detach().numpy(), actor.dist.log_std.grad.numpy()
 
     @staticmethod
+    def unsupported(actor, critic) -> str | None:
+        """Why numpy cannot stand in for these modules' forward (None: it can). The CPU is the caller's test."""
+        if type(actor) is not Actor or type(critic) is not Critic:
+            return "the actor or critic is not rlkit's own Actor / Critic class"
+        if type(actor.dist) not in (Categorical, DiagGaussian):
+            return f"numpy has no {type(actor.dist).__name__} distribution"
+        if not all(plain_module(m) for m in (actor, critic, actor.dist)):
+            return "a module carries hooks, a parametrisation, an instance-level method or frozen parameters"
+        for name, net in (("actor", actor.net), ("critic", critic.net)):
+            if mlp_activation(net) is None:
+                return (f"the {name} network is not exactly nn.Sequential(Linear, activation, ..., Linear) with one "
+                        "of tanh, relu, leaky relu")
+        if forward_source() != FORWARD_SOURCE:
+            return "rlkit's Actor, Critic or distribution classes differ from the code numpy_mlp.py was written for"
+        return None
+
+    @staticmethod
     def supports(actor, critic) -> bool:
-        """Plain MLPs with a distribution written out here (the CPU is the caller's test)."""
-        return mlp_activation(actor.net) is not None and mlp_activation(critic.net) is not None and \
-            type(actor.dist) in (Categorical, DiagGaussian)
+        return NumpyActorCritic.unsupported(actor, critic) is None
 
     def values(self, obs: np.ndarray) -> np.ndarray:
         """[B, heads]"""
@@ -143,174 +188,12 @@ class NumpyActorCritic:
         return out if self.continuous else out.argmax(-1)
 
 
-class PackedBatch:
-    """A rollout's batch (PPO's fields, tensors on the CPU) as column blocks of one float32 array [N, D], made once
-    per training phase: a minibatch is then one gather, and its fields are views of the gathered rows."""
-
-    FIELDS = ("obs", "actions", "logprobs", "advantages", "returns", "values")
-
-    def __init__(self, batch: dict):
-        columns, self.blocks, start = [], {}, 0
-        for name in self.FIELDS:
-            array = batch[name].numpy()
-            flat = array.reshape(len(array), -1)
-            columns.append(flat)
-            # a 1-D field (log-probabilities, advantages) is one column, the others a block of columns
-            self.blocks[name] = start if array.ndim == 1 else slice(start, start + flat.shape[1])
-            start += flat.shape[1]
-        self.data = np.concatenate(columns, 1, dtype=np.float32)  # discrete actions: small integers, exact
-
-    def rows(self, idx: np.ndarray) -> dict:
-        gathered = self.data[idx]
-        return {name: gathered[:, block] for name, block in self.blocks.items()}
-
-
-def ppo_gradient(ac: NumpyActorCritic, c, mb: dict) -> dict:
-    """One minibatch (PackedBatch.rows): the built-in PPO loss's gradient into the gradient buffers (overwritten,
-    not accumulated); returns the loss's statistics. Values and returns [B, heads]."""
-    obs, adv = mb["obs"], mb["advantages"]
-    adv = _normalised(adv) if c.norm_adv and len(adv) > 1 else adv
-
-    # the policy: actor forward, the clipped surrogate and the entropy bonus, actor backward
-    a_outs = ac.actor.forward(obs)
-    out = a_outs[-1]
-    d_out = np.empty_like(out)
-    if ac.continuous:
-        policy = _gaussian_policy_gradient(out, mb["actions"], ac.log_std, mb["logprobs"], adv, c.policy_clip,
-                                           c.ent_coef, d_out, ac.log_std_grad)
-    else:
-        policy = _categorical_policy_gradient(out, mb["actions"], mb["logprobs"], adv, c.policy_clip,
-                                              c.ent_coef, d_out)
-    ac.actor.backward(a_outs, d_out)
-
-    # the critic: 0.5 * mean((v - R)^2), or of the larger of it and the clipped error; summed over heads
-    c_outs = ac.critic.forward(obs)
-    d_values = np.empty_like(c_outs[-1])
-    value_loss = _value_gradient(c_outs[-1], mb["returns"], mb["values"], c.policy_clip, c.clip_vloss, c.vf_coef,
-                                 d_values)
-    ac.critic.backward(c_outs, d_values)
-
-    policy_loss, entropy, approx_kl, clipfrac = policy
-    return {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": entropy,
-            "ppo/approx_kl": approx_kl, "ppo/clipfrac": clipfrac}
-
-
 def mean(x: np.ndarray) -> float:
     """The mean of all elements (ndarray.mean's Python layer costs ~10 us per call, more than the sum here)."""
     return np.add.reduce(x, None) / x.size
 
 
 # ---------------------------------------------------------------- compiled per-row arithmetic
-
-@compiled
-def _normalised(adv):
-    """(adv - mean) / (sample std + 1e-8), the std with Bessel's correction, as torch's .std()."""
-    mean = 0.0
-    for x in adv:
-        mean += x
-    mean /= adv.size
-    ss = 0.0
-    for x in adv:
-        ss += (x - mean) * (x - mean)
-    scale = 1.0 / (math.sqrt(ss / (adv.size - 1)) + 1e-8)
-    out = np.empty_like(adv)
-    for i in range(adv.size):
-        out[i] = (adv[i] - mean) * scale
-    return out
-
-
-@compiled
-def _surrogate(logp, old_logp, adv, clip, B):
-    """One row of the clipped surrogate L = mean(max(-adv r, -adv clip(r))), r = exp(logp - old_logp):
-    (its term, dL/dlog pi, the approx-KL term (r - 1) - log r, whether r lies outside the clip range).
-    The gradient flows where the unclipped term is the larger (where they tie, r is inside the range and
-    both terms are -adv r); dL/dlog pi = dL/dr * r."""
-    logratio = logp - old_logp
-    ratio = math.exp(logratio)
-    unclipped = -adv * ratio
-    clipped = -adv * min(max(ratio, 1.0 - clip), 1.0 + clip)
-    d_logp = (-adv / B) * ratio if unclipped >= clipped else 0.0
-    return max(unclipped, clipped), d_logp, (ratio - 1.0) - logratio, 1.0 if abs(ratio - 1.0) > clip else 0.0
-
-
-@compiled
-def _gaussian_policy_gradient(mu, actions, log_std, old_logp, adv, clip, ent_coef, d_mu, d_log_std):
-    """Diagonal Gaussian: z = (a - mu) / sigma, log pi = sum_j -z_j^2/2 - log sigma_j - log(2 pi)/2;
-    dlog pi/dmu = z / sigma, dlog pi/dlog sigma = z^2 - 1, and the entropy bonus -ent_coef * H adds
-    -ent_coef to dL/dlog sigma (dH/dlog sigma = 1). Writes d_mu [B, A] and d_log_std [A];
-    returns (policy loss, entropy, approx KL, clip fraction)."""
-    B, A = mu.shape
-    inv_std = np.exp(-log_std.astype(np.float64))
-    d_log_std[:] = 0.0
-    loss = kl = clipped = 0.0
-    for b in range(B):
-        logp = 0.0
-        for j in range(A):
-            z = (actions[b, j] - mu[b, j]) * inv_std[j]
-            logp += -0.5 * z * z - log_std[j] - HALF_LOG_2PI
-        term, d_logp, kl_b, out = _surrogate(logp, old_logp[b], adv[b], clip, B)
-        loss += term
-        kl += kl_b
-        clipped += out
-        for j in range(A):
-            z = (actions[b, j] - mu[b, j]) * inv_std[j]
-            d_mu[b, j] = d_logp * z * inv_std[j]
-            d_log_std[j] += d_logp * (z * z - 1.0)
-    entropy = 0.0
-    for j in range(A):
-        d_log_std[j] -= ent_coef
-        entropy += 0.5 + HALF_LOG_2PI + log_std[j]
-    return loss / B, entropy, kl / B, clipped / B
-
-
-@compiled
-def _categorical_policy_gradient(logits, actions, old_logp, adv, clip, ent_coef, d_logits):
-    """Categorical: dlog pi_a/dlogits = onehot(a) - p; the entropy bonus adds ent_coef/B * p (log p + H)
-    (dH/dlogits = -p (log p + H)). Writes d_logits [B, K]; returns (policy loss, mean entropy, approx KL,
-    clip fraction)."""
-    B, K = logits.shape
-    logp_all = np.empty(K)
-    loss = kl = clipped = entropy = 0.0
-    for b in range(B):
-        log_z = _log_sum_exp(logits[b])
-        h = 0.0
-        for k in range(K):
-            logp_all[k] = logits[b, k] - log_z
-            h -= math.exp(logp_all[k]) * logp_all[k]
-        entropy += h
-        a = int(actions[b])  # stored as float32 beside the other fields (PackedBatch)
-        term, d_logp, kl_b, out = _surrogate(logp_all[a], old_logp[b], adv[b], clip, B)
-        loss += term
-        kl += kl_b
-        clipped += out
-        for k in range(K):
-            p = math.exp(logp_all[k])
-            d_logits[b, k] = -d_logp * p + (ent_coef / B) * p * (logp_all[k] + h)
-        d_logits[b, a] += d_logp
-    return loss / B, entropy / B, kl / B, clipped / B
-
-
-@compiled
-def _value_gradient(values, returns, old_values, clip, clip_vloss, vf_coef, d_values):
-    """0.5 x the mean over rows of (v - R)^2, or of the larger of it and the clipped error
-    (old + clip(v - old, -clip, clip) - R)^2, summed over the heads; writes vf_coef x its gradient into
-    d_values [B, heads] and returns the loss."""
-    B, H = values.shape
-    total = 0.0
-    for b in range(B):
-        for h in range(H):
-            err = values[b, h] - returns[b, h]
-            sq, d = err * err, err
-            if clip_vloss:
-                delta = values[b, h] - old_values[b, h]
-                clipped_err = old_values[b, h] + min(max(delta, -clip), clip) - returns[b, h]
-                if clipped_err * clipped_err > sq:
-                    sq = clipped_err * clipped_err
-                    d = clipped_err if abs(delta) <= clip else 0.0
-            total += sq
-            d_values[b, h] = d * vf_coef / B
-    return 0.5 * total / B
-
 
 @compiled
 def _log_sum_exp(x):

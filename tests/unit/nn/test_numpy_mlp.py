@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rlkit.config import load_config
-from rlkit.nn.numpy_mlp import PackedBatch, ppo_gradient
+from rlkit.algos.ppo_numpy import PackedBatch, ppo_gradient
 from rlkit.algos.ppo import PPO, PPOLoss
 
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
@@ -137,31 +137,3 @@ def test_a_subclassed_loss_trains_through_autograd_on_the_cpu():
     assert torch.equal(_weights(agent.critic), critic_before)  # the edit took effect: the critic has no loss
     assert not torch.allclose(_weights(agent.actor), actor_before)
     assert stats["ppo/numpy_gradient"] == 0.0 and stats["loss/value"] == 0.0
-
-
-def test_the_built_in_loss_is_checked_once_and_keeps_numpy(caplog):
-    agent = make_agent()
-    with caplog.at_level(logging.WARNING, logger="rlkit.algos.ppo"):
-        stats = agent.update(make_batch(agent), 4, np.random.default_rng(0))
-    assert agent.gradient_checked and agent.numpy_gradient and stats["ppo/numpy_gradient"] == 1.0
-    assert not caplog.records
-
-
-def test_an_edited_loss_that_the_numpy_copy_misses_falls_back_to_autograd(monkeypatch, caplog):
-    """The built-in class edited in place (its value term scaled): the written-out gradient now disagrees with
-    the loss. The first minibatch's check finds it, trains that step and the rest of the run through autograd,
-    and says so in one line."""
-    original = PPOLoss.value_loss
-    monkeypatch.setattr(PPOLoss, "value_loss", lambda self, *args: 3.0 * original(self, *args))
-    reference = make_agent(numpy_gradient=False)  # autograd throughout, the edited loss as written
-    agent = make_agent()
-    assert agent.numpy_gradient  # PPOLoss itself: eligible until checked
-    with caplog.at_level(logging.WARNING, logger="rlkit.algos.ppo"):
-        stats = agent.update(make_batch(agent), 6, np.random.default_rng(0))
-    expected = reference.update(make_batch(reference), 6, np.random.default_rng(0))
-    assert not agent.numpy_gradient and stats["ppo/numpy_gradient"] == 0.0
-    assert len(caplog.records) == 1 and "differs from its numpy copy" in caplog.records[0].getMessage()
-    assert "\n" not in caplog.records[0].getMessage()
-    torch.testing.assert_close(_weights(agent.critic), _weights(reference.critic))
-    torch.testing.assert_close(_weights(agent.actor), _weights(reference.actor))
-    assert stats["loss/value"] == pytest.approx(expected["loss/value"], rel=1e-5)

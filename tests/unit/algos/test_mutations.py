@@ -1,0 +1,174 @@
+"""Mutation tests: what a researcher writes is what trains, on the default CPU path.
+
+Each edit below is applied to the built-in loss or networks, and a run on the default CPU path (numpy forward
+and written-out gradient wherever the kit lets them run) must end on the weights of the same run with
+`algo.numpy_gradient: false`, whose gradients come from autograd, which follows the code as written. (Both
+sample actions with the same sampler, so their trajectories can be compared step by step; that the numpy
+forward equals the modules' own is tests/unit/algos/test_fast_path.py's part.) The loss edits are made on
+PPOLoss itself (replacing a method on the class, as editing rlkit/algos/ppo.py does), the case a check of the
+class's identity cannot see; the network edits are modules passed to rlkit.train, as a user passes them.
+"""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rlkit import train
+from rlkit.algos.ppo import PPOLoss
+from rlkit.runs.checkpoint import load_checkpoint
+
+# 8 training phases of 16 minibatch steps each on CartPole (discrete) or Pendulum (continuous)
+RUN = {"total_steps": 2048, "log_every": 512, "checkpoint_every": 0, "eval.every": 0,
+       "parallel.num_threads": 1, "parallel.envs_per_thread": 4,
+       "algo.batch_size": 256, "algo.mini_batch_size": 64, "algo.k_epochs": 4, "algo.hidden_sizes": [32, 32]}
+
+
+def _weights(run_dir) -> torch.Tensor:
+    agent = load_checkpoint(run_dir / "checkpoint.pt")["agent"]
+    return torch.cat([v.reshape(-1) for part in ("actor", "critic") for v in agent[part].values()])
+
+
+def train_both(tmp_path, monkeypatch, env="CartPole-v1", loss=None, actor=None, critic=None, **overrides):
+    """(default CPU path's weights, the autograd reference's weights, the default run's directory)."""
+    runs = {}
+    for name, numpy_gradient in (("default", True), ("reference", False)):
+        torch.manual_seed(0)  # a user's modules are built before train seeds torch: the same ones both times
+        modules = {k: (f() if f else None) for k, f in (("actor", actor), ("critic", critic))}
+        runs[name] = train({"env": {"id": env}}, tmp_path / name, progress=False, loss=loss, **modules,
+                           overrides={**RUN, **overrides, "algo.numpy_gradient": numpy_gradient})
+    return _weights(runs["default"]), _weights(runs["reference"]), runs["default"]
+
+
+def assert_trains_as_autograd(default, reference):
+    assert not torch.equal(default, torch.zeros_like(default))
+    torch.testing.assert_close(default, reference, rtol=2e-4, atol=2e-5)
+
+
+# ---------------------------------------------------------------- the loss, edited in place
+
+def kl_penalty(estimator: str, coef: float = 5.0):
+    """PPO with a KL penalty: k1 = -log r, k3 = (r - 1) - log r (Schulman's estimators)."""
+    original = PPOLoss.__call__
+
+    def __call__(self, actor, critic, mb):
+        loss, stats = original(self, actor, critic, mb)
+        logprob, _ = actor.evaluate(mb["obs"], mb["actions"])
+        logratio = logprob - mb["logprobs"]
+        kl = -logratio if estimator == "k1" else (logratio.exp() - 1) - logratio
+        return loss + coef * kl.mean(), stats
+    return "__call__", __call__
+
+
+def clip_constant(clip=0.05):
+    def policy_loss(self, adv, ratio):
+        return torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+    return "policy_loss", policy_loss
+
+
+def clipped_value_loss():
+    """The value clip written into the loss (not through algo.clip_vloss)."""
+    def value_loss(self, new_values, returns, old_values):
+        clipped = old_values + (new_values - old_values).clamp(-0.1, 0.1)
+        return 0.5 * torch.max((new_values - returns) ** 2, (clipped - returns) ** 2).mean(0).sum()
+    return "value_loss", value_loss
+
+
+def entropy_term():
+    """An entropy bonus of its own, whatever algo.ent_coef says."""
+    original = PPOLoss.__call__
+
+    def __call__(self, actor, critic, mb):
+        loss, stats = original(self, actor, critic, mb)
+        _, entropy = actor.evaluate(mb["obs"], mb["actions"])
+        return loss - 0.05 * entropy.mean(), stats
+    return "__call__", __call__
+
+
+LOSS_EDITS = {"kl_k1": lambda: kl_penalty("k1"), "kl_k3": lambda: kl_penalty("k3"), "clip_0.05": clip_constant,
+              "clipped_value_loss": clipped_value_loss, "entropy_term": entropy_term}
+
+
+@pytest.fixture(scope="module")
+def unedited(tmp_path_factory):
+    """The default path's weights without any edit, per env: what each edit must move away from."""
+    cache = {}
+
+    def weights(env):
+        if env not in cache:
+            run = train({"env": {"id": env}}, tmp_path_factory.mktemp("unedited"), progress=False, overrides=RUN)
+            cache[env] = _weights(run)
+        return cache[env]
+    return weights
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("edit", list(LOSS_EDITS))
+def test_an_edit_of_ppo_loss_trains_as_written(tmp_path, monkeypatch, unedited, edit, env):
+    baseline = unedited(env)
+    name, method = LOSS_EDITS[edit]()
+    monkeypatch.setattr(PPOLoss, name, method)
+    default, reference, _ = train_both(tmp_path, monkeypatch, env)
+    assert_trains_as_autograd(default, reference)
+    assert not torch.allclose(default, baseline, rtol=1e-3, atol=1e-4)  # the edit changed what was trained
+
+
+class KLPenaltyLoss(PPOLoss):
+    """A loss that reads a key of its own (kl_coef), given when the loss is made."""
+
+    def __init__(self, algo, kl_coef: float = 5.0):
+        super().__init__(algo)
+        self.kl_coef = kl_coef
+
+    def __call__(self, actor, critic, mb):
+        loss, stats = super().__call__(actor, critic, mb)
+        logratio = actor.evaluate(mb["obs"], mb["actions"])[0] - mb["logprobs"]
+        return loss + self.kl_coef * ((logratio.exp() - 1) - logratio).mean(), stats
+
+
+def test_a_loss_with_a_key_of_its_own_trains_as_written(tmp_path, monkeypatch, unedited):
+    default, reference, run = train_both(tmp_path, monkeypatch, loss=KLPenaltyLoss)
+    assert_trains_as_autograd(default, reference)
+    assert not torch.allclose(default, unedited("CartPole-v1"), rtol=1e-3, atol=1e-4)
+
+
+# ---------------------------------------------------------------- the networks, given by the user
+
+class Scaled(nn.Sequential):
+    """An nn.Sequential whose own forward divides the output by 10: numpy must not run its layers instead."""
+
+    def forward(self, x):
+        return super().forward(x) / 10
+
+
+def mlp(out: int, activation=nn.Tanh, bias=True, norm=False, cls=nn.Sequential):
+    layers = [nn.Linear(4, 32, bias=bias), *([nn.LayerNorm(32)] if norm else []), activation(),
+              nn.Linear(32, 32, bias=bias), activation(), nn.Linear(32, out, bias=bias)]
+    return cls(*layers)
+
+
+NETWORK_EDITS = {
+    "sequential_with_its_own_forward": dict(cls=Scaled),
+    "linear_without_bias": dict(bias=False),
+    "layer_norm": dict(norm=True),
+    "relu": dict(activation=nn.ReLU),
+    "elu": dict(activation=nn.ELU),
+    "gelu": dict(activation=nn.GELU),
+}
+
+
+@pytest.mark.parametrize("edit", list(NETWORK_EDITS))
+def test_a_network_of_the_users_trains_as_written(tmp_path, monkeypatch, edit):
+    kwargs = NETWORK_EDITS[edit]
+    default, reference, _ = train_both(tmp_path, monkeypatch, actor=lambda: mlp(2, **kwargs),
+                                       critic=lambda: mlp(1, **kwargs))
+    assert_trains_as_autograd(default, reference)
+
+
+def test_the_references_differ_from_the_edits(tmp_path, monkeypatch):
+    """The comparison can fail: a network whose forward the fast path ignored (the division by 10) ends on
+    other weights than the same layers without it."""
+    scaled, _, _ = train_both(tmp_path / "scaled", monkeypatch, actor=lambda: mlp(2, cls=Scaled),
+                              critic=lambda: mlp(1, cls=Scaled))
+    plain, _, _ = train_both(tmp_path / "plain", monkeypatch, actor=lambda: mlp(2), critic=lambda: mlp(1))
+    assert not torch.allclose(scaled, plain, rtol=1e-3, atol=1e-4)
+    assert np.isfinite(scaled.numpy()).all()
