@@ -19,7 +19,10 @@ from rlkit.nn.optim import FlatAdam
 from rlkit.notices import note, warn
 from rlkit.steps import minibatch_indices
 
-GRADIENT_RTOL = 1e-3  # numpy's and torch's float32 gradients agree to ~1e-6 of their norm; an edited loss is far off
+# numpy's and torch's float32 gradients agree to ~1e-6 of their norm, and to ~1e-7 per weight (root mean square) where
+# a small gradient is the difference of large per-row terms; an edited loss is off by far more than either
+GRADIENT_RTOL, GRADIENT_ATOL = 1e-3, 1e-6
+COLLECTOR_ATOL = 1e-4  # float32 log-probabilities of numpy's and torch's forward agree to ~1e-6
 PROBE_LOGRATIO, PROBE_VALUE = 0.5, 0.3  # how far the first check moves the old log-probs and values apart
 
 
@@ -177,6 +180,8 @@ class PPO:
             packed = PackedBatch(batch)
         per_update = []  # a row of statistics per update, averaged once per phase (no .item() per update on a GPU)
         for k, idx in enumerate(minibatch_indices(batch["obs"].shape[0], c.mini_batch_size, n_updates, rng)):
+            if k == 0 and self.numpy is not None and not self._collector_matches(batch, idx):
+                use_numpy = False
             if use_numpy and not self.probed:
                 self.probed = True
                 moved = _moved_apart(batch)
@@ -201,7 +206,7 @@ class PPO:
         means = np.mean(per_update, 0) if on_cpu else torch.stack(per_update).mean(0)
         stats = dict(zip(step, means.tolist()))
         stats["ppo/explained_variance"] = explained_variance(batch["values"][:, 0], batch["returns"][:, 0])
-        if self.numpy is not None:  # whether this phase's gradients were numpy's (1) or autograd's (0)
+        if on_cpu:  # whether this phase's gradients were numpy's (1) or autograd's (0)
             stats["ppo/numpy_gradient"] = float(use_numpy)
         return stats
 
@@ -222,6 +227,22 @@ class PPO:
         loss.backward()
         return {k: v.detach() if torch.is_tensor(v) else v for k, v in stats.items()}
 
+    def _collector_matches(self, batch: dict, idx: np.ndarray) -> bool:
+        """Before the phase's first step the policy is the one that collected the rollout, so the log-probabilities
+        the numpy collector stored must be the actor's own as written. If not, numpy's forward is not the network's:
+        switch both numpy paths off for the rest of the run, and say so in one line."""
+        with torch.no_grad():
+            rows = torch.as_tensor(idx)
+            logprob, _ = self.actor.evaluate(batch["obs"][rows], batch["actions"][rows])
+        error = float((logprob - batch["logprobs"][rows]).abs().max())
+        if error <= COLLECTOR_ATOL:
+            return True
+        self.numpy, self.numpy_gradient = None, False
+        self.update_path = f"autograd: the numpy collector's log-probabilities were off the actor's by {error:.2g}"
+        warn(f"the PPO collector and update now run in torch: the log-probabilities numpy's forward stored are off "
+             f"the actor's own by up to {error:.2g} (rlkit/nn/numpy_mlp.py); the network trains as written")
+        return False
+
     def _check_numpy_gradient(self, batch: dict, idx: np.ndarray, extra_losses, where: str) -> bool:
         """Gate 3: the written-out gradient now in the buffers against autograd's on the same minibatch. Equal:
         numpy's goes back into the buffers, True. Different (the loss or a network was edited in a way gates 1
@@ -230,15 +251,17 @@ class PPO:
         written = [g["grad"].clone() for g in self.optimizer.param_groups]
         self._autograd_step(batch, torch.as_tensor(idx), extra_losses)
         grads = [g["grad"] for g in self.optimizer.param_groups]
-        error = max(float((w - g).norm() / (g.norm() + 1e-12)) for w, g in zip(written, grads))
-        if error <= GRADIENT_RTOL:
+        # how far off, in units of what is allowed: <= 1 passes
+        error = max(float((w - g).norm() / (GRADIENT_RTOL * g.norm() + GRADIENT_ATOL * g.numel() ** 0.5))
+                    for w, g in zip(written, grads))
+        if error <= 1:
             for g, w in zip(grads, written):
                 g.copy_(w)
             return True
         self.numpy_gradient = False
-        self.update_path = f"autograd: the numpy gradient differed from autograd's on {where} (relative error {error:.2g})"
+        self.update_path = f"autograd: the numpy gradient differed from autograd's on {where} ({error:.3g}x the tolerance)"
         warn(f"the PPO update now runs through autograd, which follows the loss as written: the numpy gradient "
-             f"(rlkit/algos/ppo_numpy.py) differed from autograd's on {where} (relative error {error:.2g})")
+             f"(rlkit/algos/ppo_numpy.py) differed from autograd's on {where} ({error:.3g}x the tolerance)")
         return False
 
     def state_dict(self) -> dict:

@@ -56,18 +56,30 @@ def train_in_notebook(cfg, run_dir, *, resume=True, force=False, progress=True, 
     """Train with a progress bar and the live plot; a finished run (and no force) is left as it is.
 
     Returns the run directory. Run All on a finished run thus shows its summary and curves (show_run)
-    instead of the RunExistsError that `rlkit.train` raises."""
+    instead of the RunExistsError that `rlkit.train` raises. Kernel > Interrupt stops the run with one line
+    saying where it stopped and where Run All resumes it, not a traceback through the training loop."""
     import rlkit
-    from rlkit.runs.rundir import read_status
+    from rlkit.runs.checkpoint import read_header
+    from rlkit.runs.rundir import read_status, write_status
 
     run_dir = Path(run_dir)
     if read_status(run_dir).get("state") == "finished" and not force:
         print(f"{run_dir} holds a finished run: showing it (set force = True to train it again)")
         return run_dir
-    plot = LivePlot(title=f"{cfg.env.id}, seed {cfg.seed}") if live_plot else None
+    plot = LivePlot(title=f"{cfg.env.id}, seed {cfg.seed}", run_dir=run_dir) if live_plot else None
     try:
         return rlkit.train(cfg, run_dir, resume=resume, force=force, progress=progress,
                            callbacks=[plot] if plot else [])
+    except KeyboardInterrupt:
+        stopped = read_status(run_dir).get("policy_step")
+        checkpoint = run_dir / "checkpoint.pt"
+        saved = read_header(checkpoint).get("policy_step") if checkpoint.exists() else None
+        where = f"the checkpoint at policy step {saved:,}" if saved else "the start (no checkpoint was written yet)"
+        write_status(run_dir, error=f"interrupted in the notebook at policy step {stopped:,}; Run All resumes it "
+                                    f"from {where}" if stopped is not None else "interrupted in the notebook")
+        print(f"stopped at policy step {stopped:,}; Run All resumes from {where}" if stopped is not None else
+              f"stopped; Run All resumes from {where}")
+        return run_dir
     finally:
         if plot:
             plot.close()

@@ -35,7 +35,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
     torch.save(state, buffer)
     payload = buffer.getbuffer()
     header = {"format": MAGIC, "version": VERSION, "bytes": len(payload),
-              "sha256": hashlib.sha256(payload).hexdigest(), "metrics_rows": state.get("metrics_rows")}
+              "sha256": hashlib.sha256(payload).hexdigest(), "metrics_rows": state.get("metrics_rows"),
+              "policy_step": (state.get("counter") or {}).get("policy_step")}  # read without the payload
     tmp = path.with_suffix(".pt.tmp")
     try:
         with open(tmp, "wb") as f:

@@ -176,3 +176,16 @@ def test_an_edited_distribution_class_switches_the_numpy_forward_off(monkeypatch
     agent = make_agent()
     assert agent.numpy is None and "classes differ" in agent.update_path
     assert sys.modules["rlkit.nn.numpy_mlp"].forward_source() != FORWARD_SOURCE
+
+
+def test_a_collector_whose_forward_is_not_the_networks_is_caught_at_the_next_phase(monkeypatch, capfd):
+    """The gates made blind to a network edit (the subclass check and fingerprints bypassed): the log-probs numpy
+    stored at collection are not the actor's own, which the phase's first step sees; both numpy paths stop."""
+    from rlkit.nn import numpy_mlp
+    monkeypatch.setattr(NumpyActorCritic, "unsupported", staticmethod(lambda actor, critic: None))
+    monkeypatch.setattr(numpy_mlp, "mlp_activation", lambda net: "tanh")
+    agent = make_agent(actor=mlp(2, cls=Scaled), critic=mlp(1))
+    assert agent.numpy is not None  # fooled
+    stats = agent.update(rollout_batch(agent), 8, np.random.default_rng(0))
+    assert agent.numpy is None and stats["ppo/numpy_gradient"] == 0.0
+    assert "log-probabilities" in capfd.readouterr().err and agent.update_path.startswith("autograd: the numpy collector")

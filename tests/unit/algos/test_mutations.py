@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from rlkit import train
-from rlkit.algos.ppo import PPOLoss
+from rlkit.algos.ppo import PPO, PPOLoss
 from rlkit.runs.checkpoint import load_checkpoint
 
 # 8 training phases of 16 minibatch steps each on CartPole (discrete) or Pendulum (continuous)
@@ -29,13 +29,30 @@ def _weights(run_dir) -> torch.Tensor:
 
 
 def train_both(tmp_path, monkeypatch, env="CartPole-v1", loss=None, actor=None, critic=None, **overrides):
-    """(default CPU path's weights, the autograd reference's weights, the default run's directory)."""
-    runs = {}
+    """(default CPU path's weights, the autograd reference's weights, the default run's directory).
+
+    On the default run it also checks, at the start of every training phase (when the policy is still the one
+    that collected the rollout), that the log-probabilities stored by the collector are the actor's own as
+    written: a collector that ran other arithmetic than the network's forward would leave ratios != 1."""
+    runs, collected_off = {}, []
+    original = PPO.update
+
+    def update(agent, batch, *args, **kwargs):
+        with torch.no_grad():
+            logprob, _ = agent.actor.evaluate(batch["obs"], batch["actions"])
+        collected_off.append(float((logprob - batch["logprobs"]).abs().max()))
+        return original(agent, batch, *args, **kwargs)
+
     for name, numpy_gradient in (("default", True), ("reference", False)):
         torch.manual_seed(0)  # a user's modules are built before train seeds torch: the same ones both times
         modules = {k: (f() if f else None) for k, f in (("actor", actor), ("critic", critic))}
-        runs[name] = train({"env": {"id": env}}, tmp_path / name, progress=False, loss=loss, **modules,
-                           overrides={**RUN, **overrides, "algo.numpy_gradient": numpy_gradient})
+        with monkeypatch.context() as m:
+            if name == "default":
+                m.setattr(PPO, "update", update)
+            runs[name] = train({"env": {"id": env}}, tmp_path / name, progress=False, loss=loss, **modules,
+                               overrides={**RUN, **overrides, "algo.numpy_gradient": numpy_gradient})
+    assert len(collected_off) == 8 and max(collected_off) < 1e-4, \
+        f"the collector's log-probs are not the actor's as written (off by up to {max(collected_off):.3g})"
     return _weights(runs["default"]), _weights(runs["reference"]), runs["default"]
 
 
