@@ -15,6 +15,7 @@ import torch
 from rlkit.nn.networks import build_actor_critic
 from rlkit.nn.numpy_mlp import NumpyActorCritic, PackedBatch, ppo_gradient
 from rlkit.nn.optim import FlatAdam
+from rlkit.algos.stats import explained_variance  # noqa: F401 (also imported from here)
 from rlkit.steps import minibatch_indices
 
 log = logging.getLogger(__name__)
@@ -217,8 +218,3 @@ class PPO:
                              f"an older rlkit): {str(e).splitlines()[0]}; start the run over (--force)") from None
         self.optimizer.load_state_dict(state["optimizer"])
 
-
-def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
-    """1 - Var[returns - values] / Var[returns]: 1 is a perfect critic, <= 0 no better than a constant."""
-    var = returns.var().item()
-    return float("nan") if var == 0 else 1.0 - (returns - values).var().item() / var

@@ -27,7 +27,7 @@ from rlkit.data.rollout import compute_gae
 from rlkit.nn.networks import conv_trunk, image_layout, init_layer
 from rlkit.data.normalize import ObsNormalizer, ReturnFilter
 from rlkit.nn.numpy_mlp import MLPArrays, mean, mlp_activation
-from rlkit.algos.ppo import explained_variance
+from rlkit.algos.stats import explained_variance
 
 
 def rnd_network(obs_shape, hidden, out_dim: int, predictor: bool) -> nn.Sequential:
