@@ -134,7 +134,7 @@ class A2C:
                 self.sync_gradients()
             stats["a2c/grad_norm"] = nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
             self.optimizer.step()
-            per_update.append([float(v) for v in stats.values()])
+            per_update.append([float(v.detach()) if torch.is_tensor(v) else float(v) for v in stats.values()])
         out = dict(zip(stats, np.mean(per_update, 0).tolist()))
         out["a2c/explained_variance"] = explained_variance(batch["values"][:, 0], batch["returns"][:, 0])
         return out

@@ -102,9 +102,11 @@ class RND:
 
     def predictor_arrays(self) -> MLPArrays | None:
         """numpy views of the predictor for PredictorLoss.numpy_gradient (CPU, vector observations); None otherwise.
-        Built on first use: its gradient buffer exists once the predictor joined the agent's Adam."""
+        Built on first use: its gradient buffer exists once the predictor joined the agent's flat Adam (an agent
+        with a torch optimizer, A2C, allocates none in advance and trains the predictor through autograd)."""
         if not hasattr(self, "_arrays"):
-            cpu_mlp = torch.device(self.device).type == "cpu" and mlp_activation(self.predictor) is not None
+            cpu_mlp = torch.device(self.device).type == "cpu" and mlp_activation(self.predictor) is not None \
+                and all(p.grad is not None for p in self.predictor.parameters())
             self._arrays = MLPArrays(self.predictor) if cpu_mlp else None
         return self._arrays
 
