@@ -161,6 +161,10 @@ class OnPolicyLearner:
 
     @classmethod
     def check_config(cls, cfg, world_size: int) -> int:
+        for key in ("loss", "actor", "critic"):  # importable (a batch checks this before its first run)
+            spec = getattr(cfg.algo, key)
+            if spec is not None:
+                import_part(f"algo.{key}.type", spec["type"], "a class or function")
         return on_policy_schedule(cfg, world_size).train_every
 
     @classmethod
