@@ -92,7 +92,12 @@ class AlgoConfig:
     normalize_obs: bool = False  # running mean/std of observations for the policy
     normalize_reward: bool = False  # divide rewards by the std of the discounted return
     log_std_init: float = 0.0  # continuous actions: initial log std of the Gaussian
-    name: str = "ppo"  # the agent (rlkit.algos.base.AGENTS)
+    name: str = "ppo"  # the algorithm: a name in rlkit.algos.base.AGENTS (ppo, a2c) or an import path module:Class
+    kwargs: dict = field(default_factory=dict)  # the algorithm's own keys (its Keys dataclass, e.g. rlkit.algos.a2c)
+    # Parts in place of the built-in ones, each {type: "module:Name", kwargs: {...}} (rlkit.algos.onpolicy):
+    loss: dict | None = None  # called as type(algo, **kwargs) if a class, else used as is: the loss callable
+    actor: dict | None = None  # type(obs_space, out_dim, **kwargs) -> nn.Module, the forward contract of rlkit.nn.networks
+    critic: dict | None = None  # the same, out_dim = the value heads
     network: str = "auto"  # auto | mlp | cnn; auto: cnn for image-shaped Box observations (rlkit/nn/networks.py)
     cnn_layers: list | None = None  # [[channels, kernel, stride], ...]; null: Nature CNN from 36 px, 3x3 convs below
     cnn_features: int = 512  # the dense layer after the convs
@@ -148,6 +153,8 @@ def load_config(source: str | Path | dict | Config, overrides: dict | list | Non
     try:
         cfg = _build(Config, raw, prefix="")
         validate(cfg)
+        # the algo keys the file sets: the algorithm's own defaults fill the others (rlkit.algos.base.check_config)
+        cfg.algo.given = frozenset(raw.get("algo") or {})
     except ConfigError as e:  # with several params files (rlkit run), say which one is wrong
         if isinstance(source, (str, Path)):
             raise ConfigError(f"{source}: {e}") from None
@@ -268,6 +275,9 @@ def _build(cls, raw: dict, prefix: str):
     return cls(**values)
 
 
+build_section = _build  # a section's keys from a mapping, checked: an algorithm's own keys use it too
+
+
 def _coerce(value: Any, ftype, key: str):
     """Check a value against its annotated type; ints are accepted where floats are expected."""
     options = typing.get_args(ftype) if isinstance(ftype, types.UnionType) else (ftype,)
@@ -328,13 +338,6 @@ def validate(cfg: Config) -> None:
     _require(0 <= a.gamma < 1, f"'algo.gamma' must be in [0, 1), got {a.gamma}")
     _require(a.batch_size >= 1, f"'algo.batch_size' must be >= 1, got {a.batch_size}")
     _require(a.mini_batch_size >= 1, f"'algo.mini_batch_size' must be >= 1, got {a.mini_batch_size}")
-    _require(a.mini_batch_size <= a.batch_size,
-             f"'algo.mini_batch_size' ({a.mini_batch_size}) must be <= 'algo.batch_size' ({a.batch_size}); "
-             "lower mini_batch_size or raise batch_size")
-    _require(a.batch_size % cfg.num_envs == 0,
-             f"'algo.batch_size' ({a.batch_size}) must be divisible by parallel.num_threads x "
-             f"parallel.envs_per_thread ({p.num_threads} x {p.envs_per_thread} = {cfg.num_envs}): "
-             f"the rollout is batch_size / {cfg.num_envs} steps per env; pick a batch_size that is a multiple of {cfg.num_envs}")
     for key in ("per_rank_gradient_steps", "per_rank_pretrain_steps"):
         v = getattr(a, key)
         _require(v is None or v >= 1, f"'algo.{key}' must be >= 1, got {v}")
@@ -361,6 +364,22 @@ def validate(cfg: Config) -> None:
     _require(len(a.rnd_hidden_sizes) >= 1 and all(isinstance(h, int) and h > 0 for h in a.rnd_hidden_sizes),
              f"'algo.rnd_hidden_sizes' must be a list of positive ints, got {a.rnd_hidden_sizes}")
     _require(a.rnd_output_dim >= 1, f"'algo.rnd_output_dim' must be >= 1, got {a.rnd_output_dim}")
+    _require(isinstance(a.name, str) and a.name.strip() != "",
+             "'algo.name' must be an algorithm's name (ppo, a2c) or an import path module:Class")
+    for key in ("loss", "actor", "critic"):
+        _check_part(f"algo.{key}", getattr(a, key))
+
+
+def _check_part(key: str, spec) -> None:
+    """The shape of a part named in the params file; importing it and checking its contract is the algorithm's."""
+    if spec is None:
+        return
+    _require(isinstance(spec.get("type"), str) and ":" in spec["type"],
+             f"'{key}' must be a mapping with 'type' (an import path module:Name) and optional 'kwargs', got {spec!r}")
+    unknown = set(spec) - {"type", "kwargs"}
+    _require(not unknown, f"'{key}' has unknown keys {sorted(unknown)}; a part takes only 'type' and 'kwargs'")
+    _require(isinstance(spec.get("kwargs", {}), dict),
+             f"'{key}': 'kwargs' must be a mapping of keyword arguments, got {spec.get('kwargs')!r}")
 
 
 def validate_env_section(env: EnvConfig) -> None:
@@ -376,18 +395,3 @@ def validate_env_section(env: EnvConfig) -> None:
         _require(not unknown, f"{key} has unknown keys {sorted(unknown)}; a wrapper takes only 'type' and 'kwargs'")
         _require(isinstance(w.get("kwargs", {}), dict),
                  f"{key}: 'kwargs' must be a mapping of keyword arguments, got {w.get('kwargs')!r}")
-
-
-def check_train_every(cfg: Config, world_size: int = 1) -> int:
-    """PPO trains once per rollout: train_every = batch_size x W policy steps (docs/design.md, "Steps")."""
-    expected = cfg.algo.batch_size * world_size
-    if cfg.train_every is not None and cfg.train_every != expected:
-        raise ConfigError(
-            f"'train_every' ({cfg.train_every}) must equal algo.batch_size x ranks "
-            f"({cfg.algo.batch_size} x {world_size} = {expected}) for PPO; remove train_every or set it to {expected}")
-    return expected
-
-
-def default_gradient_steps(cfg: Config) -> int:
-    a = cfg.algo
-    return a.k_epochs * math.ceil(a.batch_size / a.mini_batch_size)

@@ -69,8 +69,8 @@ class Schedule:
     """When to act randomly, train, log, evaluate, checkpoint and stop — all in policy steps."""
     total_steps: int
     learning_starts: int
-    train_every: int  # batch_size * W for PPO
-    rollout_len: int  # iterations per rollout: batch_size / (T*E)
+    train_every: int  # on-policy: the rollout x W (PPO: batch_size * W)
+    rollout_len: int  # on-policy: iterations per rollout (PPO: batch_size / (T*E))
     gradient_steps: int  # per rank per training phase
     pretrain_steps: int  # per rank, first training phase
 
@@ -85,16 +85,15 @@ class Schedule:
         return self.pretrain_steps if c.update == 0 else self.gradient_steps
 
 
-def make_schedule(cfg, world_size: int = 1) -> Schedule:
-    from rlkit.config import check_train_every, default_gradient_steps
-
-    train_every = check_train_every(cfg, world_size)
-    gradient_steps = cfg.algo.per_rank_gradient_steps or default_gradient_steps(cfg)
+def make_schedule(cfg, train_every: int, rollout_len: int, gradient_steps: int) -> Schedule:
+    """The schedule of a learner that trains every train_every policy steps, gradient_steps updates per rank a
+    phase unless algo.per_rank_gradient_steps says otherwise (algo.per_rank_pretrain_steps: the first phase)."""
+    gradient_steps = cfg.algo.per_rank_gradient_steps or gradient_steps
     return Schedule(
         total_steps=cfg.total_steps,
         learning_starts=cfg.learning_starts,
         train_every=train_every,
-        rollout_len=cfg.algo.batch_size // cfg.num_envs,
+        rollout_len=rollout_len,
         gradient_steps=gradient_steps,
         pretrain_steps=cfg.algo.per_rank_pretrain_steps or gradient_steps,
     )

@@ -1,27 +1,100 @@
-"""The contracts the trainer calls, and the registries that pick their implementations from the config.
+"""The contracts the loop calls, and the registries that pick their implementations from the config.
 
-An on-policy algorithm is an `Agent`: a new one is one module with a class that has these methods and
-one line in AGENTS (then `algo.name: <name>`). Something that rides along the rollout and adds to the
-batch (RND's intrinsic reward) is a `RolloutHook`: one class and one line in HOOKS. Registry entries are
+Three contracts, smallest first:
+  - `Learner`: what the loop (rlkit/loop/trainer.py) calls. It acts for the collector, observes each vector
+    step, says when to train and trains a phase, says when a checkpoint may be taken, and holds its state.
+    An off-policy algorithm (a replay memory, a phase every train_every policy steps) implements it directly.
+  - `Agent`: an on-policy algorithm (PPO, A2C). rlkit.algos.onpolicy.OnPolicyLearner wraps it in a Learner
+    that owns the rollout memory, GAE and the truncation bootstrap, the reward filter and the hooks.
+  - `RolloutHook`: something that rides along an on-policy rollout and adds to the batch (RND).
+
+`algo.name` picks the class: a name in AGENTS, or an import path "module:Class". Registry entries are
 "module:Class" strings, imported when used, so reading a config never imports torch.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from rlkit.config import ConfigError
+from rlkit.config import ConfigError, build_section
 
-AGENTS = {"ppo": "rlkit.algos.ppo:PPO"}
+AGENTS = {"ppo": "rlkit.algos.ppo:PPO", "a2c": "rlkit.algos.a2c:A2C"}
 HOOKS = {"rnd": "rlkit.algos.rnd:RNDHook"}  # checkpoint keys too: a hook that is off saves None under its name
+ON_POLICY = "rlkit.algos.onpolicy:OnPolicyLearner"  # the Learner around an Agent
+
+
+class Phase(NamedTuple):
+    """What a training phase returns to the loop."""
+    updates: int  # gradient steps on this rank (the loop adds W per update to gradient_step)
+    metrics: dict  # logged at the phase's policy step, before the counters' replay ratio
+    hook_metrics: dict = {}  # logged after it (a hook's own metrics)
+
+
+class Learner(Protocol):
+    """Built as cls(cfg, env_info, device, rng, generator, world_size=, parts=): cfg the whole Config (already
+    checked by cls.check_config), env_info rlkit.envs.EnvInfo, rng a numpy Generator and generator a torch one
+    (this rank's streams, saved and restored by the loop), parts {"actor", "critic", "loss"} given to
+    rlkit.train (None: built from the config).
+
+    Per iteration the loop calls act, steps the envs, calls observe; then, if ready(counter), train(counter);
+    it checkpoints only when resumable(). Observations are raw (as the envs return them): normalising them
+    is the learner's business."""
+
+    @classmethod
+    def check_config(cls, cfg, world_size: int) -> int:
+        """Refuse what this algorithm cannot run (one ConfigError line naming the key); returns train_every,
+        the policy steps between training phases, for the loop's checks. No env is built."""
+
+    def act(self, obs: np.ndarray, counter) -> np.ndarray:
+        """The actions env.step takes for every env, chosen at counter.policy_step (before the step): random
+        ones before learning_starts, the policy's after."""
+
+    def observe(self, next_obs, rewards, terminated, truncated, final_obs, counter) -> None:
+        """After the vector step (counter already advanced); final_obs is the true last observation of the
+        envs whose episode ended (the vector has reset them). Store what training needs."""
+
+    def ready(self, counter) -> bool:
+        """Train now? (on-policy: the rollout is full; off-policy: a multiple of train_every at or past
+        learning_starts)."""
+
+    def train(self, counter) -> Phase: ...
+
+    def resumable(self) -> bool:
+        """A checkpoint taken now resumes exactly (on-policy: between rollouts)."""
+
+    def policy(self, obs: np.ndarray, generator=None) -> np.ndarray:
+        """Env actions for evaluation: greedy with generator None, else sampled with it."""
+
+    def modules(self) -> list:
+        """Every network (checked for nan after each phase)."""
+
+    def replicate(self, world_size: int) -> None:
+        """Several ranks: become one replica of a data-parallel model (rlkit.runs.distributed.replicate)."""
+
+    def state_dict(self) -> dict:
+        """Top-level checkpoint entries every rank holds identically (weights, optimizer, statistics)."""
+
+    def local_state_dict(self) -> dict:
+        """Top-level checkpoint entries of this rank alone (per-env filters, a hook's per-env state)."""
+
+    def load_state_dict(self, state: dict) -> None:
+        """From the checkpoint's entries (this rank's local ones merged in)."""
+
+    @staticmethod
+    def replicated(state: dict) -> dict:
+        """The part of a checkpoint every rank must hold identically (the replica digest)."""
 
 
 class Agent(Protocol):
-    """Built as cls(algo, obs_space, action_space, device, value_heads=, actor=, critic=, loss=).
+    """An on-policy algorithm. Built as cls(algo, obs_space, action_space, device, value_heads=, actor=, critic=,
+    loss=); cls.Keys (optional) is the dataclass of its own keys under algo.kwargs, and cls.defaults (optional)
+    its defaults for shared algo.* keys the params file does not set (A2C: gamma 0.99, GAE_lambda 1.0).
+    cls.rollout(cfg) (optional) -> (transitions per rank per rollout, gradient steps per phase); without it
+    PPO's: algo.batch_size and k_epochs x ceil(batch_size / mini_batch_size).
 
-    Observations come in as numpy arrays [B, *obs_shape] (normalised by the trainer where configured);
+    Observations come in as numpy arrays [B, *obs_shape] (normalised by the learner where configured);
     values are [B, value_heads], head 0 the task's. Actions are in the policy's units; env_actions maps
     them to what env.step takes."""
 
@@ -33,8 +106,8 @@ class Agent(Protocol):
         """(actions, their log-probabilities) for the collector, every step."""
 
     def value(self, obs: np.ndarray) -> np.ndarray:
-        """[B, value_heads]. The trainer calls it once per rollout on all the rollout's stored observations (and
-        on the last ones), not every step: the weights are those of the collection either way."""
+        """[B, value_heads]. Called once per rollout on all the rollout's stored observations (and on the last
+        ones), not every step: the weights are those of the collection either way."""
 
     def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
         """The greedy action, for evaluation."""
@@ -102,10 +175,68 @@ def load(entry: str):
     return getattr(importlib.import_module(module), name)
 
 
-def agent_class(name: str):
+def import_part(key: str, path, what: str):
+    """The object at "module:Name" for the config key `key`, or one ConfigError line saying why not."""
+    if not isinstance(path, str) or path.count(":") != 1 or not all(path.split(":")):
+        raise ConfigError(f"'{key}' must be an import path 'module:Name' ({what}), got {path!r}")
+    module, _, name = path.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"'{key}': cannot import {path}: {e}; check the module name and that it is on "
+                          "PYTHONPATH") from None
+    except AttributeError:
+        raise ConfigError(f"'{key}': module {module} has no {name}; check the spelling") from None
+    except Exception as e:  # the module itself fails to import
+        raise ConfigError(f"'{key}': importing {module} failed ({type(e).__name__}: {e}); fix that module") from None
+    return obj
+
+
+def algorithm(name: str):
+    """The class algo.name names: a registered one, or "module:Class"."""
+    if ":" in name:
+        cls = import_part("algo.name", name, "an algorithm class")
+        if not isinstance(cls, type) or not (callable(getattr(cls, "update", None))
+                                             or callable(getattr(cls, "observe", None))):
+            raise ConfigError(f"'algo.name' {name} is neither an on-policy Agent (with update) nor a Learner (with "
+                              "observe, ready, train); see rlkit.algos.base for the contracts")
+        return cls
     if name not in AGENTS:
-        raise ConfigError(f"'algo.name' is '{name}'; known agents: {', '.join(AGENTS)} (rlkit.algos.base.AGENTS)")
+        raise ConfigError(f"'algo.name' is '{name}'; known algorithms: {', '.join(AGENTS)} "
+                          "(rlkit.algos.base.AGENTS), or give an import path module:Class")
     return load(AGENTS[name])
+
+
+def learner_class(name: str):
+    """The Learner the loop drives for algo.name: the algorithm itself, or the on-policy learner around its Agent."""
+    cls = algorithm(name)
+    return cls if callable(getattr(cls, "observe", None)) else load(ON_POLICY)
+
+
+def algorithm_keys(cfg):
+    """The algorithm's own keys (algo.kwargs) as its Keys dataclass, checked like any section: one line
+    naming the key for an unknown one or a wrong type."""
+    keys = getattr(algorithm(cfg.algo.name), "Keys", None)
+    if keys is None:
+        if cfg.algo.kwargs:
+            raise ConfigError(f"'algo.kwargs' {cfg.algo.kwargs}: {cfg.algo.name} has no keys of its own; "
+                              "its settings are the algo.* keys")
+        return None
+    return build_section(keys, cfg.algo.kwargs, "algo.kwargs.")
+
+
+def check_config(cfg, world_size: int = 1) -> int:
+    """Resolve the algorithm's part of the config and check it: its defaults for the shared algo.* keys the
+    params file left out, its own keys, and its learner's rules. Returns train_every. Idempotent."""
+    cls = algorithm(cfg.algo.name)
+    given = getattr(cfg.algo, "given", None)
+    for key, value in getattr(cls, "defaults", {}).items():
+        if given is not None and key not in given:
+            setattr(cfg.algo, key, value)
+    if given is not None:
+        cfg.algo.given = None  # resolved: the values are now the run's
+    algorithm_keys(cfg)
+    return learner_class(cfg.algo.name).check_config(cfg, world_size)
 
 
 def make_hooks(cfg, env_info, num_envs: int, device, train_every: int) -> list:

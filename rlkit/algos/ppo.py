@@ -16,6 +16,7 @@ from rlkit.fast.fingerprint import class_functions, fingerprint
 from rlkit.nn.networks import build_actor_critic
 from rlkit.nn.numpy_mlp import NumpyActorCritic
 from rlkit.nn.optim import FlatAdam
+from rlkit.algos.stats import explained_variance  # noqa: F401 (also imported from here)
 from rlkit.notices import note, warn
 from rlkit.steps import minibatch_indices
 
@@ -278,6 +279,7 @@ class PPO:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
+
 def loss_source() -> str:
     """The fingerprint of PPOLoss as it is bound now (gate 2 of rlkit/algos/ppo_numpy.py)."""
     return fingerprint(class_functions(PPOLoss))
@@ -294,9 +296,3 @@ def _moved_apart(batch: dict) -> dict:
     spread = spread.to(batch["logprobs"].device, torch.float32)
     return {**batch, "logprobs": batch["logprobs"] + PROBE_LOGRATIO * spread,
             "values": batch["values"] + PROBE_VALUE * spread.flip(0)[:, None]}
-
-
-def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
-    """1 - Var[returns - values] / Var[returns]: 1 is a perfect critic, <= 0 no better than a constant."""
-    var = returns.var().item()
-    return float("nan") if var == 0 else 1.0 - (returns - values).var().item() / var

@@ -28,7 +28,7 @@ from rlkit.nn.networks import conv_trunk, image_layout, init_layer
 from rlkit.data.normalize import ObsNormalizer, ReturnFilter
 from rlkit.fast.fingerprint import class_functions, fingerprint
 from rlkit.nn.numpy_mlp import MLPArrays, mean, mlp_activation
-from rlkit.algos.ppo import explained_variance
+from rlkit.algos.stats import explained_variance
 
 
 def rnd_network(obs_shape, hidden, out_dim: int, predictor: bool) -> nn.Sequential:
@@ -103,9 +103,11 @@ class RND:
 
     def predictor_arrays(self) -> MLPArrays | None:
         """numpy views of the predictor for PredictorLoss.numpy_gradient (CPU, vector observations); None otherwise.
-        Built on first use: its gradient buffer exists once the predictor joined the agent's Adam."""
+        Built on first use: its gradient buffer exists once the predictor joined the agent's flat Adam (an agent
+        with a torch optimizer, A2C, allocates none in advance and trains the predictor through autograd)."""
         if not hasattr(self, "_arrays"):
-            cpu_mlp = torch.device(self.device).type == "cpu" and mlp_activation(self.predictor) is not None
+            cpu_mlp = torch.device(self.device).type == "cpu" and mlp_activation(self.predictor) is not None \
+                and all(p.grad is not None for p in self.predictor.parameters())
             self._arrays = MLPArrays(self.predictor) if cpu_mlp else None
         return self._arrays
 

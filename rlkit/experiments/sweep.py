@@ -129,8 +129,15 @@ def overrides_dict(overrides: dict | list | None) -> dict:
 
 
 def load_variant(config: str | Path, overrides: dict | list | None = None):
-    """The resolved Config of a params file plus overrides; a sweep section in the file is left out."""
-    from rlkit.config import load_config
+    """The resolved Config of a params file plus overrides (the algorithm's part checked); a sweep section in the
+    file is left out."""
+    from rlkit.algos.base import check_config
+    from rlkit.config import ConfigError, load_config
 
     raw, sweep = read_params(config)
-    return load_config(raw if sweep else Path(config), overrides)
+    cfg = load_config(raw if sweep else Path(config), overrides)
+    try:  # the algorithm's own keys and rules (PPO's rollout), before any run of a batch starts
+        check_config(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{config}: {e}") from None
+    return cfg

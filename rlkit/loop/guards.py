@@ -43,18 +43,19 @@ def preflight(cfg: Config, world_size: int = 1):
     """Resolve and check everything that needs the env but no training; fills cfg's inferred fields.
 
     Returns the EnvInfo. Raises ConfigError naming the key; writes nothing."""
+    from rlkit.algos.base import check_config, learner_class
     from rlkit.envs.make import probe_env, resolve_env_fields
-    from rlkit.steps import make_schedule
 
+    train_every = check_config(cfg, world_size)  # the algorithm: its name, its keys, its rules (no env needed)
     info = probe_env(cfg.env)  # one env built, reset and stepped: wrappers, spaces, a missing package
     resolve_env_fields(cfg, info)
-    schedule = make_schedule(cfg, world_size)
-    first_training = cfg.learning_starts + schedule.train_every
+    first_training = cfg.learning_starts + train_every
     if cfg.total_steps < first_training:
         raise ConfigError(
             f"'total_steps' ({cfg.total_steps}) is smaller than learning_starts + one rollout "
-            f"(algo.batch_size x ranks = {schedule.train_every}): the run would end before its first gradient "
+            f"(train_every: the rollout x ranks = {train_every}): the run would end before its first gradient "
             f"step; raise total_steps to at least {first_training} or lower algo.batch_size")
+    learner_class(cfg.algo.name).check_parts(cfg, info)  # the params file's loss and networks, built and called once
     a = cfg.algo
     if not info.has_continuous and a.log_std_init != AlgoConfig.log_std_init:
         warn(f"'algo.log_std_init' ({a.log_std_init}) does nothing: {cfg.env.id} has discrete actions; remove it")

@@ -1,7 +1,8 @@
-"""The training loop: collect a rollout, train on it, log, evaluate, checkpoint — in policy steps.
+"""The training loop: act, step the envs, let the learner train when it says so, log, evaluate, checkpoint —
+in policy steps.
 
-Reads top to bottom: `train()` prepares the run directory, `Trainer.__init__` builds every
-piece from the config, `Trainer.run()` is the loop. Files, progress bars and notebooks stay
+Reads top to bottom: `train()` prepares the run directory, `Trainer.__init__` builds the envs and the
+learner (rlkit.algos.base.Learner: PPO's and A2C's is rlkit.algos.onpolicy), `Trainer.run()` is the loop. Files, progress bars and notebooks stay
 out of the collection and update code (they live in rundir, metrics and the callbacks).
 """
 from __future__ import annotations
@@ -15,21 +16,17 @@ import numpy as np
 import threadpoolctl
 import torch
 
-from rlkit.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rlkit.algos.base import check_config, learner_class
 from rlkit.config import Config, ConfigError, load_config
-from rlkit.algos.base import HOOKS, agent_class, load, make_hooks
-from rlkit.runs.distributed import check_replicas, digest, gather_to_rank0, process_group, rank_seed, replicate
 from rlkit.envs.make import Episodes, make_env, probe_env, resolve_env_fields
+from rlkit.envs.vector import make_vector
 from rlkit.loop.evaluate import Evaluator
 from rlkit.loop.guards import Terminated, check_env_output, check_state, check_update, preflight, stop_on_sigterm
-from rlkit.data.rollout import RolloutMemory
+from rlkit.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rlkit.runs.distributed import check_replicas, digest, gather_to_rank0, process_group, rank_seed
 from rlkit.runs.metrics import MetricsWriter, count_rows
-from rlkit.data.normalize import ObsNormalizer, ReturnFilter
 from rlkit.runs.rundir import RunLock, default_run_dir, git_commit, prepare, versions, write_status
-from rlkit.steps import StepCounter, crossed, make_schedule
-from rlkit.envs.vector import make_vector
-
-VALUE_CHUNK = 4096  # rows per critic pass over a rollout: bounds the activations of a large CNN rollout
+from rlkit.steps import StepCounter, crossed
 
 
 def train(config, run_dir=None, *, overrides=None, resume=False, force=False, progress=True, callbacks=(),
@@ -111,7 +108,7 @@ def _resume_state(run_dir: Path, cfg: Config) -> dict:
                               "or start over with --force")
     if state["memory_pos"] != 0:  # only a run's final checkpoint can end mid-rollout
         raise CheckpointError(f"{path} was written at the end of a run whose last rollout was partial (total_steps "
-                              "is not a multiple of the rollout, algo.batch_size x ranks), so it cannot be extended "
+                              "is not a multiple of train_every, the rollout x ranks), so it cannot be extended "
                               "exactly; start a new run with the larger total_steps")
     return state
 
@@ -156,6 +153,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Trainer:
+    """The loop any Learner (rlkit.algos.base) plugs into: it steps the envs, counts the steps, and logs,
+    evaluates and checkpoints at their policy steps; what is collected and when it trains is the learner's."""
+
     def __init__(self, cfg: Config, run_dir: Path, progress=True, callbacks=(), rank=0, world_size=1,
                  actor=None, critic=None, loss=None, env_info=None):
         self.cfg, self.run_dir, self.callbacks = cfg, Path(run_dir), list(callbacks)
@@ -163,27 +163,14 @@ class Trainer:
         self.device, self.rng, self.generator = _torch_setup(cfg, rank, world_size)
 
         info = env_info or probe_env(cfg.env)  # one env built, reset and stepped: the spaces; a bad env config fails here
-        obs_space, action_space = info.obs_space, info.action_space
         resolve_env_fields(cfg, info)  # the inferred algo fields (action_dim, observ_dim, ...)
-
+        check_config(cfg, world_size)  # the algorithm's defaults and keys (a no-op after preflight)
         p, n = cfg.parallel, cfg.num_envs
         self.counter = StepCounter(world_size, p.num_threads, p.envs_per_thread, cfg.env.action_repeat,
                                    info.frames_per_step)
-        self.schedule = make_schedule(cfg, world_size)
         self.envs, self.evaluator = _make_envs(cfg, info, rank)
-        self.obs_norm = ObsNormalizer(info.obs_shape, enabled=cfg.algo.normalize_obs)
-        self.reward_filter = ReturnFilter(n, cfg.algo.gamma) if cfg.algo.normalize_reward else None
-
-        # the parts: hooks (RND) ride along the rollout; the agent acts and learns
-        self.hooks = make_hooks(cfg, info, n, self.device, self.schedule.train_every)
-        heads = 1 + sum(hook.value_heads for hook in self.hooks)
-        self.agent = agent_class(cfg.algo.name)(cfg.algo, obs_space, action_space, self.device, value_heads=heads,
-                                                actor=actor, critic=critic, loss=loss)
-        action_shape = info.action_shape
-        self.memory = RolloutMemory(self.schedule.rollout_len, n, info.obs_shape, action_shape, obs_dtype=info.obs_dtype)
-        for hook in self.hooks:
-            hook.attach(self.agent, self.memory)
-
+        self.learner = learner_class(cfg.algo.name)(cfg, info, self.device, self.rng, self.generator, world_size=world_size,
+                                          parts={"actor": actor, "critic": critic, "loss": loss})
         self.obs = self.envs.reset()
         self.episodes = Episodes(n, info.true_returns)  # episode/return: the game's score (rlkit/envs/make.py)
         self.wall_offset = 0.0  # wall time of earlier sessions of a resumed run
@@ -193,33 +180,32 @@ class Trainer:
         if world_size > 1:
             self._join_ranks()
 
-    def modules(self) -> list:
-        """Every network of the run: the agent's and its hooks'."""
-        return [*self.agent.modules(), *(m for hook in self.hooks for m in hook.modules())]
+    @property
+    def agent(self):
+        """The on-policy learner's agent (tools and tests inspect its networks)."""
+        return self.learner.agent
 
     def _join_ranks(self) -> None:
         """Several ranks (data-parallel): one model, replicated (rlkit.runs.distributed.replicate)."""
-        stats = [self.obs_norm.rms] + ([self.reward_filter.rms] if self.reward_filter else [])
-        replicate(self.world_size, self.agent, self.hooks, stats)
+        self.learner.replicate(self.world_size)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
-        cfg, c, schedule = self.cfg, self.counter, self.schedule
+        cfg, c, learner = self.cfg, self.counter, self.learner
         if self.rank == 0:
             write_status(self.run_dir, state="running", error=None, versions=versions(), git_commit=git_commit(),
                          world_size=self.world_size, **self.counters())
         self.start = time.perf_counter()
         self.sps_mark = (self.start, c.policy_step)
-        while not schedule.done(c):
+        while c.policy_step < cfg.total_steps:  # stops at the first iteration boundary at or past total_steps
             self.collect_iteration()
-            if self.memory.full:
+            if learner.ready(c):
                 self.train_phase()
             if crossed(self.last["log"], c.policy_step, cfg.log_every):
                 self.log_progress()
             if self.evaluator and crossed(self.last["eval"], c.policy_step, cfg.eval.every):
                 self.evaluate()
-            # checkpoints only between rollouts, when the memory holds nothing half-collected
-            if self.memory.pos == 0 and crossed(self.last["checkpoint"], c.policy_step, cfg.checkpoint_every):
+            if learner.resumable() and crossed(self.last["checkpoint"], c.policy_step, cfg.checkpoint_every):
                 self.save()
         # the last rows carry the final counters
         if self.evaluator and self.last["eval"] != c.policy_step:
@@ -230,89 +216,37 @@ class Trainer:
             write_status(self.run_dir, state="finished", error=None, **self.counters())
 
     def collect_iteration(self) -> None:
-        """Every env takes one action: a batched forward for all of them, then the vector step."""
-        c, mem, agent = self.counter, self.memory, self.agent
-        random_phase = self.schedule.random_actions(c)
-        if random_phase:  # learning_starts: random actions warm up the normalisers; the steps count
-            actions = agent.random_actions(self.cfg.num_envs, self.rng)
-        else:  # normalised straight into the memory (a copy: the vector overwrites its obs buffer in step())
-            actions, logprobs = agent.act(self.obs_norm(self.obs, out=mem.obs[mem.pos]), self.generator)
-        next_obs, rewards, terminated, truncated, final_obs = self.envs.step(agent.env_actions(actions))
+        """Every env takes one action: the learner chooses them in one batched call, then the vector steps."""
+        c = self.counter
+        actions = self.learner.act(self.obs, c)
+        next_obs, rewards, terminated, truncated, final_obs = self.envs.step(actions)
         c.step_iteration()
         check_env_output(next_obs, rewards, c.policy_step)  # guard: a nan/inf from an env stops the run
         dones = terminated | truncated
         for episode in self.episodes.step(rewards, dones, self.envs.arrays["true_return"]):  # logged at the policy step the episode ends
             self.log(episode)
-        self.obs_norm.update(next_obs)
-        for hook in self.hooks:
-            hook.on_step(mem, next_obs, final_obs, dones, warmup=random_phase)
-        if not random_phase:
-            t = mem.pos
-            mem.actions[t], mem.logprobs[t] = actions, logprobs
-            if self.reward_filter:
-                self.reward_filter(rewards, dones, out=mem.rewards[t])
-            else:
-                mem.rewards[t] = rewards
-            mem.dones[t], mem.truncated[t] = dones, truncated
-            mem.final_values[t] = 0.0
-            if np.count_nonzero(truncated):  # time limit: bootstrap from the true last observation
-                mem.final_values[t, truncated] = agent.value(self.obs_norm(final_obs[truncated]))[:, 0]
-            mem.pos += 1
+        self.learner.observe(next_obs, rewards, terminated, truncated, final_obs, c)
         self.obs = next_obs
 
     def train_phase(self) -> None:
-        c, cfg, mem = self.counter, self.cfg, self.memory
-        start = time.perf_counter()
-        # V(s_t) of every stored observation in one batched pass rather than one small pass per step: the weights
-        # do not change during a rollout, so these are the values at collection
-        values = self.rollout_values()  # [T, N, heads]
-        last_values = self.agent.value(self.obs_norm(self.obs))  # [N, heads]
-        mem.values[:] = values[..., 0]
-        mem.compute_returns(last_values[:, 0], cfg.algo.gamma, cfg.algo.GAE_lambda)
-        batch = mem.batch(self.device)
-        batch["returns"], batch["values"] = batch["returns"][:, None], batch["values"][:, None]  # [N, heads]
-        extra_losses, hook_stats = [], {}
-        for hook in self.hooks:
-            losses, stats = hook.extend_batch(batch, mem, values, last_values, c)
-            extra_losses += losses
-            hook_stats.update(stats)
-        if cfg.algo.anneal_lr:
-            self.agent.set_lr_fraction(max(0.0, 1.0 - c.policy_step / cfg.total_steps))
-        n_updates = self.schedule.gradient_steps_for(c)
-        stats = self.agent.update(batch, n_updates, self.rng, extra_losses)
-        check_update(stats, c.policy_step, self.modules())  # guard: nan/inf losses or weights stop the run
-        c.step_gradient(n_updates)
+        c, start = self.counter, time.perf_counter()
+        phase = self.learner.train(c)
+        check_update(phase.metrics, c.policy_step, self.learner.modules())  # guard: nan/inf losses or weights stop the run
+        c.step_gradient(phase.updates)
         c.step_update()
-        mem.pos = 0
-        stats["steps/replay_ratio"] = c.replay_ratio
-        # the phase's wall seconds, GAE to the last Adam step: with perf/sps, how a run's time splits between
-        # collecting and learning
-        stats["perf/update_seconds"] = time.perf_counter() - start
-        self.log({**stats, **hook_stats})
-
-    def rollout_values(self) -> np.ndarray:
-        """[T, N, heads]: the critic on the rollout's stored observations, in chunks of VALUE_CHUNK rows."""
-        mem = self.memory
-        obs = mem.obs.reshape(mem.rollout_len * mem.num_envs, *mem.obs.shape[2:])
-        values = np.concatenate([self.agent.value(obs[i:i + VALUE_CHUNK]) for i in range(0, len(obs), VALUE_CHUNK)])
-        return values.reshape(mem.rollout_len, mem.num_envs, -1)
+        # the phase's wall seconds: with perf/sps, how a run's time splits between collecting and learning
+        self.log({**phase.metrics, "steps/replay_ratio": c.replay_ratio,
+                  "perf/update_seconds": time.perf_counter() - start, **phase.hook_metrics})
 
     # ------------------------------------------------------------------ helpers
     def evaluate(self) -> None:
-        agent, norm = self.agent, self.obs_norm
-        if self.cfg.eval.deterministic:
-            def act(obs):
-                return agent.env_actions(agent.deterministic_action(norm(obs)))
-        else:
+        learner, draws = self.learner, None
+        if not self.cfg.eval.deterministic:
             # a generator of its own, seeded by the policy step: the training stream is untouched and a resumed
             # run evaluates as the uninterrupted one did
             draws = torch.Generator(self.generator.device)
             draws.manual_seed(self.cfg.seed * 1_000_003 + self.counter.policy_step)
-
-            def act(obs):
-                return agent.env_actions(agent.act(norm(obs), draws)[0])
-
-        self.log(self.evaluator.run(act, self.cfg.env.max_episode_steps))
+        self.log(self.evaluator.run(lambda obs: learner.policy(obs, draws), self.cfg.env.max_episode_steps))
         self.last["eval"] = self.counter.policy_step
 
     def log_progress(self) -> None:
@@ -350,21 +284,20 @@ class Trainer:
             "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
             "envs": self.envs.get_state(), "obs": self.obs.copy(),
             "episode_return": self.episodes.returns.copy(), "episode_length": self.episodes.lengths.copy(),
-            "reward_filter": self.reward_filter.state_dict() if self.reward_filter else None,
-            **dict.fromkeys(HOOKS), **{hook.name: hook.state_dict() for hook in self.hooks},
+            **self.learner.local_state_dict(),
         }
-        state = {"agent": self.agent.state_dict(), "obs_norm": self.obs_norm.state_dict(), **local,
-                 "last": dict(self.last)}
+        state = {**self.learner.state_dict(), **local, "last": dict(self.last)}
         status = {}
         if self.world_size > 1:
-            status["replica_sha256"] = replica_digest(state)
+            status["replica_sha256"] = replica_digest(state, self.cfg.algo.name)
             check_replicas(status["replica_sha256"])
             state["ranks"] = gather_to_rank0(local)
         self.last["checkpoint"] = self.counter.policy_step
         if self.rank != 0:
             return
         state.update({"counter": self.counter.state_dict(), "last_return": self.episodes.last_return,
-                      "wall_time": self.wall_time(), "metrics_rows": self.metrics.rows, "memory_pos": self.memory.pos})
+                      "wall_time": self.wall_time(), "metrics_rows": self.metrics.rows,
+                      "memory_pos": 0 if self.learner.resumable() else 1})  # 1: taken mid-rollout (a run's last)
         check_state(state, self.counter.policy_step)  # guard: never replace a good checkpoint with nan weights
         save_checkpoint(self.run_dir / "checkpoint.pt", state)
         write_status(self.run_dir, **self.counters(), **status)
@@ -377,11 +310,7 @@ class Trainer:
         self.counter.load_state_dict(state["counter"])  # refuses another layout, world size included
         if self.world_size > 1:
             state = {**state, **state["ranks"][self.rank]}
-        self.agent.load_state_dict(state["agent"])
-        self.obs_norm.load_state_dict(state["obs_norm"])
-        for name, part in [("reward_filter", self.reward_filter), *((hook.name, hook) for hook in self.hooks)]:
-            if part is not None:
-                part.load_state_dict(state[name])
+        self.learner.load_state_dict(state)
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
         if state["envs"] is not None:
@@ -430,16 +359,10 @@ def _make_envs(cfg: Config, info, rank: int):
     return envs, evaluator
 
 
-def replica_digest(state: dict) -> str:
-    """sha256 of what every rank of a run holds identically, from a checkpoint-format state: the model, the
-    optimizers and the running statistics (not the envs, random streams or per-env returns, which differ)."""
-    shared = {"agent": state["agent"], "obs_norm": state["obs_norm"]}
-    if state["reward_filter"] is not None:
-        shared["reward_filter"] = state["reward_filter"]["rms"]
-    for name, entry in HOOKS.items():
-        if state.get(name) is not None:
-            shared[name] = load(entry).replicated(state[name])
-    return digest(shared)
+def replica_digest(state: dict, algo_name: str = "ppo") -> str:
+    """sha256 of what every rank of a run holds identically, from a checkpoint-format state (the learner says
+    what that is: the model, the optimizers and the running statistics, not the envs or random streams)."""
+    return digest(learner_class(algo_name).replicated(state))
 
 
 def _progress_bar(total: int):

@@ -118,20 +118,21 @@ def test_the_rollouts_values_are_those_each_step_would_have_had(tmp_path, monkey
 
     import numpy as np
 
+    from rlkit.algos import onpolicy
     from rlkit.loop import trainer as trainer_module
     from rlkit.config import load_config
 
-    monkeypatch.setattr(trainer_module, "VALUE_CHUNK", 24)  # chunks that cut across steps and envs
+    monkeypatch.setattr(onpolicy, "VALUE_CHUNK", 24)  # chunks that cut across steps and envs
     cfg = load_config(config, {"total_steps": 64, "eval.every": 0, "learning_starts": 0, **overrides})
     (tmp_path / "run").mkdir()
     trainer = trainer_module.Trainer(cfg, tmp_path / "run", progress=False)
     trainer.start = time.perf_counter()  # as run() sets it: ended episodes are logged with the wall time
     try:
-        while not trainer.memory.full:
+        while not trainer.learner.memory.full:
             trainer.collect_iteration()
-        values = trainer.rollout_values()
-        per_step = np.stack([trainer.agent.value(trainer.memory.obs[t]) for t in range(trainer.memory.rollout_len)])
+        values = trainer.learner.rollout_values()
+        per_step = np.stack([trainer.agent.value(trainer.learner.memory.obs[t]) for t in range(trainer.learner.memory.rollout_len)])
     finally:
         trainer.close()
-    assert values.shape == (trainer.memory.rollout_len, cfg.num_envs, 1) and np.ptp(values) > 0
+    assert values.shape == (trainer.learner.memory.rollout_len, cfg.num_envs, 1) and np.ptp(values) > 0
     np.testing.assert_allclose(values, per_step, rtol=1e-5, atol=1e-6)

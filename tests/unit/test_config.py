@@ -5,7 +5,8 @@ import yaml
 
 from conftest import ROOT, run_cli
 from rlkit import Config, ConfigError, load_config
-from rlkit.config import check_train_every
+from rlkit.algos.base import check_config
+from rlkit.algos.onpolicy import check_train_every
 from rlkit.envs.make import inspect_env, make_env, resolve_env_fields
 
 
@@ -35,9 +36,6 @@ def test_yaml_and_overrides(tmp_path):
     ({"algo": {"use_RND": "yes"}}, None, "'algo.use_RND' must be bool"),
     ({"algo": {"gamma": 1.5}}, None, "'algo.gamma' must be in [0, 1)"),
     ({"total_steps": -1}, None, "'total_steps' must be > 0"),
-    ({"algo": {"batch_size": 64, "mini_batch_size": 128}}, None, "'algo.mini_batch_size' (128) must be <="),
-    ({"algo": {"batch_size": 100, "mini_batch_size": 10}, "parallel": {"num_threads": 3, "envs_per_thread": 2}}, None,
-     "'algo.batch_size' (100) must be divisible by parallel.num_threads x parallel.envs_per_thread (3 x 2 = 6)"),
     ({"exploration_steps": 1000}, None, "'exploration_steps' (1000) needs an intrinsic reward"),
     ({"parallel": {"num_threads": 0}}, None, "'parallel.num_threads' must be >= 1, got 0"),
     ({"parallel": {"backend": "mpi"}}, None, "'parallel.backend' must be thread or process"),
@@ -50,6 +48,19 @@ def test_bad_input_names_the_key(raw, overrides, expected):
         load_config(raw, overrides)
     assert expected in str(e.value)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"algo": {"batch_size": 64, "mini_batch_size": 128}}, "'algo.mini_batch_size' (128) must be <="),
+    ({"algo": {"batch_size": 100, "mini_batch_size": 10}, "parallel": {"num_threads": 3, "envs_per_thread": 2}},
+     "'algo.batch_size' (100) must be divisible by parallel.num_threads x parallel.envs_per_thread (3 x 2 = 6)"),
+])
+def test_ppo_rollout_rules_are_the_on_policy_learners(raw, expected):
+    """Generic loading accepts them (another algorithm may not have rollouts); the algorithm's check refuses."""
+    cfg = load_config(raw)
+    with pytest.raises(ConfigError) as e:
+        check_config(cfg)
+    assert expected in str(e.value) and "\n" not in str(e.value)
 
 
 def test_train_every_must_match_batch_size():

@@ -3,9 +3,9 @@ import json
 import numpy as np
 
 from rlkit import load_config, train
-from rlkit.config import default_gradient_steps
+from rlkit.algos.onpolicy import default_gradient_steps, on_policy_schedule
 from rlkit.runs.metrics import read_metrics
-from rlkit.steps import StepCounter, crossed, make_schedule, minibatch_indices
+from rlkit.steps import StepCounter, crossed, minibatch_indices
 
 
 def test_policy_env_gradient_steps_with_ranks_threads_envs_and_repeat():
@@ -38,7 +38,7 @@ def test_schedule_from_config():
     cfg = load_config({"parallel": {"num_threads": 4, "envs_per_thread": 2},
                        "algo": {"batch_size": 256, "mini_batch_size": 96, "k_epochs": 3,
                                 "per_rank_pretrain_steps": 50}, "learning_starts": 100})
-    s = make_schedule(cfg, world_size=2)
+    s = on_policy_schedule(cfg, world_size=2)
     assert s.train_every == 512  # batch_size x W
     assert s.rollout_len == 256 // 8
     assert s.gradient_steps == default_gradient_steps(cfg) == 3 * 3  # k_epochs x ceil(256/96)

@@ -1,0 +1,306 @@
+"""The on-policy learner: what every algorithm that trains on a full rollout shares, around its Agent.
+
+It owns the rollout memory (rlkit/data/rollout.py), the observation normaliser and the reward filter, the
+hooks (RND), and the rules of a rollout: random actions before learning_starts (nothing stored), one slot
+per env per iteration after, a truncated episode's last step bootstrapped from the value of its true final
+observation, one batched critic pass over the whole rollout, GAE, then a phase of the agent's updates when
+the memory is full. A checkpoint may be taken only between rollouts. The algorithm itself (PPO, A2C) is an
+Agent (rlkit.algos.base): how it acts and how it updates on the batch.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlkit.algos.base import HOOKS, Phase, algorithm, import_part, load, make_hooks
+from rlkit.config import ConfigError
+from rlkit.data.normalize import ObsNormalizer, ReturnFilter
+from rlkit.data.rollout import RolloutMemory
+from rlkit.nn.networks import distribution, input_shape
+from rlkit.runs.distributed import replicate
+from rlkit.steps import make_schedule
+
+VALUE_CHUNK = 4096  # rows per critic pass over a rollout: bounds the activations of a large CNN rollout
+
+
+# ---------------------------------------------------------------- the rollout's size and the schedule
+
+def ppo_rollout(cfg) -> tuple[int, int]:
+    """PPO's rollout: algo.batch_size transitions per rank, k_epochs x ceil(batch_size / mini_batch_size)
+    minibatch steps; the default for an Agent without its own rollout(cfg)."""
+    a, p = cfg.algo, cfg.parallel
+    if a.mini_batch_size > a.batch_size:
+        raise ConfigError(f"'algo.mini_batch_size' ({a.mini_batch_size}) must be <= 'algo.batch_size' ({a.batch_size}); "
+                          "lower mini_batch_size or raise batch_size")
+    if a.batch_size % cfg.num_envs:
+        raise ConfigError(
+            f"'algo.batch_size' ({a.batch_size}) must be divisible by parallel.num_threads x "
+            f"parallel.envs_per_thread ({p.num_threads} x {p.envs_per_thread} = {cfg.num_envs}): "
+            f"the rollout is batch_size / {cfg.num_envs} steps per env; pick a batch_size that is a multiple of {cfg.num_envs}")
+    return a.batch_size, default_gradient_steps(cfg)
+
+
+def default_gradient_steps(cfg) -> int:
+    a = cfg.algo
+    return a.k_epochs * math.ceil(a.batch_size / a.mini_batch_size)
+
+
+def rollout_of(cfg) -> tuple[int, int]:
+    """(transitions per rank per rollout, gradient steps per phase) of the configured agent."""
+    agent = algorithm(cfg.algo.name)
+    return agent.rollout(cfg) if hasattr(agent, "rollout") else ppo_rollout(cfg)
+
+
+def check_train_every(cfg, world_size: int = 1, batch_size: int | None = None) -> int:
+    """An on-policy algorithm trains once per rollout: train_every = the rollout x W policy steps (docs/design.md,
+    "Steps")."""
+    what = "algo.batch_size" if batch_size is None else "the rollout"
+    batch_size = cfg.algo.batch_size if batch_size is None else batch_size
+    expected = batch_size * world_size
+    if cfg.train_every is not None and cfg.train_every != expected:
+        raise ConfigError(
+            f"'train_every' ({cfg.train_every}) must equal {what} x ranks ({batch_size} x {world_size} = "
+            f"{expected}) for {cfg.algo.name}; remove train_every or set it to {expected}")
+    return expected
+
+
+def on_policy_schedule(cfg, world_size: int = 1):
+    batch, gradient_steps = rollout_of(cfg)
+    train_every = check_train_every(cfg, world_size, None if batch == cfg.algo.batch_size else batch)
+    return make_schedule(cfg, train_every, batch // cfg.num_envs, gradient_steps)
+
+
+# ---------------------------------------------------------------- parts named in the params file
+
+def build_module(key: str, spec: dict, obs_space, out_dim: int) -> nn.Module:
+    """algo.actor / algo.critic: type(obs_space, out_dim, **kwargs) -> an nn.Module returning [B, out_dim]."""
+    factory = import_part(f"{key}.type", spec["type"], "a class or function returning an nn.Module")
+    kwargs = spec.get("kwargs", {})
+    try:
+        module = factory(obs_space, out_dim, **kwargs)
+    except Exception as e:
+        raise ConfigError(f"'{key}': {spec['type']}(obs_space, {out_dim}, **{kwargs}) failed ({type(e).__name__}: "
+                          f"{e}); it is called with the observation space, the outputs and {key}.kwargs") from None
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"'{key}': {spec['type']} returned {type(module).__name__}, not a torch nn.Module")
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros(2, *input_shape(obs_space)))
+    except Exception as e:
+        raise ConfigError(f"'{key}': {spec['type']} fails on a batch of 2 observations of shape "
+                          f"{input_shape(obs_space)} ({type(e).__name__}: {e}); see rlkit.nn.networks for the "
+                          "forward contract") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, out_dim):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"'{key}': {spec['type']} returns {shape} for 2 observations; it must return [B, {out_dim}] "
+                          "(see rlkit.nn.networks for the forward contract)")
+    return module
+
+
+def build_loss(spec: dict, algo):
+    """algo.loss: a class built as type(algo, **kwargs), or a callable (kwargs bound to it)."""
+    obj = import_part("algo.loss.type", spec["type"], "a loss class or function")
+    kwargs = spec.get("kwargs", {})
+    if isinstance(obj, type):
+        try:
+            obj = obj(algo, **kwargs)
+        except Exception as e:
+            raise ConfigError(f"'algo.loss': {spec['type']}(algo, **{kwargs}) failed ({type(e).__name__}: {e}); "
+                              "a loss class takes the algo section and algo.loss.kwargs") from None
+    elif kwargs:
+        obj = functools.partial(obj, **kwargs)
+    if not callable(obj):
+        raise ConfigError(f"'algo.loss': {spec['type']} is not callable; a loss is called as loss(actor, critic, "
+                          "minibatch) -> (scalar loss, {name: value})")
+    return obj
+
+
+def config_parts(cfg, env_info, value_heads: int, given: dict | None = None) -> dict:
+    """{"actor", "critic", "loss"}: what rlkit.train was given, else what the params file names, else None (the
+    built-in one)."""
+    a, given = cfg.algo, dict(given or {})
+    parts = {}
+    if given.get("actor") is None and a.actor is not None:
+        dist, _ = distribution(env_info.action_space, a)
+        parts["actor"] = build_module("algo.actor", a.actor, env_info.obs_space, dist.num_params)
+    if given.get("critic") is None and a.critic is not None:
+        parts["critic"] = build_module("algo.critic", a.critic, env_info.obs_space, value_heads)
+    if given.get("loss") is None and a.loss is not None:
+        parts["loss"] = build_loss(a.loss, a)
+    return {**{k: given.get(k) for k in ("actor", "critic", "loss")}, **parts}
+
+
+def check_loss(agent, obs_space) -> None:
+    """One call of the agent's loss on two zero observations: a loss that breaks the contract fails here, named."""
+    obs = torch.zeros(2, *input_shape(obs_space))
+    with torch.no_grad():
+        actions, logprobs = agent.actor.sample(obs, torch.Generator().manual_seed(0))
+    heads = agent.critic.heads
+    mb = {"obs": obs, "actions": actions, "logprobs": logprobs, "advantages": torch.tensor([1.0, -1.0]),
+          "returns": torch.zeros(2, heads), "values": torch.zeros(2, heads)}
+    try:
+        out = agent.loss(agent.actor, agent.critic, mb)
+    except Exception as e:
+        raise ConfigError(f"'algo.loss' fails on a minibatch of 2 ({type(e).__name__}: {e}); a loss is called as "
+                          "loss(actor, critic, minibatch) -> (scalar loss, {name: value})") from None
+    ok = (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict) and isinstance(out[0], torch.Tensor)
+          and out[0].dim() == 0 and out[0].requires_grad)
+    if not ok:
+        raise ConfigError(f"'algo.loss' returns {type(out).__name__}; it must return (a scalar tensor with a gradient, "
+                          "{name: value}) (see rlkit.algos.ppo.PPOLoss)")
+
+
+# ---------------------------------------------------------------- the learner
+
+class OnPolicyLearner:
+    """The Learner (rlkit.algos.base) of every Agent: collects a rollout, then trains the agent on it."""
+
+    @classmethod
+    def check_config(cls, cfg, world_size: int) -> int:
+        for key in ("loss", "actor", "critic"):  # importable (a batch checks this before its first run)
+            spec = getattr(cfg.algo, key)
+            if spec is not None:
+                import_part(f"algo.{key}.type", spec["type"], "a class or function")
+        return on_policy_schedule(cfg, world_size).train_every
+
+    @classmethod
+    def check_parts(cls, cfg, env_info) -> None:
+        """The params file's actor, critic and loss, built and called once on the CPU (before any run)."""
+        if cfg.algo.actor is None and cfg.algo.critic is None and cfg.algo.loss is None:
+            return
+        heads = 1 + sum(load(entry).value_heads for entry in HOOKS.values() if load(entry).enabled(cfg))
+        parts = config_parts(cfg, env_info, heads)
+        agent = algorithm(cfg.algo.name)(cfg.algo, env_info.obs_space, env_info.action_space, "cpu",
+                                         value_heads=heads, **parts)
+        if cfg.algo.loss is not None:
+            check_loss(agent, env_info.obs_space)
+
+    def __init__(self, cfg, env_info, device, rng, generator, world_size: int = 1, parts=None):
+        self.cfg, self.device, self.rng, self.generator = cfg, device, rng, generator
+        n = cfg.num_envs
+        self.schedule = on_policy_schedule(cfg, world_size)
+        self.obs_norm = ObsNormalizer(env_info.obs_shape, enabled=cfg.algo.normalize_obs)
+        self.reward_filter = ReturnFilter(n, cfg.algo.gamma) if cfg.algo.normalize_reward else None
+        # the hooks (RND) ride along the rollout; the agent acts and learns
+        self.hooks = make_hooks(cfg, env_info, n, device, self.schedule.train_every)
+        heads = 1 + sum(hook.value_heads for hook in self.hooks)
+        parts = config_parts(cfg, env_info, heads, parts)
+        self.agent = algorithm(cfg.algo.name)(cfg.algo, env_info.obs_space, env_info.action_space, device,
+                                              value_heads=heads, **parts)
+        self.memory = RolloutMemory(self.schedule.rollout_len, n, env_info.obs_shape, env_info.action_shape,
+                                    obs_dtype=env_info.obs_dtype)
+        for hook in self.hooks:
+            hook.attach(self.agent, self.memory)
+        self.warmup, self.actions, self.logprobs = False, None, None
+
+    # ------------------------------------------------------------------ collection
+    def act(self, obs: np.ndarray, counter) -> np.ndarray:
+        mem, agent = self.memory, self.agent
+        self.warmup = self.schedule.random_actions(counter)
+        if self.warmup:  # learning_starts: random actions warm up the normalisers; the steps count
+            self.actions = agent.random_actions(self.cfg.num_envs, self.rng)
+        else:  # normalised straight into the memory (a copy: the vector overwrites its obs buffer in step())
+            self.actions, self.logprobs = agent.act(self.obs_norm(obs, out=mem.obs[mem.pos]), self.generator)
+        return agent.env_actions(self.actions)
+
+    def observe(self, next_obs, rewards, terminated, truncated, final_obs, counter) -> None:
+        mem = self.memory
+        dones = terminated | truncated
+        self.obs_norm.update(next_obs)
+        for hook in self.hooks:
+            hook.on_step(mem, next_obs, final_obs, dones, warmup=self.warmup)
+        self.last_obs = next_obs  # the rollout's bootstrap observations, once it is full
+        if self.warmup:
+            return
+        t = mem.pos
+        mem.actions[t], mem.logprobs[t] = self.actions, self.logprobs
+        if self.reward_filter:
+            self.reward_filter(rewards, dones, out=mem.rewards[t])
+        else:
+            mem.rewards[t] = rewards
+        mem.dones[t], mem.truncated[t] = dones, truncated
+        mem.final_values[t] = 0.0
+        if np.count_nonzero(truncated):  # time limit: bootstrap from the true last observation
+            mem.final_values[t, truncated] = self.agent.value(self.obs_norm(final_obs[truncated]))[:, 0]
+        mem.pos += 1
+
+    def ready(self, counter) -> bool:
+        return self.memory.full
+
+    def resumable(self) -> bool:
+        """Checkpoints only between rollouts, when the memory holds nothing half-collected."""
+        return self.memory.pos == 0
+
+    # ------------------------------------------------------------------ training
+    def train(self, counter) -> Phase:
+        cfg, mem = self.cfg, self.memory
+        # V(s_t) of every stored observation in one batched pass rather than one small pass per step: the weights
+        # do not change during a rollout, so these are the values at collection
+        values = self.rollout_values()  # [T, N, heads]
+        last_values = self.agent.value(self.obs_norm(self.last_obs))  # [N, heads]
+        mem.values[:] = values[..., 0]
+        mem.compute_returns(last_values[:, 0], cfg.algo.gamma, cfg.algo.GAE_lambda)
+        batch = mem.batch(self.device)
+        batch["returns"], batch["values"] = batch["returns"][:, None], batch["values"][:, None]  # [N, heads]
+        extra_losses, hook_stats = [], {}
+        for hook in self.hooks:
+            losses, stats = hook.extend_batch(batch, mem, values, last_values, counter)
+            extra_losses += losses
+            hook_stats.update(stats)
+        if cfg.algo.anneal_lr:
+            self.agent.set_lr_fraction(max(0.0, 1.0 - counter.policy_step / cfg.total_steps))
+        n_updates = self.schedule.gradient_steps_for(counter)
+        stats = self.agent.update(batch, n_updates, self.rng, extra_losses)
+        mem.pos = 0
+        return Phase(n_updates, stats, hook_stats)
+
+    def rollout_values(self) -> np.ndarray:
+        """[T, N, heads]: the critic on the rollout's stored observations, in chunks of VALUE_CHUNK rows."""
+        mem = self.memory
+        obs = mem.obs.reshape(mem.rollout_len * mem.num_envs, *mem.obs.shape[2:])
+        values = np.concatenate([self.agent.value(obs[i:i + VALUE_CHUNK]) for i in range(0, len(obs), VALUE_CHUNK)])
+        return values.reshape(mem.rollout_len, mem.num_envs, -1)
+
+    # ------------------------------------------------------------------ evaluation, ranks, state
+    def policy(self, obs: np.ndarray, generator=None) -> np.ndarray:
+        agent = self.agent
+        if generator is None:
+            return agent.env_actions(agent.deterministic_action(self.obs_norm(obs)))
+        return agent.env_actions(agent.act(self.obs_norm(obs), generator)[0])
+
+    def modules(self) -> list:
+        """Every network of the run: the agent's and its hooks'."""
+        return [*self.agent.modules(), *(m for hook in self.hooks for m in hook.modules())]
+
+    def replicate(self, world_size: int) -> None:
+        stats = [self.obs_norm.rms] + ([self.reward_filter.rms] if self.reward_filter else [])
+        replicate(world_size, self.agent, self.hooks, stats)
+
+    def state_dict(self) -> dict:
+        return {"agent": self.agent.state_dict(), "obs_norm": self.obs_norm.state_dict()}
+
+    def local_state_dict(self) -> dict:
+        return {"reward_filter": self.reward_filter.state_dict() if self.reward_filter else None,
+                **dict.fromkeys(HOOKS), **{hook.name: hook.state_dict() for hook in self.hooks}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.agent.load_state_dict(state["agent"])
+        self.obs_norm.load_state_dict(state["obs_norm"])
+        for name, part in [("reward_filter", self.reward_filter), *((hook.name, hook) for hook in self.hooks)]:
+            if part is not None:
+                part.load_state_dict(state[name])
+
+    @staticmethod
+    def replicated(state: dict) -> dict:
+        """The model, the optimizers and the running statistics (not the per-env returns, which differ)."""
+        shared = {"agent": state["agent"], "obs_norm": state["obs_norm"]}
+        if state["reward_filter"] is not None:
+            shared["reward_filter"] = state["reward_filter"]["rms"]
+        for name, entry in HOOKS.items():
+            if state.get(name) is not None:
+                shared[name] = load(entry).replicated(state[name])
+        return shared
