@@ -197,6 +197,11 @@ class OnPolicyLearner:
             hook.attach(self.agent, self.memory)
         self.warmup, self.actions, self.logprobs = False, None, None
 
+    @property
+    def update_path(self) -> str:
+        """Which code computes the agent's gradients, and why (PPO: numpy or autograd, rlkit/algos/ppo_numpy.py)."""
+        return getattr(self.agent, "update_path", "autograd")
+
     # ------------------------------------------------------------------ collection
     def act(self, obs: np.ndarray, counter) -> np.ndarray:
         mem, agent = self.memory, self.agent

@@ -21,6 +21,7 @@ from rlkit.config import Config, ConfigError, load_config
 from rlkit.envs.make import Episodes, make_env, probe_env, resolve_env_fields
 from rlkit.envs.vector import make_vector
 from rlkit.loop.evaluate import Evaluator
+from rlkit.loop.progress import ProgressBar
 from rlkit.loop.guards import Terminated, check_env_output, check_state, check_update, preflight, stop_on_sigterm
 from rlkit.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlkit.runs.distributed import check_replicas, digest, gather_to_rank0, process_group, rank_seed
@@ -176,7 +177,8 @@ class Trainer:
         self.wall_offset = 0.0  # wall time of earlier sessions of a resumed run
         self.last = {"log": 0, "eval": 0, "checkpoint": 0}
         self.metrics = MetricsWriter(self.run_dir / "metrics.csv") if rank == 0 else None  # rank 0 writes
-        self.progress = _progress_bar(cfg.total_steps) if progress else None
+        self.progress = ProgressBar(cfg.total_steps) if progress else None  # a callback on the logged rows
+        self.update_path = None  # the update's code path as last written to status.json
         if world_size > 1:
             self._join_ranks()
 
@@ -195,6 +197,7 @@ class Trainer:
         if self.rank == 0:
             write_status(self.run_dir, state="running", error=None, versions=versions(), git_commit=git_commit(),
                          world_size=self.world_size, **self.counters())
+        self.record_update_path()
         self.start = time.perf_counter()
         self.sps_mark = (self.start, c.policy_step)
         while c.policy_step < cfg.total_steps:  # stops at the first iteration boundary at or past total_steps
@@ -234,11 +237,19 @@ class Trainer:
         check_update(phase.metrics, c.policy_step, self.learner.modules())  # guard: nan/inf losses or weights stop the run
         c.step_gradient(phase.updates)
         c.step_update()
+        self.record_update_path()
         # the phase's wall seconds: with perf/sps, how a run's time splits between collecting and learning
         self.log({**phase.metrics, "steps/replay_ratio": c.replay_ratio,
                   "perf/update_seconds": time.perf_counter() - start, **phase.hook_metrics})
 
     # ------------------------------------------------------------------ helpers
+    def record_update_path(self) -> None:
+        """status.json says which code path trains (numpy or autograd, and why), whenever it changes."""
+        path = getattr(self.learner, "update_path", None)
+        if path != self.update_path and self.rank == 0:
+            self.update_path = path
+            write_status(self.run_dir, update_path=path)
+
     def evaluate(self) -> None:
         learner, draws = self.learner, None
         if not self.cfg.eval.deterministic:
@@ -256,9 +267,6 @@ class Trainer:
         self.sps_mark = (now, step)
         self.log({"perf/sps": sps, "steps/iteration": self.counter.iteration, "steps/update": self.counter.update})
         self.last["log"] = step
-        if self.progress is not None:
-            self.progress.update(step - self.progress.n)
-            self.progress.set_postfix(sps=f"{sps:,.0f}", ret=f"{self.episodes.last_return:.1f}", refresh=False)
 
     def wall_time(self) -> float:
         return self.wall_offset + time.perf_counter() - self.start
@@ -272,7 +280,7 @@ class Trainer:
             return
         counters = self.counters()
         self.metrics.log(counters, counters["wall_time"], metrics)
-        for callback in self.callbacks:
+        for callback in (*self.callbacks, *([self.progress] if self.progress else [])):
             callback(counters, metrics)
 
     # ------------------------------------------------------------------ checkpoint / resume
@@ -322,8 +330,6 @@ class Trainer:
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = MetricsWriter(self.run_dir / "metrics.csv", keep_rows=state["metrics_rows"])
-        if self.progress is not None:
-            self.progress.update(self.counter.policy_step)
 
     def close(self) -> None:
         for part in (self.envs, self.evaluator, self.metrics, self.progress):
@@ -364,8 +370,3 @@ def replica_digest(state: dict, algo_name: str = "ppo") -> str:
     what that is: the model, the optimizers and the running statistics, not the envs or random streams)."""
     return digest(learner_class(algo_name).replicated(state))
 
-
-def _progress_bar(total: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="step", desc="policy steps", dynamic_ncols=True)
