@@ -304,7 +304,7 @@ def plot_experiments(runs, metric=FINAL_METRIC, x="policy_step", ci=CI_LEVEL, ou
         names = short_names(experiments)
         cols = min(3, len(experiments))
         rows = -(-len(experiments) // cols)
-        fig = Figure(figsize=(4.2 * cols, 3.2 * rows), dpi=100)
+        fig = Figure(figsize=(max(4.2 * cols, 7.5), 3.2 * rows + 0.4), dpi=100, layout="constrained")
         axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True).ravel()
         for ax, exp in zip(axes, experiments):
             for run, d in ge[ge.experiment == exp].groupby("run"):
@@ -322,8 +322,8 @@ def plot_experiments(runs, metric=FINAL_METRIC, x="policy_step", ci=CI_LEVEL, ou
         for ax in axes[len(experiments):]:
             ax.set_visible(False)
         axes[0].legend(fontsize=7, loc="lower right")
-        fig.suptitle(f"{env_id}: {metric} per seed (thin, dots = evaluations) and IQM across seeds", fontsize=10)
-        fig.tight_layout()
+        fig.suptitle(f"{env_id}: {metric} of each seed (grey, dots: evaluations), IQM across seeds (blue)",
+                     fontsize=10, wrap=True)
         paths.append(out_dir / f"{_slug(env_id)}__{_slug(metric)}__seeds.png")
         fig.savefig(paths[-1])
     return paths
@@ -412,6 +412,8 @@ class Report:
     diff: pd.DataFrame  # experiments x the config keys that differ
     warnings: list[str]
     figures: list[Path] = field(default_factory=list)
+    configs: dict = field(default_factory=dict)  # experiment -> its resolved config (differences per environment)
+    interactive: dict = field(default_factory=dict)  # env_id -> plotly figure (rlkit/analysis/compare.py)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
 
     @property
@@ -485,9 +487,14 @@ def build(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="policy_st
     runs = load_runs(results_dir)
     info = load_run_info(results_dir, runs, metric, window)
     summary = summarise(runs, metric, window, ci, baseline=baseline)
-    diff = config_diff(experiment_configs(results_dir))
-    rep = Report(results_dir, out_dir, metric, window, ci, runs, info, summary, diff, warnings_for(summary, info))
+    configs = experiment_configs(results_dir)
+    diff = config_diff(configs)
+    rep = Report(results_dir, out_dir, metric, window, ci, runs, info, summary, diff, warnings_for(summary, info),
+                 configs=configs)
     if figures:
+        from rlkit.analysis.compare import comparison_figures
+
+        rep.interactive = comparison_figures(runs, ci=ci)
         rep.figures = (plot_experiments(runs, metric, x, ci, out_dir) + plot_intervals(summary, out_dir, ci)
                        + plot_improvement(summary, out_dir, ci) + plot_metric(runs, metric, x, "iqm", ci, out_dir))
         if x != "wall_time":
@@ -501,19 +508,24 @@ STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-c
 
 
 def write_index(rep: Report, title="rlkit report") -> Path:
-    """Write ``summary.csv``, ``runs.csv`` and a self-contained ``index.html`` (figures by relative path)
-    into the report's out_dir; return index.html."""
+    """Write ``summary.csv``, ``runs.csv`` and ``index.html`` into the report's out_dir: the header, one section
+    per environment (rlkit/analysis/layout.py: the answer first), every run. Figures by relative path; the
+    interactive ones load plotly.min.js from beside the page (no network, no kernel). Returns index.html."""
+    from rlkit.analysis import layout
+    from rlkit.analysis.compare import figures_html, write_plotly_js
+
     out = rep.out_dir
     out.mkdir(parents=True, exist_ok=True)
     rep.summary.to_csv(out / "summary.csv", index=False)
     rep.info.to_csv(out / "runs.csv", index=False)  # every run: state, error, final score, SPS, files
     esc = html.escape
-    imgs = "\n".join(f'<p><img src="{esc(os.path.relpath(f, out))}" alt="{esc(Path(f).name)}"></p>'
-                     for f in rep.figures)
+    script = f"<script src='{write_plotly_js(out)}'></script>" if rep.interactive else ""
+    sections = "\n".join(layout.section_html(rep, env_id, figures_html({env_id: rep.interactive[env_id]})
+                                             if env_id in rep.interactive else "", out)
+                         for env_id in layout.environments(rep))
     page = (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{esc(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1>\n{rep.header_html()}\n"
-            f"<h2>Summary</h2>\n{rep.summary_html()}\n<h2>What differs between the experiments</h2>\n"
-            f"{rep.diff_html()}\n<h2>Figures</h2>\n{imgs}\n<h2>Runs</h2>\n{rep.runs_html()}\n</body></html>\n")
+            f"<style>{STYLE}</style>{script}</head><body><h1>{esc(title)}</h1>\n{rep.header_html()}\n"
+            f"{sections}\n<h2>Runs</h2>\n{rep.runs_html()}\n</body></html>\n")
     (out / "index.html").write_text(page)
     return out / "index.html"
 
