@@ -201,7 +201,10 @@ def test_write_report(results, tmp_path):
     runs = pd.read_csv(out / "runs.csv").set_index(["experiment", "run"])
     assert runs.loc[("fast", "seed0"), "state"] == "failed" and runs.loc[("slow", "seed2"), "final"] == 90.0
     page = index.read_text()
-    assert index == out / "index.html" and page.count("<img") == 5 and "<table" in page
+    # shown: each seed, the intervals, the improvement; the IQM curves are the interactive figure's (plotly)
+    assert index == out / "index.html" and page.count("<img") == 3 and "<table" in page
+    assert "<script src='plotly.min.js'></script>" in page and (out / "plotly.min.js").exists()
+    assert page.count("class='interactive'") == 1 and "<h2>CartPole-v1</h2>" in page
     assert 'src="CartPole-v1__eval-return__seeds.png"' in page
     assert "failed: RuntimeError: boom" in page and f"rlkit {rlkit.__version__}" in page and "commit " in page
     assert "last 10% of its policy steps" in page  # the definition of "final", stated

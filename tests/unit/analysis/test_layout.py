@@ -1,0 +1,58 @@
+"""The report's layout (rlkit/analysis/layout.py): per environment, the answer first; and its statistics
+unchanged by the redesign."""
+import numpy as np
+import pandas as pd
+import yaml
+
+from rlkit.analysis import layout, report
+from test_report import write_run
+
+from conftest import ROOT
+
+GOLDEN = ROOT / "tests" / "support" / "report_summary_before_0_2.csv"  # summarise() of the runs below at 7fe9242
+
+
+def two_envs(res):
+    for exp, finals in {"fast": [100.0, 110.0, 120.0], "slow": [50.0, 60.0, 90.0]}.items():
+        for seed, final in enumerate(finals):
+            write_run(res, exp, seed, final, last_step=8000 if (exp, seed) == ("slow", 2) else 10_000)
+    for exp, finals in {"a": [-200.0, -150.0, -180.0], "b": [-140.0, -130.0, -170.0]}.items():
+        for seed, final in enumerate(finals):
+            write_run(res, exp, seed, final, env_id="Pendulum-v1")
+    return res
+
+
+def test_the_statistics_are_those_of_the_report_before_its_redesign(tmp_path):
+    rep = report.build(two_envs(tmp_path / "results"), tmp_path / "out", figures=False)
+    golden = pd.read_csv(GOLDEN)
+    mine = rep.summary.reset_index(drop=True)
+    assert list(mine.experiment) == list(golden.experiment)
+    numeric = [c for c in golden.columns if pd.api.types.is_numeric_dtype(golden[c])]
+    np.testing.assert_allclose(mine[numeric].to_numpy(float), golden[numeric].to_numpy(float), rtol=1e-12,
+                               equal_nan=True)
+    assert list(mine.baseline) == list(golden.baseline)
+
+
+def test_each_environment_has_its_headline_and_its_own_differences(tmp_path):
+    res = two_envs(tmp_path / "results")
+    (res / "b" / "seed0" / "config.yaml").write_text(yaml.safe_dump(
+        {"seed": 0, "env": {"id": "Pendulum-v1"}, "algo": {"actor_lr": 0.01}}))
+    rep = report.build(res, tmp_path / "out", figures=False)
+    assert layout.environments(rep) == ["CartPole-v1", "Pendulum-v1"]
+    headline = layout.headline_html(rep, "Pendulum-v1")
+    assert "<th>experiment</th><th>seeds</th><th>final IQM [95% CI]</th>" in headline
+    assert "-146.7 [-170, -130]" in headline and "baseline" in headline and "3 finished" in headline
+    assert "algo" not in headline  # no config columns in the headline
+    # env.id differs across environments, so across the whole results it is a "difference"; within one it is not
+    assert "env.id" in rep.diff.columns
+    assert list(layout.differences(rep, "Pendulum-v1").columns) == ["algo.actor_lr"]
+    assert layout.differences(rep, "CartPole-v1").empty
+
+
+def test_a_figure_with_nothing_to_draw_is_one_line(tmp_path):
+    res = tmp_path / "results"
+    write_run(res, "once", 0, 5.0, last_step=0)  # one evaluation only
+    rep = report.build(res, tmp_path / "out")
+    notes = layout.notes(rep, "CartPole-v1")
+    assert any("one eval/return so far: nothing to draw" in n for n in notes)
+    assert any("no probability of improvement" in n for n in notes)
