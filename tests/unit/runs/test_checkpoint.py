@@ -1,6 +1,6 @@
 """A resume trusts only verified files: a checkpoint with flipped bytes or a metrics.csv shorter than the
 checkpoint covers is refused with the files untouched; a failed checkpoint write keeps the old one and leaves no
-temporary file. (A truncated checkpoint through a real `rlkit train` process: tests/integration/test_corrupt_checkpoint.py.)"""
+temporary file. (A truncated checkpoint through a real `rlkit train` process: tests/integration/test_cli_errors.py.)"""
 import pytest
 
 from rlkit import train
