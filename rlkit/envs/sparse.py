@@ -2,7 +2,7 @@
 
 MountainCar-v0's -1 per step is dense enough to explore by: with normalised rewards a fresh critic
 expects far more than the true returns, and that optimism drives plain PPO to the flag (see the
-README's learning results). Here nothing is learned until the flag has been reached once, which a
+docs/results.md, classic control). Here nothing is learned until the flag has been reached once, which a
 random-ish policy almost never does in 200 steps: the case RND is for.
 
     env: {id: "rlkit.envs.sparse:SparseMountainCar-v0"}

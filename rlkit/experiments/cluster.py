@@ -1,4 +1,4 @@
-"""Runs on a Dask cluster: `rlkit run ... --scheduler tcp://HOST:PORT` (README, "Scaling out").
+"""Runs on a Dask cluster: `rlkit run ... --scheduler tcp://HOST:PORT` (docs/scaling.md).
 
 Each experiment x seed is one task that calls launch.run_one on a worker, exactly as the local
 pool (rlkit/experiments/runner.py) does. The results directory must be on a filesystem every worker shares, at the same path: the

@@ -1,8 +1,7 @@
 """Jupyter kernels for papermill runs: the kit's kernel name and a kernel manager on IPC sockets.
 
 Parallel kernels on TCP ports race for free ports and collide ("Address already in use") once many
-start at once; kernels on IPC transport use socket files with a path of their own and do not (README,
-"Running notebooks with papermill").
+start at once; kernels on IPC transport use socket files with a path of their own and do not (docs/notebooks.md).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Fault injection on real runs: `python -m rlkit train` subprocesses, real signals, a real full disk.
 
-Every test asserts what the README's "Checkpoint and resume" section promises: nothing is deleted, no
+Every test asserts what docs/runs.md, "Checkpoints and resume", promises: nothing is deleted, no
 metric row is duplicated or missing, status.json says what happened, and a resumed run has the same
 metrics as one that was never interrupted.
 
