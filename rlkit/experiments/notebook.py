@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from rlkit.analysis.live import LivePlot, show_run  # noqa: F401 (show_run: the old rlkit.live had it)
+from rlkit.analysis.live import DRAWN, LivePlot, show_run  # noqa: F401 (show_run: the old rlkit.live had it)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,6 +65,7 @@ def train_in_notebook(cfg, run_dir, *, resume=True, force=False, progress=True, 
     run_dir = Path(run_dir)
     if read_status(run_dir).get("state") == "finished" and not force:
         print(f"{run_dir} holds a finished run: showing it (set force = True to train it again)")
+        DRAWN.discard(run_dir.resolve())  # no live plot this time: show_run draws the curves
         return run_dir
     plot = LivePlot(title=f"{cfg.env.id}, seed {cfg.seed}", run_dir=run_dir) if live_plot else None
     try:

@@ -52,6 +52,8 @@ def lab(tmp_path_factory):
     with_parameters(ROOT / "notebooks" / "train.ipynb", work / "train.ipynb", run_dir=str(results / "cartpole" / "seed0"),
                     overrides={"total_steps": 6144, "eval.every": 2048, "eval.episodes": 2, "log_every": 512})
     with_parameters(ROOT / "notebooks" / "report.ipynb", work / "report.ipynb", results_dir=str(results))
+    with_parameters(ROOT / "notebooks" / "train.ipynb", work / "long.ipynb", run_dir=str(work / "long" / "seed0"),
+                    config="params/mountaincar.yaml", overrides={"total_steps": 2_000_000, "log_every": 512})
     port = free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(work / ".config"), "JUPYTER_RUNTIME_DIR": str(work / ".runtime"),
            "JUPYTERLAB_SETTINGS_DIR": str(work / ".settings"), "JUPYTERLAB_WORKSPACES_DIR": str(work / ".workspaces")}
@@ -174,8 +176,12 @@ def test_train_and_report_notebooks_run_all_in_jupyterlab(lab, browser):
     training = page.locator(f"{PANEL} .jp-CodeCell").nth(1)  # the cell after the parameters
     assert training.locator(".widget-progress, .progress-bar, progress").count() >= 1, "no progress bar"
     assert training.locator("img[src^='data:image/png']").count() == 1, "no live plot"
-    curves = page.locator(f"{PANEL} .jp-CodeCell").nth(2)  # show_run: summary and final curves
-    assert curves.locator("img[src^='data:image/png']").count() == 1 and "finished" in curves.inner_text()
+    bar = training.inner_text()
+    assert bar.count("steps/s") >= 1 and "it/s" not in bar and "step/s]" not in bar, bar  # one speed: rlkit's
+    assert "return" in bar and "(last " in bar  # the smoothed return, not one episode's
+    summary = page.locator(f"{PANEL} .jp-CodeCell").nth(2)  # show_run: the summary; the live plot was the curves
+    assert summary.locator("img[src^='data:image/png']").count() == 0 and "finished" in summary.inner_text()
+    assert "s (the training loop)" in summary.inner_text()  # units on the numbers
     assert page.locator(f"{PANEL} details summary", has_text="full resolved config").count() == 1
     assert errors_in(page) == [] and saved_errors(work / "train.ipynb") == []
     assert json.loads((work / "results" / "cartpole" / "seed0" / "status.json").read_text())["state"] == "finished"
@@ -183,6 +189,7 @@ def test_train_and_report_notebooks_run_all_in_jupyterlab(lab, browser):
     # Run All again on the finished run: it is shown, not trained again, and nothing fails
     run_all(page, url, "train.ipynb")
     assert "holds a finished run: showing it" in page.locator(f"{PANEL} .jp-CodeCell").nth(1).inner_text()
+    assert page.locator(f"{PANEL} .jp-CodeCell").nth(2).locator("img[src^='data:image/png']").count() == 1
     assert errors_in(page) == [] and saved_errors(work / "train.ipynb") == []
 
     page.close()
@@ -190,14 +197,56 @@ def test_train_and_report_notebooks_run_all_in_jupyterlab(lab, browser):
     page.on("dialog", lambda d: d.accept())  # leaving a page: yes
     run_all(page, url, "report.ipynb")
     figures = page.locator(f"{PANEL} .jp-OutputArea-output img[src^='data:image/png']")
-    assert figures.count() >= 4, "report figures missing"
-    assert page.locator(f"{PANEL} table").count() >= 2  # summary and runs
+    assert figures.count() >= 2, "report figures missing"
+    assert page.locator(f"{PANEL} .js-plotly-plot").count() >= 1, "no interactive comparison"
+    assert page.locator(f"{PANEL} table").count() >= 2  # headline and runs
     assert errors_in(page) == [] and saved_errors(work / "report.ipynb") == []
+    # the headline's score column is visible without scrolling sideways in a 1,400 px window
+    score = page.locator(f"{PANEL} table.rlkit-headline th", has_text="final IQM").first
+    score.scroll_into_view_if_needed()
+    box, column = score.bounding_box(), page.locator(f"{PANEL} .jp-WindowedPanel-outer, {PANEL} .jp-Notebook").first
+    assert box["x"] + box["width"] <= column.bounding_box()["x"] + column.bounding_box()["width"], (box, column.bounding_box())
+    cell = page.locator(f"{PANEL} table.rlkit-headline").first
+    assert cell.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth + 1"), "the headline table overflows"
 
     page.close()
     # a page of its own: leaving Lab with a notebook not yet autosaved asks "leave site?", which would abort it
     report = browser.new_page()
     report.goto((work / "results" / "report" / "index.html").as_uri())
     images = report.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
-    assert len(images) >= 4 and all(ok for _, ok in images), images
+    assert len(images) >= 2 and all(ok for _, ok in images), images
+    assert report.locator(".js-plotly-plot").count() >= 1  # interactive without a kernel: plotly.min.js beside it
     report.close()
+
+
+def test_kernel_interrupt_is_one_line_and_run_all_resumes(lab, browser):
+    """Kernel > Interrupt during training: no traceback, one line saying where it stopped and where Run All
+    resumes from."""
+    url, work = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("dialog", lambda d: d.dismiss())
+    page.goto(f"{url}/lab/tree/long.ipynb?token={TOKEN}")
+    page.wait_for_selector(f"{PANEL} .jp-CodeCell", timeout=90_000)
+    time.sleep(2.0)
+    accept_dialogs(page)
+    page.wait_for_selector(f"{PANEL} .jp-Toolbar-kernelName:has-text('Python (rlkit)')", timeout=90_000)
+    page.wait_for_selector(f"{PANEL} .jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    training = page.locator(f"{PANEL} .jp-CodeCell").nth(1)
+    deadline = time.monotonic() + 180
+    while "steps/s" not in training.inner_text():  # Run All until the progress bar moves (a fresh kernel may drop it)
+        assert time.monotonic() < deadline, "training never started"
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        page.wait_for_function("() => document.body.innerText.includes('steps/s')", timeout=60_000)
+    time.sleep(3.0)
+    page.get_by_role("menuitem", name="Kernel", exact=True).click()
+    page.get_by_role("menuitem", name="Interrupt Kernel", exact=True).click()
+    page.wait_for_function("() => document.body.innerText.includes('stopped at policy step')", timeout=60_000)
+    page.wait_for_selector(f"{PANEL} .jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    text = training.inner_text()
+    assert "Run All resumes from the checkpoint at policy step" in text or "Run All resumes from the start" in text
+    assert "Traceback" not in page.locator(f"{PANEL}").inner_text() and "KeyboardInterrupt" not in text
+    assert page.locator(f"{PANEL} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']").count() == 0
+    status = json.loads((work / "long" / "seed0" / "status.json").read_text())
+    assert status["state"] == "failed" and "Run All resumes it" in status["error"]
+    page.close()

@@ -56,3 +56,33 @@ def test_a_figure_with_nothing_to_draw_is_one_line(tmp_path):
     notes = layout.notes(rep, "CartPole-v1")
     assert any("one eval/return so far: nothing to draw" in n for n in notes)
     assert any("no probability of improvement" in n for n in notes)
+
+
+def test_no_figure_title_is_clipped(tmp_path):
+    """Every title of every static figure lies inside its PNG (a single experiment's per-seed figure was 420 px
+    wide under a title twice that)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    res = tmp_path / "results"
+    for seed, final in enumerate([10.0, 20.0, 30.0]):
+        write_run(res, "a_single_experiment_with_a_long_name", seed, final, env_id="Pendulum-v1")
+    drawn = []
+    original = Figure.savefig
+
+    def savefig(fig, path, *args, **kwargs):
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        renderer, box = canvas.get_renderer(), fig.bbox
+        texts = [fig._suptitle] if fig._suptitle else []
+        texts += [ax.title for ax in fig.axes if ax.get_title()]
+        for text in texts:
+            extent = text.get_window_extent(renderer)
+            drawn.append((str(path), text.get_text(), box.x0 <= extent.x0 and extent.x1 <= box.x1))
+        return original(fig, path, *args, **kwargs)
+
+    import pytest
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Figure, "savefig", savefig)
+        report.build(res, tmp_path / "out")
+    assert drawn and all(inside for _, _, inside in drawn), [d for d in drawn if not d[2]]
