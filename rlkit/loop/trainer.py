@@ -263,9 +263,10 @@ class Trainer:
     def log_progress(self) -> None:
         now, step = time.perf_counter(), self.counter.policy_step
         mark_time, mark_step = self.sps_mark
-        sps = (step - mark_step) / max(now - mark_time, 1e-9)
+        # no steps since the last row (the run's last row, right after a logged one): no speed to measure, not 0
+        speed = {"perf/sps": (step - mark_step) / max(now - mark_time, 1e-9)} if step > mark_step else {}
         self.sps_mark = (now, step)
-        self.log({"perf/sps": sps, "steps/iteration": self.counter.iteration, "steps/update": self.counter.update})
+        self.log({**speed, "steps/iteration": self.counter.iteration, "steps/update": self.counter.update})
         self.last["log"] = step
 
     def wall_time(self) -> float:
