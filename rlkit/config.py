@@ -153,8 +153,13 @@ def load_config(source: str | Path | dict | Config, overrides: dict | list | Non
     try:
         cfg = _build(Config, raw, prefix="")
         validate(cfg)
-        # the algo keys the file sets: the algorithm's own defaults fill the others (rlkit.algos.base.check_config)
-        cfg.algo.given = frozenset(raw.get("algo") or {})
+        # the algo keys the file sets: the algorithm's own defaults fill the others (rlkit.algos.base.check_config);
+        # a Config passed in keeps its own record (None once resolved), plus the keys the overrides set
+        given = frozenset(raw.get("algo") or {})
+        if isinstance(source, Config):
+            before = getattr(source.algo, "given", None)
+            given = None if before is None else before | _merge_overrides({}, overrides).get("algo", {}).keys()
+        cfg.algo.given = given
     except ConfigError as e:  # with several params files (rlkit run), say which one is wrong
         if isinstance(source, (str, Path)):
             raise ConfigError(f"{source}: {e}") from None
