@@ -94,7 +94,7 @@ class AlgoConfig:
     log_std_init: float = 0.0  # continuous actions: initial log std of the Gaussian
     name: str = "ppo"  # the algorithm: a name in rlkit.algos.base.AGENTS (ppo, a2c) or an import path module:Class
     kwargs: dict = field(default_factory=dict)  # the algorithm's own keys (its Keys dataclass, e.g. rlkit.algos.a2c)
-    # Parts in place of the built-in ones, each {type: "module:Name", kwargs: {...}} (rlkit.algos.onpolicy):
+    # Parts in place of the built-in ones, each {type: "module:Name", kwargs: {...}} (rlkit.algos.parts):
     loss: dict | None = None  # called as type(algo, **kwargs) if a class, else used as is: the loss callable
     actor: dict | None = None  # type(obs_space, out_dim, **kwargs) -> nn.Module, the forward contract of rlkit.nn.networks
     critic: dict | None = None  # the same, out_dim = the value heads
