@@ -94,7 +94,7 @@ class AlgoConfig:
     log_std_init: float = 0.0  # continuous actions: initial log std of the Gaussian
     name: str = "ppo"  # the algorithm: a name in rlkit.algos.base.AGENTS (ppo, a2c) or an import path module:Class
     kwargs: dict = field(default_factory=dict)  # the algorithm's own keys (its Keys dataclass, e.g. rlkit.algos.a2c)
-    # Parts in place of the built-in ones, each {type: "module:Name", kwargs: {...}} (rlkit.algos.onpolicy):
+    # Parts in place of the built-in ones, each {type: "module:Name", kwargs: {...}} (rlkit.algos.parts):
     loss: dict | None = None  # called as type(algo, **kwargs) if a class, else used as is: the loss callable
     actor: dict | None = None  # type(obs_space, out_dim, **kwargs) -> nn.Module, the forward contract of rlkit.nn.networks
     critic: dict | None = None  # the same, out_dim = the value heads
@@ -153,8 +153,13 @@ def load_config(source: str | Path | dict | Config, overrides: dict | list | Non
     try:
         cfg = _build(Config, raw, prefix="")
         validate(cfg)
-        # the algo keys the file sets: the algorithm's own defaults fill the others (rlkit.algos.base.check_config)
-        cfg.algo.given = frozenset(raw.get("algo") or {})
+        # the algo keys the file sets: the algorithm's own defaults fill the others (rlkit.algos.base.check_config);
+        # a Config passed in keeps its own record (None once resolved), plus the keys the overrides set
+        given = frozenset(raw.get("algo") or {})
+        if isinstance(source, Config):
+            before = getattr(source.algo, "given", None)
+            given = None if before is None else before | _merge_overrides({}, overrides).get("algo", {}).keys()
+        cfg.algo.given = given
     except ConfigError as e:  # with several params files (rlkit run), say which one is wrong
         if isinstance(source, (str, Path)):
             raise ConfigError(f"{source}: {e}") from None

@@ -47,6 +47,11 @@ class Learner(Protocol):
         """Refuse what this algorithm cannot run (one ConfigError line naming the key); returns train_every,
         the policy steps between training phases, for the loop's checks. No env is built."""
 
+    @classmethod
+    def check_parts(cls, cfg, env_info) -> None:
+        """Once the env is probed, before the run directory is touched: build and try the parts the params
+        file names (algo.loss, algo.actor, algo.critic), one ConfigError line for the first that fails."""
+
     def act(self, obs: np.ndarray, counter) -> np.ndarray:
         """The actions env.step takes for every env, chosen at counter.policy_step (before the step): random
         ones before learning_starts, the policy's after."""

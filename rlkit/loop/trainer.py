@@ -2,8 +2,9 @@
 in policy steps.
 
 Reads top to bottom: `train()` prepares the run directory, `Trainer.__init__` builds the envs and the
-learner (rlkit.algos.base.Learner: PPO's and A2C's is rlkit.algos.onpolicy), `Trainer.run()` is the loop. Files, progress bars and notebooks stay
-out of the collection and update code (they live in rundir, metrics and the callbacks).
+learner (rlkit.algos.base.Learner: PPO's and A2C's is rlkit.algos.onpolicy), `Trainer.run()` is the loop.
+Files, progress bars and notebooks stay out of the collection and update code (they live in rundir,
+metrics and the callbacks).
 """
 from __future__ import annotations
 
@@ -170,8 +171,9 @@ class Trainer:
         self.counter = StepCounter(world_size, p.num_threads, p.envs_per_thread, cfg.env.action_repeat,
                                    info.frames_per_step)
         self.envs, self.evaluator = _make_envs(cfg, info, rank)
-        self.learner = learner_class(cfg.algo.name)(cfg, info, self.device, self.rng, self.generator, world_size=world_size,
-                                          parts={"actor": actor, "critic": critic, "loss": loss})
+        self.learner = learner_class(cfg.algo.name)(cfg, info, self.device, self.rng, self.generator,
+                                                    world_size=world_size,
+                                                    parts={"actor": actor, "critic": critic, "loss": loss})
         self.obs = self.envs.reset()
         self.episodes = Episodes(n, info.true_returns)  # episode/return: the game's score (rlkit/envs/make.py)
         self.wall_offset = 0.0  # wall time of earlier sessions of a resumed run
@@ -234,7 +236,8 @@ class Trainer:
     def train_phase(self) -> None:
         c, start = self.counter, time.perf_counter()
         phase = self.learner.train(c)
-        check_update(phase.metrics, c.policy_step, self.learner.modules())  # guard: nan/inf losses or weights stop the run
+        # guard: nan/inf losses or weights stop the run
+        check_update(phase.metrics, c.policy_step, self.learner.modules())
         c.step_gradient(phase.updates)
         c.step_update()
         self.record_update_path()

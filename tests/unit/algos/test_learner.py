@@ -91,6 +91,11 @@ def test_the_algorithms_own_keys(tmp_path):
     assert (a.gamma, a.GAE_lambda, a.actor_lr, a.critic_lr, a.norm_adv, a.max_grad_norm) == (0.95, 1.0, 7e-4, 7e-4,
                                                                                             False, 0.5)
     assert load_config({"algo": {"name": "ppo"}}).algo.gamma == 0.995  # PPO's keep the seed's defaults
+    unresolved = load_config({"algo": {"name": "a2c"}})  # a Config passed on before its algorithm resolved it
+    again = load_config(unresolved, {"algo.GAE_lambda": 0.9})
+    check_config(again)
+    assert (again.algo.gamma, again.algo.GAE_lambda) == (0.99, 0.9)
+    assert load_config(again).algo.given is None  # resolved: its values are the run's, defaults apply no more
     for raw, message in [
         ({"name": "a2c", "kwargs": {"n_step": 4}}, "unknown key 'algo.kwargs.n_step': did you mean 'algo.kwargs.n_steps'?"),
         ({"name": "a2c", "kwargs": {"n_steps": "many"}}, "'algo.kwargs.n_steps' must be int, got 'many'"),
