@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlkit.algos.actor_critic import ActorCriticAgent
 from rlkit.algos.stats import explained_variance
 from rlkit.config import ConfigError, build_section
 from rlkit.nn.networks import build_actor_critic
@@ -62,7 +63,7 @@ class A2CLoss:
                       "loss/entropy": entropy.detach()}
 
 
-class A2C:
+class A2C(ActorCriticAgent):
     """The agent (the contract in rlkit.algos.base): acts for the collector, one RMSprop step per rollout."""
 
     Keys = A2CKeys
@@ -94,25 +95,6 @@ class A2C:
         self.optimizer.add_param_group({"params": params, "lr": lr})
         return self.optimizer.param_groups[-1]
 
-    def modules(self) -> list:
-        return [self.actor, self.critic]
-
-    @torch.inference_mode()
-    def act(self, obs: np.ndarray, generator: torch.Generator):
-        actions, logprobs = self.actor.sample(torch.as_tensor(obs, device=self.device), generator)
-        return actions.cpu().numpy(), logprobs.cpu().numpy()
-
-    @torch.inference_mode()
-    def value(self, obs: np.ndarray) -> np.ndarray:
-        return self.critic(torch.as_tensor(obs, device=self.device)).cpu().numpy()
-
-    @torch.inference_mode()
-    def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
-        return self.actor.mode(torch.as_tensor(obs, device=self.device)).cpu().numpy()
-
-    def random_actions(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return self.actor.dist.random(rng, n)
-
     def set_lr_fraction(self, frac: float) -> None:
         for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = frac * lr
@@ -138,16 +120,3 @@ class A2C:
         out = dict(zip(stats, np.mean(per_update, 0).tolist()))
         out["a2c/explained_variance"] = explained_variance(batch["values"][:, 0], batch["returns"][:, 0])
         return out
-
-    def state_dict(self) -> dict:
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        try:
-            self.actor.load_state_dict(state["actor"])
-            self.critic.load_state_dict(state["critic"])
-        except RuntimeError as e:
-            raise ValueError("the checkpoint's networks do not fit this run's (another network?): "
-                             f"{str(e).splitlines()[0]}; start the run over (--force)") from None
-        self.optimizer.load_state_dict(state["optimizer"])

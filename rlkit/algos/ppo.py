@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlkit.algos.actor_critic import ActorCriticAgent
 from rlkit.algos.ppo_numpy import LOSS_SOURCE, PackedBatch, ppo_gradient
 from rlkit.fast.fingerprint import class_functions, fingerprint
 from rlkit.nn.networks import build_actor_critic
@@ -73,7 +74,7 @@ class PPOLoss:
         return 0.5 * err.mean(0).sum()
 
 
-class PPO:
+class PPO(ActorCriticAgent):
     """The agent (the contract in rlkit.algos.base): acts for the collector, trains on a rollout's batch."""
 
     def __init__(self, algo, obs_space, action_space, device, value_heads: int = 1, actor=None, critic=None,
@@ -120,18 +121,13 @@ class PPO:
             return "PPOLoss differs from the code rlkit/algos/ppo_numpy.py was derived from (it trains as written)"
         return None
 
-    def modules(self) -> list:
-        return [self.actor, self.critic]
-
     # ALGO LOGIC: action logic (one batched forward for every env, never one per env)
     def act(self, obs: np.ndarray, generator: torch.Generator):
         """(actions, log pi(actions | obs)) for a batch of observations; the values come later, batched (value)."""
         if self.numpy is not None:
             obs = np.asarray(obs, np.float32)
             return self.numpy.sample(obs, self._noise(len(obs), generator))
-        with torch.inference_mode():
-            actions, logprobs = self.actor.sample(torch.as_tensor(obs, device=self.device), generator)
-            return actions.cpu().numpy(), logprobs.cpu().numpy()
+        return super().act(obs, generator)
 
     def _noise(self, rows: int, generator: torch.Generator) -> np.ndarray:
         """Standard normals [rows, action_dim] (Gaussian) or uniforms [rows] (categorical) from the generator, drawn
@@ -148,18 +144,12 @@ class PPO:
         """[B, heads]"""
         if self.numpy is not None:
             return self.numpy.values(np.asarray(obs, np.float32))
-        with torch.inference_mode():
-            return self.critic(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+        return super().value(obs)
 
     def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
         if self.numpy is not None:
             return self.numpy.mode(np.asarray(obs, np.float32))
-        with torch.inference_mode():
-            return self.actor.mode(torch.as_tensor(obs, device=self.device)).cpu().numpy()
-
-    def random_actions(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Uniform actions in the policy's units (the learning_starts warm-up)."""
-        return self.actor.dist.random(rng, n)
+        return super().deterministic_action(obs)
 
     def set_lr_fraction(self, frac: float) -> None:
         """Linear annealing: frac = 1 at the start, -> 0 at total_steps."""
@@ -264,20 +254,6 @@ class PPO:
         warn(f"the PPO update now runs through autograd, which follows the loss as written: the numpy gradient "
              f"(rlkit/algos/ppo_numpy.py) differed from autograd's on {where} ({error:.3g}x the tolerance)")
         return False
-
-    def state_dict(self) -> dict:
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        try:
-            self.actor.load_state_dict(state["actor"])
-            self.critic.load_state_dict(state["critic"])
-        except RuntimeError as e:
-            raise ValueError("the checkpoint's networks do not fit this run's (another network, or a checkpoint of "
-                             f"an older rlkit): {str(e).splitlines()[0]}; start the run over (--force)") from None
-        self.optimizer.load_state_dict(state["optimizer"])
-
 
 
 def loss_source() -> str:
