@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure  # no pyplot: Agg rendering, no global figure state
 
+from rlkit.analysis.runcheck import flatten, metrics_problem, read_config, without_seed  # noqa: F401 (flatten re-exported)
 from rlkit.runs.metrics import COLUMNS, read_metrics
 from rlkit.analysis.scores import (FINAL_METRIC, FINAL_WINDOW, STATISTICS, iqm, mean, median,  # noqa: F401 (re-exported)
                           final_score, probability_of_improvement, probability_of_improvement_ci,
@@ -107,14 +108,6 @@ def load_run_info(results_dir="results", runs: pd.DataFrame | None = None, metri
 
 
 # ---------------------------------------------------------------- what differs between experiments
-def flatten(d: dict, prefix: str = "") -> dict:
-    """{'algo': {'beta': 1}} -> {'algo.beta': 1}; lists and other leaves stay as they are."""
-    out = {}
-    for k, v in d.items():
-        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
-    return out
-
-
 def config_diff(configs: dict[str, dict], ignore=("seed",)) -> pd.DataFrame:
     """Experiments x the config keys whose values differ between them (missing keys count as differing).
 

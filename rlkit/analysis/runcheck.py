@@ -68,3 +68,18 @@ def read_config(run_dir: Path) -> tuple[dict, str | None]:
 def without_seed(config: dict) -> dict:
     """What two runs must share to be seeds of one experiment: the whole resolved config but its seed."""
     return {k: v for k, v in config.items() if k != "seed"}
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{'algo': {'beta': 1}} -> {'algo.beta': 1}; lists and other leaves stay as they are."""
+    out = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
+def differences(old: dict, new: dict, ignore=("seed",)) -> list[str]:
+    """'key: old -> new' for every dotted key whose value differs between two configs (nested mappings)."""
+    a, b = flatten(old), flatten(new)
+    keys = [k for k in dict.fromkeys([*a, *b]) if k not in ignore and a.get(k, "(unset)") != b.get(k, "(unset)")]
+    return [f"{k}: {a.get(k, '(unset)')!r} -> {b.get(k, '(unset)')!r}" for k in keys]

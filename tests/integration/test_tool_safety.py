@@ -134,3 +134,149 @@ def test_tensorboard_names_a_corrupt_metrics_file_and_does_not_count_it(tree, cl
     code, out, err = cli("tensorboard", res)
     assert code == 0 and "1 runs written" in out
     assert "skipped tiny/seed1" in err and reason in err
+
+
+# ---------------------------------------------------------------- rlkit run: validation before anything is touched
+
+def test_run_force_with_a_misspelled_env_touches_no_finished_run(tree, cli):
+    """Issue row 3: the batch now builds and probes the env (as train does) before any run directory is touched."""
+    res = tree / "res"
+    before = sha256s(res)
+    code, _, err = cli("run", tree / "tiny.yaml", "--results", res, "--seeds", "0-1", "--force",
+                       "--set", "env.id=CartPoel-v1")
+    assert code == 2 and one_line(err) and "env.id" in err
+    assert sha256s(res) == before
+
+
+@pytest.mark.parametrize("override, names", [
+    ("env.kwargs={no_such_kwarg: 1}", "no_such_kwarg"),
+    ("algo.hidden_sizes=[64, 100000000000]", "algo.hidden_sizes"),
+    ("total_steps=32", "total_steps"),
+], ids=["env-kwargs", "network-size", "budget-below-one-rollout"])
+def test_run_refuses_what_train_refuses_before_touching_anything(tree, cli, override, names):
+    res = tree / "res"
+    before = sha256s(res)
+    code, _, err = cli("run", tree / "tiny.yaml", "--results", res, "--force", "--set", override)
+    assert code == 2 and one_line(err) and names in err
+    assert sha256s(res) == before
+
+
+def test_run_on_a_finished_run_with_another_config_says_what_differs(tree, cli):
+    """Issue row 6: it used to say "skipped" (exit 0) and never run the new config."""
+    res = tree / "res"
+    before = sha256s(res)
+    code, _, err = cli("run", tree / "tiny.yaml", "--results", res, "--set", "algo.actor_lr=0.5")
+    assert code == 2 and one_line(err)
+    assert "algo.actor_lr: 0.001 -> 0.5" in err and "--force" in err
+    assert sha256s(res) == before
+    code, out, _ = cli("run", tree / "tiny.yaml", "--results", res, "--seeds", "0-1")  # the same config: skipped
+    assert code == 0 and out.count("skipped, already finished") == 2
+    assert sha256s(res) == before
+
+
+def test_a_run_finished_by_another_batch_meanwhile_is_left_alone(tree):
+    """Issue row 7: a second batch reaching a run the first has finished since it validated overwrote its
+    runner.log (and train.ipynb); run_one now looks again and leaves a finished run as it is."""
+    from rlkit.experiments.launch import RunResult, run_env, run_one
+
+    run_dir = tree / "res" / "tiny" / "seed0"
+    (run_dir / "runner.log").write_text("the first batch's log\n")
+    before = sha256s(run_dir)
+    spec = {"notebook": str(ROOT / "notebooks" / "train.ipynb"), "cwd": str(ROOT), "kernel_name": None,
+            "cell_timeout": None, "parameters": {"run_dir": str(run_dir), "force": False}}
+    result = run_one(RunResult("tiny", "seed0", run_dir, "failed"), spec, None, run_env(1))
+    assert result.state == "skipped" and result.policy_step == 512
+    assert sha256s(run_dir) == before
+
+
+def test_a_new_attempt_appends_to_runner_log(tmp_path):
+    """Every attempt's output stays: a failed start cannot wipe the log of the attempt before it."""
+    from rlkit.experiments.launch import RunResult, run_env, run_one
+
+    run_dir = tmp_path / "exp" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "runner.log").write_text("the earlier attempt's log\n")
+    spec = {"notebook": str(tmp_path / "no_such.ipynb"), "cwd": str(ROOT), "kernel_name": None,
+            "cell_timeout": None, "parameters": {"run_dir": str(run_dir), "force": False}}
+    result = run_one(RunResult("exp", "seed0", run_dir, "failed"), spec, None, run_env(1))
+    log = (run_dir / "runner.log").read_text()
+    assert result.state == "failed" and log.startswith("the earlier attempt's log\n")
+    assert "no_such.ipynb" in result.error and log.count("--- rlkit run") == 1
+
+
+# ---------------------------------------------------------------- sweeps and --grid follow the params files' YAML rules
+
+def test_the_readmes_grid_example_validates(root):
+    from rlkit.experiments.runner import experiments_of, validate
+    from rlkit.experiments.sweep import parse_grid
+
+    grid = parse_grid(["algo.actor_lr=3e-4,1e-3", "algo.k_epochs=4,10"])
+    assert grid == {"algo.actor_lr": [0.0003, 0.001], "algo.k_epochs": [4, 10]}
+    experiments = experiments_of([root / "params" / "cartpole.yaml"], grid=grid)
+    configs = validate(experiments, [0])
+    assert sorted((c.algo.actor_lr, c.algo.k_epochs) for c in configs.values()) == [
+        (0.0003, 4), (0.0003, 10), (0.001, 4), (0.001, 10)]
+
+
+def test_sweep_files_follow_the_yaml_rules(tmp_path, cli):
+    from rlkit.experiments.sweep import expand
+
+    good = tmp_path / "good.yaml"
+    good.write_text(TINY_YAML.replace("total_steps: 512", "total_steps: 2e3") + "sweep:\n  algo.actor_lr: [1e-3, 3e-4]\n")
+    assert [e.overrides for e in expand(good)] == [{"algo.actor_lr": 0.001}, {"algo.actor_lr": 0.0003}]
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(TINY_YAML + "algo:\n  k_epochs: 3\nsweep:\n  algo.gamma: [0.9, 0.99]\n")
+    code, _, err = cli("run", dup, "--results", tmp_path / "r")
+    assert code == 2 and one_line(err) and "duplicate key 'algo'" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_params_paths_and_names_are_one_line(tmp_path, cli):
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
+    code, _, err = cli("run", tmp_path / "a.yaml", "--results", tmp_path / "r")
+    assert code == 2 and one_line(err) and "symbolic links" in err
+    long = tmp_path / ("p" * 245 + ".yaml")
+    long.write_text(TINY_YAML)
+    code, _, err = cli("run", long, "--grid", "algo.actor_lr=1e-3,3e-4", "--results", tmp_path / "r")
+    assert code == 2 and one_line(err) and "255" in err
+    assert not (tmp_path / "r").exists()
+
+
+BOMB = """\
+env:
+  kwargs:
+    a: &a [x, x, x, x, x, x, x, x, x]
+    b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+    c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+    d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+    e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+    f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+    g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_a_yaml_alias_bomb_is_refused_in_one_short_line(tmp_path, cli, command):
+    (tmp_path / "bomb.yaml").write_text(BOMB)
+    where = ["--results", tmp_path / "r"] if command == "run" else ["--out", tmp_path / "r"]
+    code, _, err = cli(command, tmp_path / "bomb.yaml", *where)
+    assert code == 2 and one_line(err) and len(err) < 400 and "MAX_YAML_NODES" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_huge_sweep_is_refused_before_it_is_expanded(tmp_path, cli):
+    sweep = "".join(f"  algo.k{i}: [1, 2, 3, 4, 5, 6, 7, 8, 9]\n" for i in range(7))
+    (tmp_path / "big.yaml").write_text(TINY_YAML + "sweep:\n" + sweep)
+    code, _, err = cli("run", tmp_path / "big.yaml", "--results", tmp_path / "r")
+    assert code == 2 and one_line(err) and "4,782,969 variants" in err and "MAX_VARIANTS" in err
+
+
+@pytest.mark.parametrize("override, key", [("total_steps=1e30", "total_steps"),
+                                           ("env.action_repeat=1e6", "env.action_repeat")])
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_values_no_run_could_reach_are_refused(tree, cli, command, override, key):
+    where = ["--results", tree / "r"] if command == "run" else ["--out", tree / "r"]
+    code, _, err = cli(command, tree / "tiny.yaml", "--set", override, *where)
+    assert code == 2 and one_line(err) and f"'{key}'" in err and "more than" in err
+    assert not (tree / "r").exists()
