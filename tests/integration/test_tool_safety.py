@@ -5,7 +5,12 @@ directory of finished runs, and compares a sha256 of every finished run's files 
 """
 import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -280,3 +285,126 @@ def test_values_no_run_could_reach_are_refused(tree, cli, command, override, key
     code, _, err = cli(command, tree / "tiny.yaml", "--set", override, *where)
     assert code == 2 and one_line(err) and f"'{key}'" in err and "more than" in err
     assert not (tree / "r").exists()
+
+
+# ---------------------------------------------------------------- rlkit tune
+
+SPACE = ["algo.actor_lr=log:1e-5:1e-1"]
+
+
+def _tune(tmp_path, nb, **kw):
+    from rlkit.experiments.tune import tune
+
+    args = dict(trials=2, seeds=[0], overrides=["eval.every=100"], results_dir=tmp_path / "res", notebook=nb,
+                kernel_name="python3", pruner="none", log=lambda *_: None)
+    return tune(ROOT / "params" / "cartpole.yaml", kw.pop("space", SPACE), **{**args, **kw})
+
+
+def test_a_resumed_study_keeps_its_space_overrides_and_base_config(tmp_path):
+    """Issue row 4: a resume with other --set values wrote best.yaml with values trial 0 never trained with;
+    another space key mixed silently, another kind was a traceback and a FAIL trial counted toward --trials."""
+    import yaml
+    from test_tune import stub
+
+    from rlkit import ConfigError
+
+    nb = stub(tmp_path, pause=0.05)
+    study = _tune(tmp_path, nb)
+    tune_dir = tmp_path / "res" / "cartpole_tune"
+    best = yaml.safe_load((tune_dir / "best.yaml").read_text())
+    trained = json.loads(study.best_trial.user_attrs["overrides"])
+    assert best["algo"]["actor_lr"] == trained["algo.actor_lr"] == study.best_trial.params["algo.actor_lr"]
+    assert best["eval"]["every"] == 100 and "gamma" not in best["algo"]
+    before = sha256s(tune_dir)
+    changes = [dict(overrides=["eval.every=100", "algo.k_epochs=1", "algo.gamma=0.5"]),
+               dict(space=["algo.critic_lr=log:1e-5:1e-1"]),
+               dict(space=["algo.actor_lr=float:1e-5:1e-1"])]
+    for change in changes:
+        with pytest.raises(ConfigError, match="was made with another"):
+            _tune(tmp_path, nb, trials=3, **change)
+    assert sha256s(tune_dir) == before  # no trial was added, no file rewritten
+    edited = tmp_path / "cartpole.yaml"  # the same file name, other values: the base config changed
+    edited.write_text((ROOT / "params" / "cartpole.yaml").read_text() + "\nlog_every: 999\n")
+    from rlkit.experiments.tune import tune
+    with pytest.raises(ConfigError, match="base config"):
+        tune(edited, SPACE, trials=3, seeds=[0], overrides=["eval.every=100"], results_dir=tmp_path / "res",
+             name="cartpole_tune", notebook=nb, kernel_name="python3", pruner="none", log=lambda *_: None)
+    assert sha256s(tune_dir) == before
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--name", "../../escape"], "--name"),
+    (["--storage", "foo://bar"], "--storage foo://bar"),
+    (["--storage", "sqlite:///MISSING/sub/study.db"], "--storage"),
+])
+def test_tune_bad_name_or_storage_is_one_line_and_writes_nothing(tmp_path, cli, args, says):
+    """Issue row 8 (--name climbing out of --results) and the storage tracebacks."""
+    args = [a.replace("MISSING", str(tmp_path / "missing")) for a in args]
+    res = tmp_path / "deep" / "er" / "res"
+    code, _, err = cli("tune", ROOT / "params" / "cartpole.yaml", "--space", SPACE[0], "--results", res, *args)
+    assert code == 2 and one_line(err) and says in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []
+
+
+# ---------------------------------------------------------------- SIGTERM and Ctrl-C: every command stops as on Ctrl-C
+
+def _tune_process(tmp_path, nb):
+    code = (f"import sys, rlkit.experiments.runner as r, pathlib; r.NOTEBOOK = pathlib.Path({str(nb)!r}); "
+            "from rlkit.cli import main; "
+            f"sys.exit(main(['tune', {str(ROOT / 'params' / 'cartpole.yaml')!r}, '--space', {SPACE[0]!r}, "
+            f"'--trials', '2', '--seeds', '0', '--jobs', '2', '--pruner', 'none', '--set', 'eval.every=100', "
+            f"'--results', {str(tmp_path / 'res')!r}]))")
+    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig, rc, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_stopping_a_parallel_tune_is_one_line_and_records_its_runs(tmp_path, sig, rc, word):
+    """Ctrl-C of `rlkit tune --jobs 2` printed two Optuna tracebacks; SIGTERM killed it at once (-15)."""
+    from test_tune import stub
+
+    nb = stub(tmp_path, pause=1.0)
+    proc = _tune_process(tmp_path, nb)
+    runs = [tmp_path / "res" / "cartpole_tune" / f"trial00{k}" / "seed0" for k in (0, 1)]
+    deadline = time.monotonic() + 120
+    while not all((r / "metrics.csv").exists() and "100," in (r / "metrics.csv").read_text() for r in runs):
+        assert proc.poll() is None and time.monotonic() < deadline, "the trials never started"
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == rc and "Traceback" not in err and word in err
+    assert len([line for line in err.splitlines() if line.startswith("rlkit tune:")]) == 1
+    for r in runs:
+        st = json.loads((r / "status.json").read_text())
+        assert st["state"] == "failed" and st["error"].startswith("Interrupted")
+
+
+def test_sigterm_stops_a_batch_as_ctrl_c_does(tree):
+    """SIGTERM to `rlkit run` killed it at once with its run left 'running' in status.json."""
+    (tree / "slow.yaml").write_text(TINY_YAML.replace("total_steps: 512", "total_steps: 200000"))
+    proc = subprocess.Popen([sys.executable, "-m", "rlkit", "run", str(tree / "slow.yaml"), "--results",
+                             str(tree / "res")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run = tree / "res" / "slow" / "seed0"
+    deadline = time.monotonic() + 120
+    while not ((run / "metrics.csv").exists() and (run / "metrics.csv").read_text().count("\n") > 3):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never started"
+        time.sleep(0.2)
+    before = sha256s(tree / "res" / "tiny")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err and "terminated (SIGTERM)" in err
+    st = json.loads((run / "status.json").read_text())
+    assert st["state"] == "failed" and st["error"].startswith("Interrupted")
+    assert sha256s(tree / "res" / "tiny") == before
+
+
+# ---------------------------------------------------------------- rlkit train: an env that fails is one line
+
+@pytest.mark.parametrize("override", ["env.id=toolfaults:RaisesMidEpisode-v0",
+                                      "env.wrappers=[{type: toolfaults.WrongShape}]"], ids=["raises", "wrong-shape"])
+def test_an_env_that_fails_under_train_is_one_line(tree, cli, override):
+    import toolfaults  # noqa: F401 - registers the env
+
+    code, _, err = cli("train", tree / "tiny.yaml", "--set", override, "--out", tree / "r", "--no-progress")
+    assert code == 1 and one_line(err) and ("RuntimeError" in err or "shape" in err) and "status.json" in err
+    assert json.loads((tree / "r" / "status.json").read_text())["state"] == "failed"
