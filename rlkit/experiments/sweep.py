@@ -25,6 +25,8 @@ from rlkit.config import ConfigError, parse_override, parse_yaml
 # otherwise be 43 million configs in memory. A larger search is several params files (or rlkit tune).
 MAX_VARIANTS = 10_000
 NAME_BYTES = 255  # an experiment is a directory: its name must fit the filesystem's limit for one name
+# folders that rlkit report and rlkit tensorboard write into under a results directory
+RESERVED = ("report", "tensorboard")
 
 SWEEP_KEY = "sweep"
 
@@ -124,6 +126,9 @@ def expand(config: str | Path, overrides: dict | None = None, grid: dict | None 
 
 def _named(exp: Experiment) -> Experiment:
     """The experiment, once its name is known to fit a directory name."""
+    if exp.name in RESERVED:
+        raise ConfigError(f"experiment name '{exp.name}': results/{exp.name}/ is where rlkit {exp.name} writes; "
+                          "rename the params file")
     size = len(exp.name.encode())
     if size > NAME_BYTES:
         raise ConfigError(f"experiment name '{exp.name[:60]}...' is {size} bytes, more than the {NAME_BYTES} a "

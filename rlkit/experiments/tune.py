@@ -117,6 +117,10 @@ def check_space(config: Path, space: list[Dimension], overrides: dict, seeds) ->
 # ---------------------------------------------------------------- the study
 def check_name(name: str) -> str:
     """The study's name is one directory under --results: no path, nothing that climbs out of it."""
+    from rlkit.experiments.sweep import RESERVED
+
+    if name in RESERVED:
+        raise ConfigError(f"--name {name}: RESULTS/{name}/ is where rlkit {name} writes; choose another name")
     if not name or name in (".", "..") or Path(name).name != name or len(name.encode()) > 255:
         raise ConfigError(f"--name {name!r}: the study's directory under --results; give a plain name "
                           "(letters, digits, _ or -; no '/' and no '..')")

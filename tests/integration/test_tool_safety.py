@@ -314,7 +314,8 @@ def test_a_resumed_study_keeps_its_space_overrides_and_base_config(tmp_path):
     best = yaml.safe_load((tune_dir / "best.yaml").read_text())
     trained = json.loads(study.best_trial.user_attrs["overrides"])
     assert best["algo"]["actor_lr"] == trained["algo.actor_lr"] == study.best_trial.params["algo.actor_lr"]
-    assert best["eval"]["every"] == 100 and "gamma" not in best["algo"]
+    params = yaml.safe_load((ROOT / "params" / "cartpole.yaml").read_text())
+    assert best["eval"]["every"] == 100 and best["algo"]["k_epochs"] == params["algo"]["k_epochs"]
     before = sha256s(tune_dir)
     changes = [dict(overrides=["eval.every=100", "algo.k_epochs=1", "algo.gamma=0.5"]),
                dict(space=["algo.critic_lr=log:1e-5:1e-1"]),
@@ -408,3 +409,91 @@ def test_an_env_that_fails_under_train_is_one_line(tree, cli, override):
     code, _, err = cli("train", tree / "tiny.yaml", "--set", override, "--out", tree / "r", "--no-progress")
     assert code == 1 and one_line(err) and ("RuntimeError" in err or "shape" in err) and "status.json" in err
     assert json.loads((tree / "r" / "status.json").read_text())["state"] == "failed"
+
+
+# ---------------------------------------------------------------- rlkit report
+
+def _copy_run(tree, src, dst, **config_changes):
+    """A copy of a finished run under another name, its config.yaml changed (as another --set would have)."""
+    import yaml
+
+    shutil.copytree(tree / "res" / src, tree / "res" / dst)
+    path = tree / "res" / dst / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    for key, value in config_changes.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def test_runs_of_different_configs_in_one_experiment_are_not_aggregated(tree):
+    """Issue row 5: the report aggregated them, said the configs do not differ, and gave one budget."""
+    from rlkit.analysis import report
+
+    _copy_run(tree, "tiny/seed1", "tiny/seed2", **{"seed": 2, "algo.actor_lr": 0.5, "total_steps": 1024})
+    before = sha256s(tree / "res")
+    rep = report.build(tree / "res", out_dir=tree / "out", figures=False)
+    assert sorted(rep.summary.experiment) == ["tiny (config 1)", "tiny (config 2)"]
+    assert dict(zip(rep.summary.experiment, rep.summary.n_seeds)) == {"tiny (config 1)": 2, "tiny (config 2)": 1}
+    assert any("trained 2 different configs" in w and "algo.actor_lr" in w for w in rep.warnings)
+    assert "do not differ" not in rep.diff_html() and "algo.actor_lr" in rep.diff.columns
+    assert sha256s(tree / "res") == before
+
+
+def test_an_unreadable_config_or_metrics_file_is_named_with_its_reason(tree):
+    """A non-UTF-8 config.yaml was a traceback; a corrupt metrics.csv was "has no eval/return yet"."""
+    from rlkit.analysis import report
+
+    (tree / "res" / "tiny" / "seed1" / "config.yaml").write_bytes(b"seed: 1\n\xff\xfe bad\n")
+    _copy_run(tree, "tiny/seed0", "tiny/seed2", seed=2)
+    (tree / "res" / "tiny" / "seed2" / "metrics.csv").write_bytes(bytes(range(256)) * 4)
+    rep = report.build(tree / "res", out_dir=tree / "out", figures=False)
+    assert any("not UTF-8" in w for w in rep.warnings)
+    assert any(w.startswith("tiny") and "seed2: metrics.csv is not a metrics file" in w for w in rep.warnings)
+    assert not any("has no eval/return yet" in w for w in rep.warnings)
+
+
+def test_report_metric_nobody_logged_is_one_line(tree, cli):
+    code, _, err = cli("report", tree / "res", "--metric", "nosuch/metric")
+    assert code == 2 and one_line(err) and "--metric nosuch/metric" in err and "eval/return" in err
+    assert not (tree / "res" / "report").exists()
+
+
+def test_an_experiment_named_report_cannot_land_in_the_report_folder(tree, cli):
+    (tree / "report.yaml").write_text(TINY_YAML)
+    code, _, err = cli("run", tree / "report.yaml", "--results", tree / "res")
+    assert code == 2 and one_line(err) and "rename the params file" in err
+    assert not (tree / "res" / "report").exists()
+    shutil.copytree(tree / "res" / "tiny", tree / "res" / "report")  # one made by an older rlkit
+    before = sha256s(tree / "res")
+    code, _, err = cli("report", tree / "res")
+    assert code == 2 and one_line(err) and "named 'report'" in err
+    assert sha256s(tree / "res") == before
+    code, _, err = cli("tune", tree / "tiny.yaml", "--space", SPACE[0], "--name", "report", "--results", tree / "res")
+    assert code == 2 and one_line(err)
+
+
+def test_few_seeds_are_marked_on_the_table_and_the_figures(tree):
+    """3 seeds: the "95% CI" is about [min, max] of the three, and a P of 0 [0, 0] from 3 vs 3 looks certain."""
+    from matplotlib.figure import Figure
+
+    from rlkit.analysis import report
+
+    assert report.seeds_for_ci(0.95) == 6 and report.seeds_for_improvement(0.95) == 4
+    _copy_run(tree, "tiny/seed1", "tiny/seed2", seed=2)
+    for k in range(3):
+        _copy_run(tree, f"tiny/seed{k}", f"other/seed{k}", **{"algo.k_epochs": 3})
+    rep = report.build(tree / "res", out_dir=tree / "out", figures=False)
+    table = rep.summary_html()
+    assert "\u2020" in table and "6 seeds are the fewest for a 95% CI" in table and "4 per side" in table
+    assert any("6 seeds are the fewest" in w for w in rep.warnings)
+    fig = Figure()
+    report._note_few_runs(fig, [3, 3], 0.95)
+    assert "needs at least 6 seeds" in fig.texts[0].get_text()
+    assert "(training)" in table and "final episode/return" in rep.runs_html()  # the training return beside eval
+    assert "training loop" in report.X_LABELS["wall_time"]
+    rep = report.build(tree / "res", out_dir=tree / "out")  # the figures carry the note
+    assert rep.figures and all(p.exists() for p in rep.figures)
