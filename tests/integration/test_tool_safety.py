@@ -497,3 +497,13 @@ def test_few_seeds_are_marked_on_the_table_and_the_figures(tree):
     assert "training loop" in report.X_LABELS["wall_time"]
     rep = report.build(tree / "res", out_dir=tree / "out")  # the figures carry the note
     assert rep.figures and all(p.exists() for p in rep.figures)
+
+
+# ---------------------------------------------------------------- presets
+
+@pytest.mark.parametrize("preset", ["minigrid_doorkey.yaml", "minigrid_doorkey_rnd.yaml"])
+def test_doorkey_presets_evaluate_sampled_actions_like_the_other_minigrid_presets(preset):
+    from rlkit.config import load_config
+
+    assert load_config(ROOT / "params" / preset).eval.deterministic is False
+    assert load_config(ROOT / "params" / "minigrid_empty16.yaml").eval.deterministic is False
