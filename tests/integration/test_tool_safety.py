@@ -507,3 +507,24 @@ def test_doorkey_presets_evaluate_sampled_actions_like_the_other_minigrid_preset
 
     assert load_config(ROOT / "params" / preset).eval.deterministic is False
     assert load_config(ROOT / "params" / "minigrid_empty16.yaml").eval.deterministic is False
+
+
+# ---------------------------------------------------------------- the notebook under papermill's -p
+
+def test_papermill_p_overrides_string_is_read_as_a_mapping(tree):
+    """papermill's -p passes a string: it was TypeError: 'str' object is not a mapping."""
+    from rlkit.config import ConfigError
+    from rlkit.experiments.notebook import resolve_run
+
+    cfg, _ = resolve_run(tree / "tiny.yaml", 0, '{"total_steps": 4096}')
+    assert cfg.total_steps == 4096
+    with pytest.raises(ConfigError, match="overrides"):
+        resolve_run(tree / "tiny.yaml", 0, "4096")
+    out = tree / "out.ipynb"
+    run_dir = tree / "nb_run"
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "train.ipynb"), str(out),
+                           "-p", "config", str(tree / "tiny.yaml"), "-p", "overrides", '{"total_steps": 256}',
+                           "-p", "run_dir", str(run_dir), "-p", "live_plot", "False", "-p", "progress", "False"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((run_dir / "status.json").read_text())["policy_step"] == 256
