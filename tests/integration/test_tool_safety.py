@@ -528,3 +528,35 @@ def test_papermill_p_overrides_string_is_read_as_a_mapping(tree):
                           cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((run_dir / "status.json").read_text())["policy_step"] == 256
+
+
+# ---------------------------------------------------------------- a fresh machine: make test gets its browser
+
+def _stub_bin(tmp_path, uid):
+    """A PATH folder whose `id` says uid and whose `apt-get` records its arguments instead of installing."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "id").write_text(f"#!/bin/sh\necho {uid}\n")
+    (bin_dir / "apt-get").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'apt.log'}\n")
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_make_test_installs_the_browser_as_root_with_apt(tmp_path):
+    env = _stub_bin(tmp_path, 0)
+    proc = subprocess.run(["make", "-s", "browser", f"CHROMIUM={tmp_path / 'no-chromium'}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "apt.log").read_text().splitlines() == ["update -qq", "install -y -qq chromium"]
+
+
+def test_make_test_without_root_says_in_one_line_what_to_run(tmp_path):
+    env = _stub_bin(tmp_path, 1000)
+    proc = subprocess.run(["make", "-s", "browser", f"CHROMIUM={tmp_path / 'no-chromium'}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "apt-get install chromium" in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if line.startswith("make: the browser")]) == 1
+    assert not (tmp_path / "apt.log").exists()
+    test_target = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "chromium" in test_target.stdout  # `make test` runs the browser step before the suite
