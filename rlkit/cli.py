@@ -10,6 +10,7 @@ import sys
 
 from rlkit.config import ConfigError
 from rlkit.runs.rundir import RunExistsError, RunLockedError
+from rlkit.runs.signals import stop_on_sigterm
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -164,8 +165,6 @@ def _tensorboard(args) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from rlkit.loop.guards import stop_on_sigterm
-
     try:
         commands = {"train": _train, "run": _run, "report": _report, "tune": _tune, "tensorboard": _tensorboard}
         with stop_on_sigterm():  # every command stops on SIGTERM (timeout, Slurm, Kubernetes) as on Ctrl-C

@@ -316,7 +316,7 @@ def _stop_trials_on_ctrl_c(objective):
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if objective.interrupted.is_set():
-        from rlkit.loop.guards import Terminated
+        from rlkit.runs.signals import Terminated
 
         raise Terminated("terminated by SIGTERM") if signal.SIGTERM in signals else KeyboardInterrupt()
 

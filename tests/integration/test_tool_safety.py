@@ -560,3 +560,18 @@ def test_make_test_without_root_says_in_one_line_what_to_run(tmp_path):
     assert not (tmp_path / "apt.log").exists()
     test_target = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "chromium" in test_target.stdout  # `make test` runs the browser step before the suite
+
+
+def test_sigterm_stops_a_report_in_one_line(tree):
+    """Every entry point runs under the SIGTERM handler: `rlkit report` mid-notebook says so and exits 143."""
+    proc = subprocess.Popen([sys.executable, "-m", "rlkit", "report", str(tree / "res")], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tree / "res" / "report").exists():  # made just before the notebook starts
+        assert proc.poll() is None and time.monotonic() < deadline, "the report never started"
+        time.sleep(0.05)
+    before = sha256s(tree / "res" / "tiny")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err and "rlkit report: terminated (SIGTERM)" in err
+    assert sha256s(tree / "res" / "tiny") == before
