@@ -179,7 +179,7 @@ def check_finished(experiments, seeds, configs: dict, results_dir, force: bool) 
                 raise ConfigError(
                     f"{run_dir} finished with another config ({'; '.join(diffs[:3])}{more}); it is left as it is: "
                     "give the new config its own experiment (another --results or params file name), pass --force "
-                    "to re-run it, or to train it further: rlkit train --resume {run_dir} --set total_steps=N")
+                    f"to re-run it, or to train it further: rlkit train --resume {run_dir} --set total_steps=N")
 
 
 def _execute(results, todo, jobs, timeout_s, log, stop=None) -> None:

@@ -172,7 +172,7 @@ def test_run_on_a_finished_run_with_another_config_says_what_differs(tree, cli):
     before = sha256s(res)
     code, _, err = cli("run", tree / "tiny.yaml", "--results", res, "--set", "algo.actor_lr=0.5")
     assert code == 2 and one_line(err)
-    assert "algo.actor_lr: 0.001 -> 0.5" in err and "--force" in err
+    assert "algo.actor_lr: 0.001 -> 0.5" in err and "--force" in err and f"--resume {res / 'tiny' / 'seed0'}" in err
     assert sha256s(res) == before
     code, out, _ = cli("run", tree / "tiny.yaml", "--results", res, "--seeds", "0-1")  # the same config: skipped
     assert code == 0 and out.count("skipped, already finished") == 2
