@@ -362,7 +362,7 @@ def plot_metric(runs, metric=FINAL_METRIC, x="policy_step", aggregate="iqm", ci=
         ax.set_title(f"{env_id}: {_stat_label(aggregate)} of {metric} across seeds, {ci:.0%} CI", fontsize=10)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        _note_few_runs(fig, [g[g.experiment == e].run.nunique() for e in ge.experiment.unique()], ci)
+        _note_few_runs(fig, [ge[ge.experiment == e].run.nunique() for e in ge.experiment.unique()], ci)
         paths.append(out_dir / f"{_slug(env_id)}__{_slug(metric)}__{x}.png")
         fig.savefig(paths[-1])
     return paths
@@ -454,18 +454,19 @@ def plot_improvement(summary: pd.DataFrame, out_dir="results/report", ci=CI_LEVE
                      f"(0.5: no better, no worse)", fontsize=9)
         fig.tight_layout()
         n = dict(zip(summary.experiment, summary.n_seeds))
-        _note_few_runs(fig, [min(n[e], n[b]) for e, b in zip(g.experiment, g.baseline)], ci, seeds_for_improvement(ci))
+        _note_few_runs(fig, [min(n[e], n[b]) for e, b in zip(g.experiment, g.baseline)], ci, seeds_for_improvement(ci),
+                       "seeds on each side")
         paths.append(out_dir / f"{_slug(env_id)}__improvement.png")
         fig.savefig(paths[-1])
     return paths
 
 
-def _note_few_runs(fig, counts, ci, need=None) -> None:
+def _note_few_runs(fig, counts, ci, need=None, unit="seeds") -> None:
     """Under a figure whose CIs rest on fewer runs than they need: say so on the figure itself."""
     need = need or seeds_for_ci(ci)
     if counts and min(counts) < need:
         fig.text(0.01, 0.005, f"\u2020 CIs from {min(counts)} runs are narrower than {ci:.0%}: "
-                              f"a {ci:.0%} CI needs at least {need} seeds", fontsize=7, color="#a05000")
+                              f"a {ci:.0%} CI needs at least {need} {unit}", fontsize=7, color="#a05000")
 
 
 def short_names(names) -> dict:
