@@ -139,8 +139,8 @@ def settings(config: Path, space: list[Dimension], overrides: dict, base) -> dic
 def check_same_study(study, mine: dict) -> None:
     """A study resumed with another --space, other --set overrides or an edited params file would mix trials
     of different searches under one best value: refused, naming what changed. A new study records its settings."""
-    what = {"space": "--space", "overrides": "--set overrides", "base": "base config (the params file's values)",
-            "config": "params file"}
+    # the params file's path is recorded but not compared: the same file in another checkout is the same search
+    what = {"space": "--space", "overrides": "--set overrides", "base": "base config (the params file's values)"}
     saved = study.user_attrs
     if study.get_trials(deepcopy=False) and "space" in saved:
         changed = [what[k] for k in what if saved.get(k) != mine[k]]
