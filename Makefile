@@ -1,6 +1,7 @@
 # Two entry points (see README): `make run` trains the default suite and writes the report;
-# `make test` runs the test suite (its browser test needs Debian's chromium: apt-get install chromium,
-# as .ci/run does). Both create the virtualenv .venv on first use.
+# `make test` runs the test suite; its browser test drives Debian's chromium, which `make browser` installs
+# with apt when it is missing (as root; otherwise it says in one line what to run). Both create the
+# virtualenv .venv on first use.
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -12,7 +13,7 @@ EXTRAS ?=
 SUITE  ?= params/cartpole.yaml params/acrobot.yaml params/pendulum.yaml params/mountaincar.yaml params/mountaincar_rnd.yaml \
           params/sparse_mountaincar.yaml params/sparse_mountaincar_rnd.yaml
 
-.PHONY: install run test full lab clean-venv
+.PHONY: install run test browser full lab clean-venv
 
 install: $(VENV)/.installed
 	@if [ -n "$(EXTRAS)" ]; then $(PY) -m pip install -q -e ".[$(EXTRAS)]"; fi
@@ -37,8 +38,22 @@ full: install
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
+
+# Debian's chromium for the browser test (apt, never a browser download); a fresh Debian machine as root
+# gets it here, anyone else gets the command to run
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	        echo "make: installing Debian's chromium for the browser test (apt-get install chromium)"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    else \
+	        echo "make: the browser test needs Debian's chromium at $(CHROMIUM): run 'sudo apt-get install chromium', then make test again" >&2; \
+	        exit 2; \
+	    fi; \
+	fi
 
 clean-venv:
 	rm -rf $(VENV)

@@ -10,6 +10,7 @@ import sys
 
 from rlkit.config import ConfigError
 from rlkit.runs.rundir import RunExistsError, RunLockedError
+from rlkit.runs.signals import stop_on_sigterm
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,12 +131,22 @@ def _report(args) -> int:
 
 def _failed_run_errors() -> tuple:
     """Errors that end a run that started, each described in its message (status.json says the same)."""
-    if "rlkit.loop.trainer" not in sys.modules:  # rlkit run / report never import torch
+    if "rlkit.loop.trainer" not in sys.modules:  # rlkit report never trains
         return ()
     from rlkit.runs.checkpoint import CheckpointError
     from rlkit.loop.guards import NonFiniteError
-    from rlkit.envs.vector import EnvStepTimeout
-    return CheckpointError, NonFiniteError, EnvStepTimeout, OSError
+    from rlkit.envs.vector import EnvStepError, EnvStepTimeout
+    return CheckpointError, NonFiniteError, EnvStepTimeout, EnvStepError, OSError
+
+
+def _one_line(e: BaseException) -> str:
+    """An error's message as one line: an env's error carries its traceback after the first line (status.json
+    keeps it whole), so only that first line is shown."""
+    text = str(e).split("\noriginal traceback:", 1)[0]
+    line = " ".join(text.split())
+    if type(e).__name__ == "EnvStepError":
+        line += " (the env or a wrapper failed after the run started; fix it, the traceback is in the run's status.json)"
+    return line
 
 
 def _tune(args) -> int:
@@ -156,7 +167,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"train": _train, "run": _run, "report": _report, "tune": _tune, "tensorboard": _tensorboard}
-        return commands[args.command](args)
+        with stop_on_sigterm():  # every command stops on SIGTERM (timeout, Slurm, Kubernetes) as on Ctrl-C
+            return commands[args.command](args)
     except (ConfigError, RunExistsError, RunLockedError, FileNotFoundError) as e:
         if _rank() == 0:
             print(f"rlkit {args.command}: error: {e}", file=sys.stderr)
@@ -165,14 +177,15 @@ def main(argv=None) -> int:
         if _rank() == 0:
             how = "terminated (SIGTERM)" if type(e).__name__ == "Terminated" else "interrupted"
             again = ("re-run the same command to resume its unfinished runs" if args.command == "run" else
-                     "resume with --resume RUN_DIR" if args.command == "train" else "run it again")
+                     "resume with --resume RUN_DIR" if args.command == "train" else
+                     "run the same command again to resume the study" if args.command == "tune" else "run it again")
             print(f"rlkit {args.command}: {how}; {again}", file=sys.stderr)
         return 143 if type(e).__name__ == "Terminated" else 130
     except Exception as e:
         if not isinstance(e, _failed_run_errors()):
             raise
         if _rank() == 0:
-            print(f"rlkit {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+            print(f"rlkit {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
 
 

@@ -133,6 +133,14 @@ class Config:
 
 
 MAX_SEED = 2**32 - 1  # numpy's and gymnasium's seeds are unsigned 32-bit words; torch's are wider
+# Bounds no run could reach: a value above them is a typo (1e30 for 1e3), and would train forever or
+# step one env for hours. 10^12 policy steps is 11 days at a million steps per second, far past any run
+# on one machine; raise MAX_STEPS here for a budget that is meant.
+MAX_STEPS = 10**12
+MAX_ACTION_REPEAT = 1_000  # simulator frames per policy step; the usual values are 1 to 8
+# A params file expands to at most this many YAML nodes (its aliases expanded): a "billion laughs" file
+# of a few lines would otherwise take gigabytes once copied, validated or written to config.yaml.
+MAX_YAML_NODES = 100_000
 SECTIONS = {"env": EnvConfig, "parallel": ParallelConfig, "algo": AlgoConfig, "eval": EvalConfig}
 
 
@@ -197,8 +205,28 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 
 def parse_yaml(text: str):
-    """YAML text -> Python values, with the kit's rules for numbers and duplicate keys."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    """YAML text -> Python values, with the kit's rules for numbers and duplicate keys, and at most
+    MAX_YAML_NODES values once its aliases are expanded."""
+    data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    _check_size(data)
+    return data
+
+
+def _check_size(data) -> None:
+    """Count values as a copy would visit them (an alias counts each time it is used), stopping at the cap."""
+    stack, count = [data], 0
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise ConfigError(f"the YAML expands to more than {MAX_YAML_NODES:,} values (aliases repeated inside "
+                              "aliases?); a params file is far smaller: write the values out "
+                              "(the limit is rlkit.config.MAX_YAML_NODES)")
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -330,6 +358,7 @@ def validate(cfg: Config) -> None:
     _require(cfg.env.action_repeat >= 1, f"'env.action_repeat' must be >= 1, got {cfg.env.action_repeat}")
     _require(cfg.env.max_episode_steps is None or cfg.env.max_episode_steps >= 1,
              f"'env.max_episode_steps' must be >= 1, got {cfg.env.max_episode_steps}")
+    _check_bounds(cfg)
     validate_env_section(cfg.env)
     _require(p.num_threads >= 1, f"'parallel.num_threads' must be >= 1, got {p.num_threads}")
     _require(p.envs_per_thread >= 1, f"'parallel.envs_per_thread' must be >= 1, got {p.envs_per_thread}")
@@ -385,6 +414,20 @@ def _check_part(key: str, spec) -> None:
     _require(not unknown, f"'{key}' has unknown keys {sorted(unknown)}; a part takes only 'type' and 'kwargs'")
     _require(isinstance(spec.get("kwargs", {}), dict),
              f"'{key}': 'kwargs' must be a mapping of keyword arguments, got {spec.get('kwargs')!r}")
+
+
+def _check_bounds(cfg: Config) -> None:
+    """Values no run could reach (see MAX_STEPS): one line with the limit and where it is set."""
+    counts = {"total_steps": cfg.total_steps, "learning_starts": cfg.learning_starts,
+              "exploration_steps": cfg.exploration_steps, "log_every": cfg.log_every,
+              "checkpoint_every": cfg.checkpoint_every, "eval.every": cfg.eval.every,
+              "eval.episodes": cfg.eval.episodes, "env.max_episode_steps": cfg.env.max_episode_steps or 0}
+    for key, value in counts.items():
+        _require(value <= MAX_STEPS, f"'{key}' ({value:.3g}) is more than any run could reach (limit {MAX_STEPS:.0e} "
+                                     "policy steps, rlkit.config.MAX_STEPS); did you mean a smaller power of ten?")
+    _require(cfg.env.action_repeat <= MAX_ACTION_REPEAT,
+             f"'env.action_repeat' ({cfg.env.action_repeat:.3g}) is more than {MAX_ACTION_REPEAT} simulator frames "
+             "per policy step (rlkit.config.MAX_ACTION_REPEAT; the usual values are 1 to 8): lower it")
 
 
 def validate_env_section(env: EnvConfig) -> None:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rlkit.analysis.report import _slug, config_diff, readable, short_names, with_ci
+from rlkit.analysis.report import (_slug, config_diff, few_seeds_note, readable, seeds_for_ci, seeds_for_improvement,
+                                   short_names, with_ci)
 
 HEADLINE_STYLE = ("<style>.rlkit-headline td,.rlkit-headline th{padding:3px 8px;border-bottom:1px solid #ddd;"
                   "text-align:left}.rlkit-headline .score{white-space:nowrap;font-weight:600}"
@@ -35,20 +36,34 @@ def _states(info: pd.DataFrame, experiment: str) -> str:
 
 
 def headline_html(rep, env_id: str) -> str:
-    """The answer for one environment, narrow enough for a notebook: no config columns."""
+    """The answer for one environment, narrow enough for a notebook: no config columns. A CI that rests on fewer
+    runs than its level needs is marked \u2020, with the note under the table (rlkit.analysis.report.seeds_for_ci)."""
     s = rep.summary[rep.summary.env_id == env_id]
     names = short_names(s.experiment)
-    rows = []
+    need, need_poi = seeds_for_ci(rep.ci), seeds_for_improvement(rep.ci)
+    seeds = dict(zip(s.experiment, s.n_seeds))
+    rows, marked = [], False
     for r in s.to_dict("records"):
-        poi = ("baseline" if r["baseline"] == r["experiment"] else
-               with_ci(r["poi"], r["poi_low"], r["poi_high"]) if np.isfinite(r["poi"]) else "")
+        few = "\u2020" if r["n_seeds"] < need and np.isfinite(r["final_iqm"]) else ""
+        if r["baseline"] == r["experiment"]:
+            poi = "baseline"
+        elif np.isfinite(r["poi"]):
+            poi = with_ci(r["poi"], r["poi_low"], r["poi_high"])
+            poi += "\u2020" if min(seeds[r["experiment"]], seeds.get(r["baseline"], 0)) < need_poi else ""
+        else:
+            poi = ""
+        marked = marked or bool(few) or poi.endswith("\u2020")
         cells = [html.escape(names[r["experiment"]]), str(r["n_seeds"]),
-                 f"<span class='score'>{with_ci(r['final_iqm'], r['final_iqm_low'], r['final_iqm_high'])}</span>",
-                 readable(r["final_median"]), poi, html.escape(_states(rep.info, r["experiment"]))]
+                 f"<span class='score'>{with_ci(r['final_iqm'], r['final_iqm_low'], r['final_iqm_high'])}{few}</span>",
+                 readable(r["final_median"]), poi, readable(r.get("train_final_iqm", np.nan)),
+                 html.escape(_states(rep.info, r["experiment"]))]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    # the training episodes' return (sampled actions) beside the evaluation's: a gap shows at once (a greedy
+    # evaluation that scores 0 while training succeeds)
     head = "".join(f"<th>{h}</th>" for h in ("experiment", "seeds", f"final IQM [{rep.ci:.0%} CI]", "median",
-                                             "P(> baseline) [CI]", "runs"))
-    return f"{HEADLINE_STYLE}<table class='rlkit-headline'><tr>{head}</tr>{''.join(rows)}</table>"
+                                             "P(> baseline) [CI]", "training return (IQM)", "runs"))
+    note = f"<p class='rlkit-note'>{html.escape(few_seeds_note(rep.ci))}</p>" if marked else ""
+    return f"{HEADLINE_STYLE}<table class='rlkit-headline'><tr>{head}</tr>{''.join(rows)}</table>{note}"
 
 
 def differences(rep, env_id: str) -> pd.DataFrame:

@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure  # no pyplot: Agg rendering, no global figure state
 
+from rlkit.analysis.runcheck import differences, flatten, metrics_problem, read_config, without_seed  # noqa: F401 (flatten re-exported)
 from rlkit.runs.metrics import COLUMNS, read_metrics
 from rlkit.analysis.scores import (FINAL_METRIC, FINAL_WINDOW, STATISTICS, iqm, mean, median,  # noqa: F401 (re-exported)
                           final_score, probability_of_improvement, probability_of_improvement_ci,
@@ -31,16 +32,51 @@ from rlkit.analysis.scores import (FINAL_METRIC, FINAL_WINDOW, STATISTICS, iqm, 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO_ROOT / "notebooks" / "report.ipynb"
+# wall_time in metrics.csv counts the training loop (collection, updates, evaluations) from its first step;
+# the kernel's start, imports and building the envs and networks come before it and are not in it
 X_LABELS = {"policy_step": "policy steps", "env_step": "environment steps",
-            "gradient_step": "gradient steps", "wall_time": "wall time (s)"}
+            "gradient_step": "gradient steps", "wall_time": "wall time of the training loop (s; start-up excluded)"}
 MIN_SEEDS = 3  # below this an experiment's CI says little; the report warns
 CI_LEVEL = 0.95
+TRAIN_METRIC = "episode/return"  # the return of the training episodes (sampled actions), beside the evaluation
 
 
 def repo_path(path) -> Path:
     """A relative path means one inside the repository, whatever the kernel's working directory is."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else REPO_ROOT / path
+
+
+# ---------------------------------------------------------------- how many runs a CI needs
+def seeds_for_ci(ci=CI_LEVEL) -> int:
+    """The fewest runs whose percentile-bootstrap CI can reach its stated level.
+
+    A bootstrap statistic of n runs never leaves the runs' range [min, max], and that range holds the
+    median of the runs' distribution only with probability 1 - 2^(1-n) (75% for 3 runs): below this n
+    a "95% CI" is narrower than it says, whatever the data (the stratified bootstrap's known limit)."""
+    n = 2
+    while 1 - 2.0 ** (1 - n) < ci:
+        n += 1
+    return n
+
+
+def seeds_for_improvement(ci=CI_LEVEL) -> int:
+    """The fewest runs per side for which a probability of improvement can differ from 0.5 at level ``ci``
+    at all: even when every run of one beats every run of the other (P = 0 or 1), the chance of that order
+    without any difference is 2 / C(2n, n), 0.1 for 3 vs 3."""
+    from math import comb
+
+    n = 1
+    while 2 / comb(2 * n, n) > 1 - ci:
+        n += 1
+    return n
+
+
+def few_seeds_note(ci=CI_LEVEL) -> str:
+    return (f"† rests on fewer runs than a {ci:.0%} CI needs: a bootstrap CI of n runs cannot be wider than "
+            f"their range, which holds the median only 1 - 2^(1-n) of the time (75% for 3 runs); "
+            f"{seeds_for_ci(ci)} seeds are the fewest for a {ci:.0%} CI, and {seeds_for_improvement(ci)} per side "
+            "for a probability of improvement to show a difference at all")
 
 
 # ---------------------------------------------------------------- loading
@@ -55,14 +91,48 @@ def _no_runs(results_dir) -> ValueError:
 
 
 def _read_config(run_dir: Path) -> dict:
-    path = run_dir / "config.yaml"
-    try:
-        return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
-    except yaml.YAMLError:
-        return {}
+    return read_config(run_dir)[0]  # unreadable: {} here; experiment_labels names the reason
 
 
-def _run_meta(run_dir: Path) -> dict:
+def experiment_labels(results_dir) -> tuple[dict, list[str]]:
+    """Each run directory -> the experiment it is reported under, and a sentence per split.
+
+    The runs of one experiment directory are seeds of one experiment only if they trained the same config
+    (the seed aside); runs of other configs or envs in the same directory (another --set, an edited params
+    file) are reported as experiments of their own, "<name> (config 2)", never aggregated with the others.
+    A run whose config.yaml cannot be read is kept apart too; one without a config.yaml (an old layout) goes
+    with the others, since nothing says it differs."""
+    labels, notes, groups = {}, [], {}
+    for r in find_runs(results_dir):
+        config, problem = read_config(r)
+        key = (f"unreadable: {problem}" if problem else None if not (r / "config.yaml").exists()
+               else json.dumps(without_seed(config), sort_keys=True, default=str))
+        groups.setdefault(r.parent.name, {}).setdefault(key, []).append(r)
+    for name, by_config in groups.items():
+        unknown = by_config.pop(None, [])
+        if not by_config:
+            by_config = {None: unknown}
+        elif unknown:
+            biggest = max(by_config, key=lambda k: len(by_config[k]))
+            by_config[biggest] = sorted(by_config[biggest] + unknown)
+        if len(by_config) == 1:
+            labels.update({r: name for r in next(iter(by_config.values()))})
+            continue
+        ordered = sorted(by_config.items(), key=lambda kv: (-len(kv[1]), kv[1][0].name))
+        names = []
+        for k, (key, runs) in enumerate(ordered, 1):
+            names.append(f"{name} (config {k})")
+            labels.update({r: names[-1] for r in runs})
+        first = read_config(ordered[0][1][0])[0]
+        what = [d.split(":")[0] for d in differences(first, read_config(ordered[1][1][0])[0])][:3]
+        unreadable = [key.removeprefix("unreadable: ") for key, _ in ordered if key.startswith("unreadable")]
+        why = f"one's {unreadable[0]}" if unreadable else f"they differ in {', '.join(what)}"
+        notes.append(f"{name}: its runs trained {len(ordered)} different configs ({why}); reported apart as "
+                     f"{', '.join(names)}, never aggregated as one experiment")
+    return labels, notes
+
+
+def _run_meta(run_dir: Path, labels: dict | None = None) -> dict:
     cfg = _read_config(run_dir)
     env = cfg.get("env")
     env_id = env.get("id") if isinstance(env, dict) else env
@@ -70,7 +140,7 @@ def _run_meta(run_dir: Path) -> dict:
     if seed is None:  # fall back to the run name, e.g. "seed3"
         m = re.search(r"(\d+)$", run_dir.name)
         seed = int(m.group(1)) if m else None
-    return {"experiment": run_dir.parent.name, "run": run_dir.name,
+    return {"experiment": (labels or {}).get(run_dir, run_dir.parent.name), "run": run_dir.name,
             "env_id": str(env_id) if env_id else "unknown", "seed": seed}
 
 
@@ -80,7 +150,8 @@ def load_runs(results_dir="results") -> pd.DataFrame:
     runs = find_runs(results_dir)
     if not runs:
         raise _no_runs(results_dir)
-    frames = [read_metrics(r / "metrics.csv").assign(**_run_meta(r)) for r in runs]
+    labels = experiment_labels(results_dir)[0]
+    frames = [read_metrics(r / "metrics.csv").assign(**_run_meta(r, labels)) for r in runs]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -89,32 +160,26 @@ def load_run_info(results_dir="results", runs: pd.DataFrame | None = None, metri
     """One row per run: identity, status.json state, last counters, error, final score, median SPS and
     the paths of its executed notebook, config.yaml and metrics.csv."""
     runs = load_runs(results_dir) if runs is None else runs
+    labels = experiment_labels(results_dir)[0]
     rows = []
     for r in find_runs(results_dir):
         try:
             st = json.loads((r / "status.json").read_text())
         except (OSError, ValueError):  # missing, or caught mid-write
             st = {}
-        meta = _run_meta(r)
+        meta = _run_meta(r, labels)
         m = runs[(runs.experiment == meta["experiment"]) & (runs.run == meta["run"])]
         sps = m.loc[m.metric == "perf/sps", "value"]
         rows.append({**meta, "state": st.get("state", "unknown"), **{k: st.get(k) for k in COLUMNS[:4]},
-                     "final": final_score(m, metric, window), "sps": float(sps.median()) if len(sps) else np.nan,
-                     "error": st.get("error"),
+                     "final": final_score(m, metric, window), "train_final": final_score(m, TRAIN_METRIC, window),
+                     "sps": float(sps.median()) if len(sps) else np.nan,
+                     "error": st.get("error"), "metrics_problem": metrics_problem(r / "metrics.csv"),
                      **{name: str(r / name) if (r / name).exists() else None
                         for name in ("train.ipynb", "config.yaml", "metrics.csv")}})
     return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- what differs between experiments
-def flatten(d: dict, prefix: str = "") -> dict:
-    """{'algo': {'beta': 1}} -> {'algo.beta': 1}; lists and other leaves stay as they are."""
-    out = {}
-    for k, v in d.items():
-        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
-    return out
-
-
 def config_diff(configs: dict[str, dict], ignore=("seed",)) -> pd.DataFrame:
     """Experiments x the config keys whose values differ between them (missing keys count as differing).
 
@@ -136,10 +201,11 @@ def _text(value) -> str:
 
 
 def experiment_configs(results_dir) -> dict[str, dict]:
-    """Each experiment's resolved config, read from its first run's config.yaml."""
-    configs = {}
+    """Each experiment's resolved config, read from its first run's config.yaml (an experiment directory
+    whose runs differ is split first: see experiment_labels)."""
+    labels, configs = experiment_labels(results_dir)[0], {}
     for r in find_runs(results_dir):
-        configs.setdefault(r.parent.name, _read_config(r))
+        configs.setdefault(labels.get(r, r.parent.name), _read_config(r))
     return configs
 
 
@@ -163,6 +229,9 @@ def summarise(runs: pd.DataFrame, metric=FINAL_METRIC, window=FINAL_WINDOW, ci=C
             row[f"final_{name}"] = float(stat(scores)) if len(scores) else np.nan
             row[f"final_{name}_low"], row[f"final_{name}_high"] = (
                 stratified_bootstrap_ci([scores], stat, ci, reps, seed) if len(scores) else (np.nan, np.nan))
+        train = np.array([final_score(d, TRAIN_METRIC, window) for _, d in runs[runs.experiment == exp].groupby("run")])
+        train = train[np.isfinite(train)]
+        row["train_final_iqm"] = float(iqm(train)) if len(train) else np.nan
         steps = runs[runs.experiment == exp].groupby("run")["policy_step"].max()
         sps = runs.loc[(runs.experiment == exp) & (runs.metric == "perf/sps"), "value"]
         row.update(final_policy_step=int(steps.median()), median_sps=float(sps.median()) if len(sps) else np.nan)
@@ -199,14 +268,22 @@ def _with_improvement(summary, finals, baseline, ci, reps, seed) -> pd.DataFrame
     return summary
 
 
-def warnings_for(summary: pd.DataFrame, info: pd.DataFrame) -> list[str]:
-    """Plain sentences: experiments with too few seeds, failed runs, runs without evaluations."""
+def warnings_for(summary: pd.DataFrame, info: pd.DataFrame, metric=FINAL_METRIC, ci=CI_LEVEL) -> list[str]:
+    """Plain sentences: experiments with too few seeds, failed runs, runs without evaluations (or with a
+    metrics.csv that cannot be read, named with the reason)."""
     out = [f"{r.experiment}: only {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''} with a final score; "
            f"its confidence intervals say little (use at least {MIN_SEEDS})"
            for r in summary.itertuples() if r.n_seeds < MIN_SEEDS]
+    few = [r.experiment for r in summary.itertuples() if MIN_SEEDS <= r.n_seeds < seeds_for_ci(ci)]
+    if few:
+        out.append(f"{', '.join(few)}: {few_seeds_note(ci).removeprefix(chr(0x2020) + ' ')}")
+    problem = info.get("metrics_problem", pd.Series([None] * len(info), index=info.index))
     out += [f"{r.experiment}/{r.run} failed: {r.error}" for r in info.itertuples() if r.state == "failed"]
-    out += [f"{r.experiment}/{r.run} has no {FINAL_METRIC} yet, so no final score"
-            for r in info.itertuples() if r.state != "failed" and not np.isfinite(r.final)]
+    out += [f"{r.experiment}/{r.run}: {p}, so no final score" for r, p in zip(info.itertuples(), problem)
+            if r.state != "failed" and isinstance(p, str)]
+    out += [f"{r.experiment}/{r.run} has no {metric} yet, so no final score"
+            for r, p in zip(info.itertuples(), problem)
+            if r.state != "failed" and not isinstance(p, str) and not np.isfinite(r.final)]
     return out
 
 
@@ -285,6 +362,7 @@ def plot_metric(runs, metric=FINAL_METRIC, x="policy_step", aggregate="iqm", ci=
         ax.set_title(f"{env_id}: {_stat_label(aggregate)} of {metric} across seeds, {ci:.0%} CI", fontsize=10)
         ax.legend(fontsize=7)
         fig.tight_layout()
+        _note_few_runs(fig, [ge[ge.experiment == e].run.nunique() for e in ge.experiment.unique()], ci)
         paths.append(out_dir / f"{_slug(env_id)}__{_slug(metric)}__{x}.png")
         fig.savefig(paths[-1])
     return paths
@@ -324,6 +402,7 @@ def plot_experiments(runs, metric=FINAL_METRIC, x="policy_step", ci=CI_LEVEL, ou
         axes[0].legend(fontsize=7, loc="lower right")
         fig.suptitle(f"{env_id}: {metric} of each seed (grey, dots: evaluations), IQM across seeds (blue)",
                      fontsize=10, wrap=True)
+        _note_few_runs(fig, [ge[ge.experiment == e].run.nunique() for e in experiments], ci)
         paths.append(out_dir / f"{_slug(env_id)}__{_slug(metric)}__seeds.png")
         fig.savefig(paths[-1])
     return paths
@@ -348,6 +427,7 @@ def plot_intervals(summary: pd.DataFrame, out_dir="results/report", ci=CI_LEVEL)
         axes[0].set_yticks(np.arange(len(g)), g.experiment.map(short_names(g.experiment)), fontsize=7)
         fig.suptitle(f"{env_id}: final scores across seeds, {ci:.0%} stratified-bootstrap CIs", fontsize=10)
         fig.tight_layout()
+        _note_few_runs(fig, list(g.n_seeds), ci)
         paths.append(out_dir / f"{_slug(env_id)}__intervals.png")
         fig.savefig(paths[-1])
     return paths
@@ -373,9 +453,24 @@ def plot_improvement(summary: pd.DataFrame, out_dir="results/report", ci=CI_LEVE
         ax.set_title(f"{env_id}: probability of improvement over the baseline, {ci:.0%} CI\n"
                      f"(0.5: no better, no worse)", fontsize=9)
         fig.tight_layout()
+        n = dict(zip(summary.experiment, summary.n_seeds))
+        _note_few_runs(fig, [min(n[e], n[b]) for e, b in zip(g.experiment, g.baseline)], ci, seeds_for_improvement(ci),
+                       "seeds on each side")
         paths.append(out_dir / f"{_slug(env_id)}__improvement.png")
         fig.savefig(paths[-1])
     return paths
+
+
+def _note_few_runs(fig, counts, ci, need=None, unit="seeds") -> None:
+    """Under a figure whose CIs rest on fewer runs than they need: say so on the figure itself."""
+    need = need or seeds_for_ci(ci)
+    if counts and min(counts) < need:
+        from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+        if isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):  # keep a strip at the bottom for the note
+            fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
+        fig.text(0.01, 0.005, f"\u2020 CIs from {min(counts)} runs are narrower than {ci:.0%}: "
+                              f"a {ci:.0%} CI needs at least {need} {unit}", fontsize=7, color="#a05000")
 
 
 def short_names(names) -> dict:
@@ -433,26 +528,6 @@ class Report:
                 f" · {esc(str(self.results_dir))}</p><p>{esc(self.final_definition)}</p>"
                 + (f"<div class='warn'><b>Warnings</b><ul>{warn}</ul></div>" if warn else ""))
 
-    def summary_html(self) -> str:
-        s = self.summary
-        if s.empty:
-            return "<p>No final scores yet.</p>"
-        table = pd.DataFrame({"experiment": s.experiment, "env": s.env_id, "seeds": s.n_seeds})
-        table = table.join(self.diff, on="experiment") if not self.diff.empty else table
-        for name in STATISTICS:
-            table[f"final {_stat_label(name)} [{self.ci:.0%} CI]"] = [
-                with_ci(*v) for v in s[[f"final_{name}", f"final_{name}_low", f"final_{name}_high"]].to_numpy()]
-        table["P(> baseline) [CI]"] = [with_ci(p, lo, hi) if np.isfinite(p) else ("baseline" if b == e else "")
-                                       for p, lo, hi, b, e in zip(s.poi, s.poi_low, s.poi_high, s.baseline, s.experiment)]
-        table["policy steps"] = s.final_policy_step.map(readable)
-        table["median SPS"] = s.median_sps.map(readable)
-        return table.to_html(index=False, escape=True)
-
-    def diff_html(self) -> str:
-        if self.diff.empty:
-            return "<p>The experiments' resolved configs do not differ (apart from the seed).</p>"
-        return self.diff.to_html(escape=True)
-
     def runs_html(self) -> str:
         esc = html.escape
         if self.info.empty:
@@ -469,9 +544,11 @@ class Report:
             files = " ".join(link(r[name], name) for name in ("train.ipynb", "config.yaml", "metrics.csv"))
             rows.append(f"<tr><td>{esc(r['experiment'])}</td><td>{esc(r['run'])}</td><td>{esc(str(r['seed']))}</td>"
                         f"<td class='{esc(r['state'])}'>{esc(state)}</td><td>{readable(r['policy_step'])}</td>"
-                        f"<td>{readable(r['final'])}</td><td>{readable(r['sps'])}</td><td>{files}</td></tr>")
+                        f"<td>{readable(r['final'])}</td><td>{readable(r.get('train_final'))}</td>"
+                        f"<td>{readable(r['sps'])}</td><td>{files}</td></tr>")
         head = "".join(f"<th>{h}</th>" for h in ("experiment", "run", "seed", "state", "policy steps",
-                                                  "final score", "median SPS", "files"))
+                                                  "final score", f"final {TRAIN_METRIC} (training)", "median SPS",
+                                                  "files"))
         return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
@@ -489,8 +566,9 @@ def build(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="policy_st
     summary = summarise(runs, metric, window, ci, baseline=baseline)
     configs = experiment_configs(results_dir)
     diff = config_diff(configs)
-    rep = Report(results_dir, out_dir, metric, window, ci, runs, info, summary, diff, warnings_for(summary, info),
-                 configs=configs)
+    notes = experiment_labels(results_dir)[1]
+    rep = Report(results_dir, out_dir, metric, window, ci, runs, info, summary, diff,
+                 notes + warnings_for(summary, info, metric, ci), configs=configs)
     if figures:
         from rlkit.analysis.compare import comparison_figures
 
@@ -536,6 +614,24 @@ def write_report(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="po
     return write_index(build(results_dir, out_dir, metric, x, window, baseline, ci))
 
 
+def check_metric(runs: list[Path], metric: str) -> None:
+    """ValueError naming the metrics there are, when no run logged ``metric`` (a typo gives an empty report)."""
+    seen = set()
+    for r in runs:
+        try:
+            with open(r / "metrics.csv", errors="replace") as f:
+                for line in f:
+                    parts = line.rstrip("\n").split(",")
+                    if len(parts) == len(COLUMNS):
+                        if parts[4] == metric:
+                            return
+                        seen.add(parts[4])
+        except OSError:
+            continue
+    seen.discard("metric")
+    raise ValueError(f"--metric {metric}: no run logged it; choose one of {', '.join(sorted(seen)) or '(none)'}")
+
+
 def run_report(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="policy_step", window=FINAL_WINDOW,
                baseline=None, ci=CI_LEVEL, kernel_name=None) -> Path:
     """Execute notebooks/report.ipynb with papermill on ``results_dir``; the executed notebook goes to
@@ -553,7 +649,11 @@ def run_report(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="poli
         raise ValueError(f"--baseline {baseline}: no such experiment; choose one of {', '.join(experiments)}")
     if not 0 < window <= 1:
         raise ValueError(f"--window {window} must be in (0, 1]: the fraction of a run's policy steps in its final score")
+    check_metric(runs, metric)
     out_dir = Path(out_dir).resolve() if out_dir else results_dir / "report"
+    if any(out_dir.glob("*/metrics.csv")):
+        raise ValueError(f"{out_dir} holds the runs of an experiment named '{out_dir.name}', where the report "
+                         "would be written; rename that experiment's folder (and its params file)")
     out_dir.mkdir(parents=True, exist_ok=True)
     params = dict(results_dir=str(results_dir), out_dir=str(out_dir), metric=metric, x=x, window=window,
                   baseline=baseline, ci=ci)

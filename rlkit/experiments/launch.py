@@ -57,13 +57,21 @@ def run_one(result: RunResult, spec: dict, timeout_s, env: dict, stop=None) -> R
         result.error = stop_reason(stop)
         return result
     result.run_dir.mkdir(parents=True, exist_ok=True)
-    holder = RunLock.holder(result.run_dir)  # before runner.log and train.ipynb are rewritten (train locks itself)
+    holder = RunLock.holder(result.run_dir)  # before runner.log and train.ipynb are written (train locks itself)
     if holder is not None:
         result.error = f"RunLockedError: {result.run_dir} is in use by another training process (pid {holder}); left alone"
         return result
+    # Another batch on the same results may have finished this run since ours was validated: leave it be.
+    status = read_status(result.run_dir)
+    if status.get("state") == "finished" and not spec["parameters"].get("force"):
+        result.state, result.policy_step = "skipped", status.get("policy_step")
+        return result
     spec = {**spec, "sockets": new_socket_prefix(), "parent": os.getpid()}
     t0 = next_stop_check = time.monotonic()
-    with open(result.run_dir / "runner.log", "w") as out:  # the worker's output, for post-mortems
+    # the worker's output, for post-mortems; appended, so that no attempt's log replaces an earlier one's
+    with open(result.run_dir / "runner.log", "a") as out:
+        out.write(f"--- rlkit run, pid {os.getpid()}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        out.flush()
         proc = subprocess.Popen([sys.executable, "-c", _BOOT, json.dumps(spec)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -117,7 +125,7 @@ def report_line(log, r: RunResult) -> RunResult:
 def _finish(proc: subprocess.Popen, result: RunResult, seconds: float) -> RunResult:
     """Decide the run's state from the worker's exit and status.json; record a failure there."""
     if result.error is None and proc.returncode != 0:
-        log = (result.run_dir / "runner.log").read_text(errors="replace").splitlines()
+        log = (result.run_dir / "runner.log").read_text(errors="replace").rsplit("\n--- rlkit run, ", 1)[-1].splitlines()
         errors = [line[len(_ERROR):] for line in log if line.startswith(_ERROR)]
         result.error = errors[-1] if errors else f"worker exited with code {proc.returncode}; see runner.log"
     status = read_status(result.run_dir)

@@ -30,8 +30,25 @@ def resolve_run(config: str | Path, seed: int, overrides=None, run_dir=None):
     from rlkit.experiments.sweep import load_variant
 
     path = repo_path(config)
-    cfg = load_variant(path, with_seed(overrides, seed))
+    cfg = load_variant(path, with_seed(overrides_of(overrides), seed))
     return cfg, repo_path(run_dir) if run_dir else REPO_ROOT / "results" / path.stem / f"seed{seed}"
+
+
+def overrides_of(value):
+    """The notebook's `overrides` parameter as a dict or a list of "key=value". papermill's `-p` passes a
+    string ('{"total_steps": 4096}'): it is read with the params files' YAML rules (JSON is YAML)."""
+    from rlkit.config import ConfigError, parse_yaml
+
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = parse_yaml(value) if value.strip() else {}
+    except Exception:  # noqa: BLE001 -- yaml's errors and ConfigError alike: say what was expected
+        parsed = None
+    if not isinstance(parsed, (dict, list)):
+        raise ConfigError(f"overrides {value!r}: expected a mapping of dotted keys, e.g. "
+                          "-p overrides '{\"total_steps\": 4096}' (or -y 'overrides: {total_steps: 4096}')")
+    return parsed
 
 
 def changed_from_defaults(cfg) -> dict:

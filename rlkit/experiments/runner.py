@@ -25,6 +25,7 @@ from rlkit.runs.rundir import read_status
 from rlkit.experiments.sweep import Experiment, expand, load_variant, overrides_dict
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "train.ipynb"
+MAX_SEEDS = 10_000  # seeds in one batch: a typo such as 0-1000000000 must not list a billion runs
 
 __all__ = ["Experiment", "RunResult", "NOTEBOOK", "parse_seeds", "with_seed", "experiments_of", "run_batch",
            "run_experiments", "format_table", "batch_exit_code"]
@@ -36,9 +37,13 @@ def parse_seeds(text: str | int) -> list[int]:
     for part in str(text).replace(" ", "").split(","):
         lo, dash, hi = part.partition("-")
         try:
-            part_seeds = list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+            low, high = int(lo), int(hi) if dash else int(lo)
         except ValueError:
-            part_seeds = []
+            low, high = 0, -1
+        if high - low >= MAX_SEEDS:
+            raise ConfigError(f"seeds '{text}': {high - low + 1:,} seeds, more than the {MAX_SEEDS:,} one batch runs "
+                              "(rlkit.experiments.runner.MAX_SEEDS); give fewer")
+        part_seeds = list(range(low, high + 1))
         if not part_seeds:
             raise ConfigError(f"seeds '{text}': expected e.g. 0-4 (low <= high), 0,2,5 or 3")
         seeds += part_seeds
@@ -75,7 +80,8 @@ def run_experiments(experiments: list[Experiment], seeds, *, jobs=1, results_dir
     `stop` (a threading.Event, optionally with a `reason`): setting it kills the runs still going.
     `table`: end with a summary table, one row per run.
     """
-    validate(experiments, seeds)
+    configs = validate(experiments, seeds)
+    check_finished(experiments, seeds, configs, results_dir, force)
     if timeout_s is not None and timeout_s <= 0:
         raise ConfigError(f"timeout {timeout_s} must be > 0 seconds (or None for no limit)")
     if int(jobs) < 1:
@@ -116,21 +122,64 @@ def run_experiments(experiments: list[Experiment], seeds, *, jobs=1, results_dir
     return results
 
 
-def validate(experiments: list[Experiment], seeds) -> None:
-    """Every experiment x seed resolves to a valid Config and has a directory of its own, or ConfigError."""
+def validate(experiments: list[Experiment], seeds) -> dict:
+    """Every experiment x seed resolves to a valid Config, has a directory of its own, and its env builds
+    and steps (rlkit.loop.guards.preflight, as `rlkit train` checks it), or ConfigError; nothing is written.
+
+    Returns (experiment name, seed) -> the resolved Config (inferred fields filled in)."""
+    from rlkit.loop.guards import preflight  # imports torch: only a batch that will train pays for it
+
     names = [e.name for e in experiments]
+    configs, probed = {}, {}
     for exp in experiments:
         if names.count(exp.name) > 1:
             raise ConfigError(f"two experiments are named '{exp.name}' and would share results/{exp.name}/; "
                               "rename one of the params files")
         for seed in seeds:
             try:
-                load_variant(exp.config, with_seed(exp.overrides, seed))
+                cfg = load_variant(exp.config, with_seed(exp.overrides, seed))
+                # one probe per distinct config (the seed aside): a sweep over algo keys builds its env once per variant
+                key = repr({**cfg.to_dict(), "seed": None})
+                if key not in probed:
+                    probed[key] = preflight(cfg)
+                else:
+                    preflight_again(cfg, probed[key])
             except ConfigError as e:
                 if not exp.swept:
-                    raise
+                    raise ConfigError(str(e) if str(e).startswith(f"{exp.config}") else f"{exp.config}: {e}") from None
                 message = str(e).removeprefix(f"{exp.config}: ")  # the variant's name says which file
                 raise ConfigError(f"sweep variant {exp.name}: {message}") from None
+            configs[exp.name, seed] = cfg
+    return configs
+
+
+def preflight_again(cfg, info) -> None:
+    """The env fields preflight inferred for a config that differs only in its seed."""
+    from rlkit.envs.make import resolve_env_fields
+
+    resolve_env_fields(cfg, info)
+
+
+def check_finished(experiments, seeds, configs: dict, results_dir, force: bool) -> None:
+    """A finished run is skipped only when it trained this very config: one whose saved config.yaml differs
+    (another --set, an edited params file) is refused before anything runs, naming what differs."""
+    from rlkit.analysis.runcheck import differences, read_config
+
+    if force:
+        return
+    for exp in experiments:
+        for seed in seeds:
+            run_dir = Path(results_dir) / exp.name / f"seed{seed}"
+            if read_status(run_dir).get("state") != "finished":
+                continue
+            saved, problem = read_config(run_dir)
+            diffs = differences(saved, configs[exp.name, seed].to_dict(), ignore=()) if not problem else [problem]
+            if diffs:
+                more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
+                raise ConfigError(
+                    f"{run_dir} finished with another config ({'; '.join(diffs[:3])}{more}); it is left as it is: "
+                    "give the new config its own experiment (another --results or params file name), pass --force "
+                    f"to re-run it, or to train it further: rlkit train --resume {run_dir} --set total_steps=N")
 
 
 def _execute(results, todo, jobs, timeout_s, log, stop=None) -> None:

@@ -13,13 +13,20 @@ so the kernel loads and resolves it exactly as it would the plain file.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from rlkit.config import ConfigError, parse_override
+from rlkit.config import ConfigError, parse_override, parse_yaml
+# A sweep is expanded into this many experiments at most, before any is built: 9 keys of 9 values would
+# otherwise be 43 million configs in memory. A larger search is several params files (or rlkit tune).
+MAX_VARIANTS = 10_000
+NAME_BYTES = 255  # an experiment is a directory: its name must fit the filesystem's limit for one name
+# folders that rlkit report and rlkit tensorboard write into under a results directory
+RESERVED = ("report", "tensorboard")
 
 SWEEP_KEY = "sweep"
 
@@ -37,12 +44,23 @@ class Experiment:
 def read_params(path: str | Path) -> tuple[dict, dict]:
     """A params file as (config mapping without the sweep section, sweep mapping key -> list of values)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (check the path; params files live in params/)")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a params file; give a params/*.yaml file") from None
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path} (check the path; params files live in params/)") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start} cannot be decoded); "
+                          "give a YAML params file") from None
+    except OSError as e:  # a symlink loop, a name too long, no permission
+        raise ConfigError(f"{path}: cannot be read ({e.strerror}); check the path and its links") from None
+    try:
+        raw = parse_yaml(text) or {}  # the kit's YAML rules: 1e5 is a number, a key given twice is an error
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: malformed YAML: {getattr(e, 'problem', e)}") from None
+        raise ConfigError(f"{path}: malformed YAML: {' '.join(str(getattr(e, 'problem', e)).split())}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
     sweep = raw.pop(SWEEP_KEY, None) or {}
@@ -59,9 +77,9 @@ def parse_grid(entries: list[str] | None) -> dict:
     grid = {}
     for entry in entries or []:
         key, _, text = entry.partition("=")
-        try:
-            values = [yaml.safe_load(v) for v in _split_top_level(text) if v.strip()]
-        except yaml.YAMLError:
+        try:  # the params files' YAML rules: 3e-4 is a number
+            values = [parse_yaml(v) for v in _split_top_level(text) if v.strip()]
+        except (yaml.YAMLError, ConfigError):
             values = []
         if not key.strip() or not values:
             raise ConfigError(f"--grid '{entry}' must look like section.key=v1,v2,..., e.g. algo.beta=0.5,1,2 "
@@ -85,19 +103,37 @@ def _split_top_level(text: str) -> list[str]:
 
 def expand(config: str | Path, overrides: dict | None = None, grid: dict | None = None) -> list[Experiment]:
     """The experiments of one params file: itself, or one per point of its sweep (merged with `grid`)."""
+    _, sweep = read_params(config)  # before resolve(): a symlink loop is one line, not a RuntimeError
     path = Path(config).resolve()
-    _, sweep = read_params(path)
     sweep = {**sweep, **(grid or {})}
     if not sweep:
-        return [Experiment(path.stem, path, dict(overrides or {}))]
+        return [_named(Experiment(path.stem, path, dict(overrides or {})))]
     keys = list(sweep)
+    count = math.prod(len(sweep[k]) for k in keys)
+    if count > MAX_VARIANTS:
+        sizes = " x ".join(str(len(sweep[k])) for k in keys)
+        raise ConfigError(f"{path}: the sweep has {sizes} = {count:,} variants, more than the {MAX_VARIANTS:,} one "
+                          "batch takes (rlkit.experiments.sweep.MAX_VARIANTS); sweep fewer values, or split the "
+                          "sweep over several params files (rlkit tune searches large spaces)")
     labels = _labels(keys)
     experiments = []
     for values in itertools.product(*(sweep[k] for k in keys)):
         swept = dict(zip(keys, values))
         name = "__".join([path.stem, *(f"{labels[k]}={_value_text(v)}" for k, v in swept.items())])
-        experiments.append(Experiment(name, path, {**(overrides or {}), **swept}, swept))
+        experiments.append(_named(Experiment(name, path, {**(overrides or {}), **swept}, swept)))
     return experiments
+
+
+def _named(exp: Experiment) -> Experiment:
+    """The experiment, once its name is known to fit a directory name."""
+    if exp.name in RESERVED:
+        raise ConfigError(f"experiment name '{exp.name}': results/{exp.name}/ is where rlkit {exp.name} writes; "
+                          "rename the params file")
+    size = len(exp.name.encode())
+    if size > NAME_BYTES:
+        raise ConfigError(f"experiment name '{exp.name[:60]}...' is {size} bytes, more than the {NAME_BYTES} a "
+                          "directory name may have; shorten the params file's name or the swept values")
+    return exp
 
 
 def _labels(keys: list[str]) -> dict:

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from rlkit.config import ConfigError
+from rlkit.config import ConfigError, parse_yaml
 from rlkit.runs.metrics import read_metrics
 from rlkit.experiments.runner import Experiment, parse_seeds, run_experiments, with_seed
 from rlkit.analysis.scores import FINAL_METRIC, FINAL_WINDOW, final_score, iqm
@@ -80,7 +81,7 @@ def parse_space(entry: str) -> Dimension:
     if kind not in KINDS:
         raise bad(f"unknown kind '{kind}'")
     if kind == "choice":
-        choices = tuple(yaml.safe_load(v) for v in rest.split(",") if v.strip())
+        choices = tuple(parse_yaml(v) for v in rest.split(",") if v.strip())
         if len(choices) < 2:
             raise bad("a choice needs at least two values")
         return Dimension(key, kind, choices=choices, entry=entry)
@@ -114,6 +115,43 @@ def check_space(config: Path, space: list[Dimension], overrides: dict, seeds) ->
 
 
 # ---------------------------------------------------------------- the study
+def check_name(name: str) -> str:
+    """The study's name is one directory under --results: no path, nothing that climbs out of it."""
+    from rlkit.experiments.sweep import RESERVED
+
+    if name in RESERVED:
+        raise ConfigError(f"--name {name}: RESULTS/{name}/ is where rlkit {name} writes; choose another name")
+    if not name or name in (".", "..") or Path(name).name != name or len(name.encode()) > 255:
+        raise ConfigError(f"--name {name!r}: the study's directory under --results; give a plain name "
+                          "(letters, digits, _ or -; no '/' and no '..')")
+    return name
+
+
+def settings(config: Path, space: list[Dimension], overrides: dict, base) -> dict:
+    """What a study's trials depend on besides their sampled values; a resumed study must keep all of them."""
+    entries = {d.key: [d.kind, d.low, d.high, list(d.choices)] for d in space}
+    resolved = {**base.to_dict(), "seed": None}
+    return {"config": str(config), "space": json.dumps(entries, sort_keys=True, default=str),
+            "overrides": json.dumps(overrides, sort_keys=True, default=str),
+            "base": json.dumps(resolved, sort_keys=True, default=str)}
+
+
+def check_same_study(study, mine: dict) -> None:
+    """A study resumed with another --space, other --set overrides or an edited params file would mix trials
+    of different searches under one best value: refused, naming what changed. A new study records its settings."""
+    # the params file's path is recorded but not compared: the same file in another checkout is the same search
+    what = {"space": "--space", "overrides": "--set overrides", "base": "base config (the params file's values)"}
+    saved = study.user_attrs
+    if study.get_trials(deepcopy=False) and "space" in saved:
+        changed = [what[k] for k in what if saved.get(k) != mine[k]]
+        if changed:
+            raise ConfigError(f"study '{study.study_name}' was made with another {' and '.join(changed)}; give the "
+                              "same ones to resume it, or start a new study with --name (or another --results)")
+    for key, value in mine.items():
+        if saved.get(key) != value:
+            study.set_user_attr(key, value)
+
+
 def _quiet_optuna():
     """Optuna marks heartbeats and the retry callback experimental; the warning says nothing a user can act on."""
     import warnings
@@ -121,7 +159,8 @@ def _quiet_optuna():
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna logs each failed trial with its traceback; the tune says why a trial failed in one line instead
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
 
 
@@ -129,8 +168,13 @@ def _storage(url: str):
     optuna = _quiet_optuna()
 
     callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)
-    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                      heartbeat_stale_trial_callback=callback)
+    try:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                          heartbeat_stale_trial_callback=callback)
+    except Exception as e:  # noqa: BLE001 -- SQLAlchemy's many errors: a bad URL, a missing driver or folder
+        reason = " ".join(str(e).split())[:200]
+        raise ConfigError(f"--storage {url}: cannot open the study's database ({reason}); give a SQLAlchemy URL "
+                          "such as sqlite:///RESULTS/study.db whose folder exists, or leave --storage out") from None
 
 
 def _owner() -> str:
@@ -218,8 +262,9 @@ def tune(config, space, *, trials=20, seeds=(0, 1, 2), jobs=1, results_dir="resu
         raise ConfigError(f"--trials {trials}: must be >= 1")
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: must be >= 1 (trials at once)")
-    name = name or f"{config.stem}_tune"
+    name = check_name(name or f"{config.stem}_tune")
     tune_dir = Path(results_dir).resolve() / name
+    rdb = _storage(storage) if storage else None  # a bad --storage is refused before the directory is made
     tune_dir.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{tune_dir / 'study.db'}"
     if pruner == "median":  # evaluations before a fifth of the budget are too noisy to stop a trial on
@@ -228,10 +273,10 @@ def tune(config, space, *, trials=20, seeds=(0, 1, 2), jobs=1, results_dir="resu
         pruner = optuna.pruners.NopPruner()
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=min(10, max(3, trials // 3)),
                                          constant_liar=jobs > 1)
-    rdb = _storage(url)
+    rdb = rdb or _storage(url)
     study = optuna.create_study(storage=rdb, study_name=name, direction="maximize", sampler=sampler,
                                 pruner=pruner, load_if_exists=True)
-    study.set_user_attr("config", str(config))
+    check_same_study(study, settings(config, space, overrides, base))
     recover(study, rdb, log)
     todo = trials - trials_done(study)
     log(f"tune: study '{name}' in {url}: {trials - todo} of {trials} trials done, {max(todo, 0)} to run, "
@@ -255,18 +300,25 @@ def _stop_trials_on_ctrl_c(objective):
         yield
         return
 
+    signals = []
+
     def interrupt(signum, frame):
+        signals.append(signum)
         objective.interrupted.set()
         for stop in list(objective.running):
             stop.set()
 
-    previous = signal.signal(signal.SIGINT, interrupt)
+    # SIGTERM (timeout, Slurm, Kubernetes) stops the trials exactly as Ctrl-C does
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if objective.interrupted.is_set():
-        raise KeyboardInterrupt
+        from rlkit.runs.signals import Terminated
+
+        raise Terminated("terminated by SIGTERM") if signal.SIGTERM in signals else KeyboardInterrupt()
 
 
 class _Objective:
@@ -286,6 +338,7 @@ class _Objective:
         trial.set_user_attr("owner", _owner())
         trial.set_user_attr("interrupted", False)
         exp = Experiment(name, self.config, {**self.overrides, **values}, values)
+        trial.set_user_attr("overrides", json.dumps(exp.overrides, default=str))
         run_dirs = [self.tune_dir / name / f"seed{s}" for s in self.seeds]
         stop, outcome = _Stop(), {}
 
@@ -330,6 +383,7 @@ class _Objective:
             raise optuna.TrialPruned(stop.reason)
         failed = [r for r in outcome["results"] if r.state == "failed"]
         if failed:
+            self.log(f"tune: trial {trial.number} ({name}) failed: {failed[0].run}: {failed[0].error}")
             raise TrialFailed(f"{failed[0].experiment}/{failed[0].run}: {failed[0].error}")
         scores = [final_score(read_metrics(d / "metrics.csv"), FINAL_METRIC, self.window) for d in run_dirs]
         if not all(math.isfinite(s) for s in scores):
@@ -358,7 +412,10 @@ def best_params_file(study, config: Path, overrides: dict | None = None) -> str:
     saying where it came from: `rlkit run best.yaml` runs the best trial's configuration."""
     raw, _ = read_params(config)
     best = study.best_trial
-    for key, value in {**(overrides or {}), **best.params}.items():
+    # the overrides the trial itself trained with (recorded when it ran), never those of a later command
+    trained = best.user_attrs.get("overrides")
+    trained = json.loads(trained) if trained is not None else {**(overrides or {}), **best.params}
+    for key, value in trained.items():
         node = raw
         *parents, leaf = key.split(".")
         for part in parents:
@@ -396,10 +453,11 @@ def main(args) -> int:
         study = tune(args.config, args.space, trials=args.trials, seeds=parse_seeds(args.seeds), jobs=args.jobs,
                      results_dir=args.results, name=args.name, storage=args.storage, overrides=args.overrides,
                      scheduler=args.scheduler, timeout_s=args.timeout, pruner=args.pruner)
-    except KeyboardInterrupt:
-        print("rlkit tune: interrupted; the runs were stopped and recorded. Run the same command again to resume "
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if type(e).__name__ == "Terminated" else "interrupted"
+        print(f"rlkit tune: {how}; the runs were stopped and recorded. Run the same command again to resume "
               "the study", file=sys.stderr)
-        return 130
+        return 143 if type(e).__name__ == "Terminated" else 130
     from optuna.trial import TrialState
 
     return 0 if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) else 1

@@ -6,23 +6,21 @@
 - `check_env_output`, `check_update`, `check_state`: a nan or inf in an observation, a reward, a loss,
   a gradient norm or a parameter stops the run with `NonFiniteError`, one line naming what and the
   policy step, before it reaches a metric row or the checkpoint (the last good checkpoint is kept).
-- `stop_on_sigterm()`: SIGTERM (sent by `timeout`, Slurm, Kubernetes) raises `Terminated`, handled
-  like Ctrl-C: the run is marked failed and can be resumed.
+- `stop_on_sigterm()` (from rlkit/runs/signals.py): SIGTERM (sent by `timeout`, Slurm, Kubernetes) raises
+  `Terminated`, handled like Ctrl-C: the run is marked failed and can be resumed.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import signal
 import sys
-import threading
 
 import numpy as np
 import torch
 
 from rlkit.config import AlgoConfig, Config, ConfigError
 from rlkit.notices import warn  # noqa: F401 (rlkit.loop.guards.warn: the one channel, re-exported)
+from rlkit.runs.signals import Terminated, stop_on_sigterm  # noqa: F401 (the trainer's, re-exported)
 
 BYTES_PER_PARAMETER = 20  # float32 weight, gradient, Adam's two moments, and the fused path's flat copy
 BYTES_PER_ACTIVATION = 16  # float32, kept for the backward pass, for the actor and the critic, plus grads
@@ -33,8 +31,6 @@ class NonFiniteError(RuntimeError):
     """A nan or inf appeared in training; the message names what and the policy step."""
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: stop as Ctrl-C stops (a KeyboardInterrupt, so every Ctrl-C path handles it)."""
 
 
 # ---------------------------------------------------------------- before the run
@@ -182,20 +178,3 @@ def check_state(state, policy_step: int, path: str = "") -> None:
         if not np.isfinite(state).all():
             raise NonFiniteError(f"non-finite values in {path.rstrip('.')} at policy step {policy_step}: the "
                                  "checkpoint was not written and the last good one is kept")
-
-
-@contextlib.contextmanager
-def stop_on_sigterm():
-    """Within: SIGTERM raises Terminated in the main thread (elsewhere signals cannot be handled: a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise Terminated("terminated by SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

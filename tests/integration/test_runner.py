@@ -5,6 +5,7 @@ of CPU). Tests about the plumbing itself (16 kernels at once, timeouts, dead ker
 notebook with the same parameters that writes status.json/metrics.csv like train does, in < 1 s.
 """
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -96,13 +97,17 @@ def test_bad_config_fails_before_anything_runs(tmp_path):
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
-    """One real batch, two runs in parallel: tiny CartPole, and an env id that fails only at runtime."""
+    """One real batch, two runs in parallel: tiny CartPole, and an env that passes the batch's checks (it builds
+    and steps) but raises once training has started."""
     tmp = tmp_path_factory.mktemp("batch")
     broken = tmp / "broken.yaml"
-    broken.write_text("env: {id: NoSuchEnv-v0}\n")
+    broken.write_text("env: {id: 'toolfaults:RaisesMidEpisode-v0'}\n")
     lines = []
-    results = run_batch([CARTPOLE, broken], [0], jobs=2, results_dir=tmp / "results", overrides=TINY,
-                        timeout_s=120, log=lines.append)
+    support = str(Path(__file__).resolve().parents[1] / "support")  # the kernels import toolfaults too
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [support, os.environ.get("PYTHONPATH")])))
+        results = run_batch([CARTPOLE, broken], [0], jobs=2, results_dir=tmp / "results", overrides=TINY,
+                            timeout_s=120, log=lines.append)
     return tmp, results, lines
 
 
@@ -127,9 +132,9 @@ def test_failed_run_is_recorded_and_the_rest_goes_on(batch):
     tmp, results, _ = batch
     bad = results[1]
     assert (bad.experiment, bad.state) == ("broken", "failed")
-    assert "NoSuchEnv" in bad.error and bad.error.startswith("ConfigError: ")  # the cell's exception
+    assert "simulator crashed" in bad.error and bad.error.startswith("EnvStepError: ")  # the cell's exception
     st = status(bad.run_dir)
-    assert st["state"] == "failed" and "NoSuchEnv" in st["error"]
+    assert st["state"] == "failed" and "simulator crashed" in st["error"]
     assert (bad.run_dir / "train.ipynb").exists()  # the executed notebook shows the traceback
     assert batch_exit_code(results) == 1 and batch_exit_code(results[:1]) == 0
 

@@ -35,8 +35,9 @@ def test_the_statistics_are_those_of_the_report_before_its_redesign(tmp_path):
 
 def test_each_environment_has_its_headline_and_its_own_differences(tmp_path):
     res = two_envs(tmp_path / "results")
-    (res / "b" / "seed0" / "config.yaml").write_text(yaml.safe_dump(
-        {"seed": 0, "env": {"id": "Pendulum-v1"}, "algo": {"actor_lr": 0.01}}))
+    for seed in range(3):  # every seed of b trained another actor_lr (one seed alone would be split off)
+        (res / "b" / f"seed{seed}" / "config.yaml").write_text(yaml.safe_dump(
+            {"seed": seed, "env": {"id": "Pendulum-v1"}, "algo": {"actor_lr": 0.01}}))
     rep = report.build(res, tmp_path / "out", figures=False)
     assert layout.environments(rep) == ["CartPole-v1", "Pendulum-v1"]
     headline = layout.headline_html(rep, "Pendulum-v1")

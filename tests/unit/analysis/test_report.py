@@ -180,8 +180,9 @@ def test_probability_of_improvement_over_the_baseline(results):
 
 # ---------------------------------------------------------------- the report
 def test_write_report(results, tmp_path):
-    (results / "slow" / "seed0" / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "env": {"id": "CartPole-v1"},
-                                                                           "algo": {"beta": 2.0}}))
+    for seed in range(3):  # every seed of one experiment trained the same config (runs that differ are split)
+        (results / "slow" / f"seed{seed}" / "config.yaml").write_text(
+            yaml.safe_dump({"seed": seed, "env": {"id": "CartPole-v1"}, "algo": {"beta": 2.0}}))
     (results / "fast" / "seed0" / "status.json").write_text(json.dumps({"state": "failed", "error": "RuntimeError: boom"}))
     (results / "fast" / "seed0" / "train.ipynb").write_text("{}")
     out = tmp_path / "out"
