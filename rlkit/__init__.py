@@ -9,6 +9,7 @@ tests/unit/test_layers.py checks it):
     nn/                      networks, the optimizer, plain MLPs in numpy
     algos/                   the learner contracts, PPO, A2C, RND
     loop/                    the trainer that any learner plugs into, evaluation, guards
+    trained/                 a run's policy loaded to act (weights only), evaluated anew, recorded, exported
     analysis/                scores, the report, live plots, TensorBoard export
     experiments/             sweeps, batches through papermill (local or Dask), tuning, notebook helpers
     cli                      the `rlkit` command
@@ -21,7 +22,7 @@ from rlkit.runs.rundir import RunExistsError  # noqa: E402
 
 _moved.install()
 
-__all__ = ["Config", "ConfigError", "RunExistsError", "load_config", "train", "__version__"]
+__all__ = ["Config", "ConfigError", "RunExistsError", "load", "load_config", "train", "__version__"]
 
 
 def __getattr__(name):
@@ -29,4 +30,7 @@ def __getattr__(name):
     if name == "train":
         from rlkit.loop.trainer import train
         return train
+    if name == "load":  # a run's policy, to act: rlkit/trained/policy.py
+        from rlkit.trained.policy import load
+        return load
     raise AttributeError(f"module 'rlkit' has no attribute {name!r}")

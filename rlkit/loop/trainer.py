@@ -24,6 +24,7 @@ from rlkit.loop.evaluate import Evaluator
 from rlkit.loop.guards import Terminated, check_env_output, check_state, check_update, preflight, stop_on_sigterm
 from rlkit.data.rollout import RolloutMemory
 from rlkit.runs.metrics import MetricsWriter, count_rows
+from rlkit.runs.policy_file import save_policy
 from rlkit.data.normalize import ObsNormalizer, ReturnFilter
 from rlkit.runs.rundir import RunLock, default_run_dir, git_commit, prepare, versions, write_status
 from rlkit.steps import StepCounter, crossed, make_schedule
@@ -312,6 +313,7 @@ class Trainer:
             def act(obs):
                 return agent.env_actions(agent.act(norm(obs), draws)[0])
 
+        save_policy(self.run_dir / "policy.pt", agent.actor, norm, self.counter.policy_step)  # what rlkit.load reads
         self.log(self.evaluator.run(act, self.cfg.env.max_episode_steps))
         self.last["eval"] = self.counter.policy_step
 
@@ -367,6 +369,7 @@ class Trainer:
                       "wall_time": self.wall_time(), "metrics_rows": self.metrics.rows, "memory_pos": self.memory.pos})
         check_state(state, self.counter.policy_step)  # guard: never replace a good checkpoint with nan weights
         save_checkpoint(self.run_dir / "checkpoint.pt", state)
+        save_policy(self.run_dir / "policy.pt", self.agent.actor, self.obs_norm, self.counter.policy_step)
         write_status(self.run_dir, **self.counters(), **status)
 
     def restore(self, state: dict) -> None:

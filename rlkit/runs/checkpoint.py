@@ -8,6 +8,9 @@ The header's sha256 and byte count cover the payload, so a flipped byte or a tru
 with a line naming the file instead of loading changed weights or ending in an EOFError. `metrics_rows`
 is how many metrics.csv rows the checkpoint covers: a resume checks that metrics.csv still has them.
 Files from before the header (a bare torch.save zip) still load, unverified.
+
+The payload is a pickle, so loading it can run code: only resuming reads it, and it says so first. Loading
+a policy to act reads policy.pt instead (rlkit/runs/policy_file.py), weights only.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -71,7 +75,11 @@ def _parse_header(path: Path, line: bytes) -> dict:
 
 
 def load_checkpoint(path: Path) -> dict:
+    """The checkpoint's state, verified. It is a pickle (envs, random states), so loading it can run code:
+    said in one line on stderr before anything is unpickled. Acting needs only policy.pt (rlkit.load)."""
     path = Path(path)
+    print(f"{path}: loading a checkpoint unpickles it, which can run code; resume only runs you trust "
+          "(rlkit.load reads policy.pt, weights only)", file=sys.stderr, flush=True)
     fix = "start the run over with --force, or restore the file from a backup"
     try:
         data = path.read_bytes()
