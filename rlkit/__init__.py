@@ -28,7 +28,7 @@ __all__ = ["Config", "ConfigError", "RunExistsError", "load", "load_config", "tr
 def __getattr__(name):
     # `rlkit.train` pulls in torch (~2 s); the report and the runner import rlkit without needing it.
     if name == "train":
-        from rlkit.loop.trainer import train
+        from rlkit.trained.callbacks import train  # the trainer's, with the config's videos and live TensorBoard
         return train
     if name == "load":  # a run's policy, to act: rlkit/trained/policy.py
         from rlkit.trained.policy import load

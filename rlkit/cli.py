@@ -181,7 +181,7 @@ def _free_path(path):
 def _train(args) -> int:
     from pathlib import Path
 
-    from rlkit.loop.trainer import train
+    from rlkit.trained.callbacks import train
 
     if args.resume and args.force:
         raise ConfigError("--resume continues a run and --force starts it over: pass one of them (to train a "

@@ -119,11 +119,12 @@ def _line(e: BaseException) -> str:
 
 
 class VideoRecorder:
-    """A training callback: after an evaluation at or past each multiple of eval.video_every, a video of the
-    policy just evaluated (policy.pt) as videos/<policy_step>.mp4. A failure is one line, and no more videos."""
+    """A training callback: after an evaluation at or past each multiple of eval.video_every, and after the
+    run's final one, a video of the policy just evaluated (policy.pt) as videos/<policy_step>.mp4. A failure is
+    one line, and no more videos."""
 
     def __init__(self, cfg, run_dir, say=None):
-        self.every, self.run_dir = cfg.eval.video_every, Path(run_dir)
+        self.every, self.run_dir, self.total_steps = cfg.eval.video_every, Path(run_dir), cfg.total_steps
         self.deterministic = cfg.eval.deterministic
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
         self.folder = self.run_dir / "videos"
@@ -133,7 +134,8 @@ class VideoRecorder:
 
     def __call__(self, counters: dict, metrics: dict) -> None:
         step = counters["policy_step"]
-        if "eval/return" not in metrics or not crossed(self.last, step, self.every):
+        final = step >= self.total_steps and step != self.last  # the final policy's video, for the report
+        if "eval/return" not in metrics or not (crossed(self.last, step, self.every) or final) or not self.every:
             return
         self.last = step
         start = time.perf_counter()
