@@ -451,6 +451,20 @@ class Report:
             return "<p>The experiments' resolved configs do not differ (apart from the seed).</p>"
         return self.diff.to_html(escape=True)
 
+    def videos_html(self) -> str:
+        """Each experiment's final policy playing: the latest videos/<policy_step>.mp4 of its first run that has one
+        (eval.video_every, or rlkit video), by relative path like the runs' other files."""
+        esc = html.escape
+        cells = []
+        for experiment, path in final_videos(self.results_dir).items():
+            src = esc(os.path.relpath(path, self.out_dir))
+            cells.append(f"<figure><video src='{src}' controls muted loop preload='metadata' width='360'></video>"
+                         f"<figcaption>{esc(experiment)}: {esc(path.parent.parent.name)}, policy step "
+                         f"{readable(int(path.stem))}</figcaption></figure>")
+        if not cells:
+            return "<p>No videos (set eval.video_every, or run <code>rlkit video RUN</code>).</p>"
+        return f"<div class='videos'>{''.join(cells)}</div>"
+
     def runs_html(self) -> str:
         esc = html.escape
         if self.info.empty:
@@ -495,9 +509,20 @@ def build(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="policy_st
     return rep
 
 
+def final_videos(results_dir) -> dict:
+    """{experiment: the latest numbered video of its first run (by directory name) that has videos}."""
+    videos = {}
+    for run in find_runs(results_dir):
+        numbered = [p for p in (run / "videos").glob("*.mp4") if p.stem.isdigit()]
+        if numbered and run.parent.name not in videos:
+            videos[run.parent.name] = max(numbered, key=lambda p: int(p.stem))
+    return videos
+
+
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
          "td,th{padding:3px 7px;border:1px solid #ccc;text-align:left}img{max-width:100%}"
-         ".warn{background:#fff4e0;border:1px solid #e0a040;padding:0.3em 1em}.failed{color:#b00}")
+         ".warn{background:#fff4e0;border:1px solid #e0a040;padding:0.3em 1em}.failed{color:#b00}"
+         ".videos{display:flex;flex-wrap:wrap;gap:1em}")
 
 
 def write_index(rep: Report, title="rlkit report") -> Path:
@@ -513,7 +538,7 @@ def write_index(rep: Report, title="rlkit report") -> Path:
     page = (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{esc(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1>\n{rep.header_html()}\n"
             f"<h2>Summary</h2>\n{rep.summary_html()}\n<h2>What differs between the experiments</h2>\n"
-            f"{rep.diff_html()}\n<h2>Figures</h2>\n{imgs}\n<h2>Runs</h2>\n{rep.runs_html()}\n</body></html>\n")
+            f"{rep.diff_html()}\n<h2>Figures</h2>\n{imgs}\n<h2>The final policies playing</h2>\n{rep.videos_html()}\n<h2>Runs</h2>\n{rep.runs_html()}\n</body></html>\n")
     (out / "index.html").write_text(page)
     return out / "index.html"
 
