@@ -90,7 +90,7 @@ def _trained_parsers(sub) -> None:
     v = sub.add_parser("video", help="record the run's policy playing one episode: RUN/videos/<policy_step>.mp4")
     v.add_argument("run", help="run directory")
     v.add_argument("--out", help="the .mp4 to write (default RUN/videos/<policy_step>.mp4; never overwritten)")
-    v.add_argument("--steps", type=int, help="at most this many policy steps (default env.max_episode_steps)")
+    v.add_argument("--steps", type=int, help="this many policy steps, game after game (default: one game)")
     v.add_argument("--seed", type=int, help="reset seed (default: the run's first evaluation seed)")
     v.add_argument("--sample", action="store_true", help="sample actions instead of the greedy action")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

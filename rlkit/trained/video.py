@@ -33,15 +33,17 @@ class VideoError(RuntimeError):
     """A video cannot be made (the env does not render, the encoder is missing); one line with the fix."""
 
 
-def record_video(policy, path, max_steps: int | None = None, seed: int | None = None,
+def record_video(policy, path, steps: int | None = None, seed: int | None = None,
                  deterministic: bool = True) -> Path:
-    """Play one game from reset(seed) and write its frames to path (.mp4); returns path. Frames come from
-    env.render() after every policy step (what the simulator shows; the learner's preprocessed frames may
-    differ). The file is written under a temporary name and renamed, so a video is whole or absent."""
+    """Write the policy playing to path (.mp4); returns path. steps None: one game from reset(seed), at most
+    env.max_episode_steps policy steps; steps N: exactly N policy steps, a new game (reset(seed + 1), ...)
+    after each that ends. Frames come from env.render() after every reset and policy step (what the simulator
+    shows; the learner's preprocessed frames may differ). Written under a temporary name and renamed, so a
+    video is whole or absent."""
     writer_cls = _writer()
     path = Path(path)
     seed = default_seeds(policy.cfg, 1)[0] if seed is None else seed
-    max_steps = max_steps or policy.cfg.env.max_episode_steps
+    max_steps = steps or policy.cfg.env.max_episode_steps
     env = _render_env(policy)
     tmp = path.with_name(f".{path.stem}.tmp.mp4")
     try:
@@ -52,17 +54,23 @@ def record_video(policy, path, max_steps: int | None = None, seed: int | None = 
         with writer_cls(tmp, fps=_fps(env, policy), codec="libx264", pixelformat="yuv420p", macro_block_size=2,
                         ffmpeg_params=["-movflags", "+faststart"], ffmpeg_log_level="error") as writer:
             writer.append_data(first)
-            steps = 0
-            while max_steps is None or steps < max_steps:
+            played, games = 0, 1
+            while max_steps is None or played < max_steps:
                 obs, _, terminated, truncated, _ = env.step(policy.act(obs, deterministic, generator))
-                steps += 1
+                played += 1
                 writer.append_data(_frame(env, policy))
-                if terminated or truncated:
-                    if true_episode is None:
+                if not (terminated or truncated):
+                    continue
+                game_over = true_episode is None
+                if not game_over:  # a lost life: the game goes on until TrueEpisode has its score
+                    obs, _ = env.reset()
+                    game_over = true_episode.take() is not None
+                if game_over:
+                    if steps is None or played >= max_steps:
                         break
-                    obs, _ = env.reset()  # a lost life: the game goes on until TrueEpisode has its score
-                    if true_episode.take() is not None:
-                        break
+                    obs, _ = env.reset(seed=seed + games)  # steps given: the next game follows
+                    games += 1
+                    writer.append_data(_frame(env, policy))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -42,17 +42,23 @@ def test_eval_on_a_changed_env_and_chosen_seeds(trained_runs, capsys):
 
 def test_record_video_writes_every_step(trained_runs, tmp_path):
     policy = rlkit.load(trained_runs["vector"])
-    path = record_video(policy, tmp_path / "play.mp4", max_steps=30)
+    path = record_video(policy, tmp_path / "play.mp4", steps=30)
     frames = iio.imread(path)
     assert frames.shape[0] == 31 and frames.shape[-1] == 3  # the reset's frame and one per policy step
     assert frames.std() > 0  # an image, not a blank
     assert not list(tmp_path.glob(".*"))  # no temporary left behind
 
 
+def test_a_video_of_n_steps_plays_game_after_game(trained_runs, tmp_path):
+    policy = rlkit.load(trained_runs["vector"])  # Pendulum: 200-step episodes
+    frames = iio.imread(record_video(policy, tmp_path / "long.mp4", steps=250))
+    assert len(frames) == 1 + 250 + 1  # two resets' frames and one per policy step
+
+
 def test_an_env_that_cannot_render_is_one_line(trained_runs, capsys):
     run = trained_runs["multidiscrete"]  # toy_envs' SpaceEnv has no render()
     with pytest.raises(VideoError, match="cannot render frames"):
-        record_video(rlkit.load(run), run / "x.mp4", max_steps=3)
+        record_video(rlkit.load(run), run / "x.mp4", steps=3)
     assert main(["video", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rlkit video: error: toy_envs:ToyMultiDiscrete-v0 cannot render"), err
