@@ -451,6 +451,16 @@ class Report:
             return "<p>The experiments' resolved configs do not differ (apart from the seed).</p>"
         return self.diff.to_html(escape=True)
 
+    def evaluations_html(self) -> str:
+        """rlkit eval's files beside the training's final scores: a row per run x evaluation (evals/<name>.csv),
+        so the same policies under changed env parameters read as a robustness table."""
+        table = evaluations(self.results_dir, self.ci)
+        if table.empty:
+            return "<p>No evaluations (<code>rlkit eval RUN</code> writes RUN/evals/&lt;name&gt;.csv).</p>"
+        finals = {(r["experiment"], r["run"]): r["final"] for r in self.info.to_dict("records")}
+        table.insert(3, "training's final score", [readable(finals.get((e, r))) for e, r in zip(table.experiment, table.run)])
+        return table.to_html(index=False, escape=True)
+
     def videos_html(self) -> str:
         """Each experiment's final policy playing: the latest videos/<policy_step>.mp4 of its first run that has one
         (eval.video_every, or rlkit video), by relative path like the runs' other files."""
@@ -509,6 +519,25 @@ def build(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="policy_st
     return rep
 
 
+def evaluations(results_dir, ci=CI_LEVEL) -> pd.DataFrame:
+    """One row per evals/<name>.csv of every run: episodes, mean and IQM of the returns with their CIs."""
+    rows = []
+    for run in find_runs(results_dir):
+        for path in sorted((run / "evals").glob("*.csv")):
+            try:
+                returns = pd.read_csv(path)["return"].dropna().to_numpy(float)
+            except (OSError, ValueError, KeyError):  # not an evaluation file
+                continue
+            if not len(returns):
+                continue
+            row = {"experiment": run.parent.name, "run": run.name, "evaluation": path.stem, "episodes": len(returns)}
+            for name, stat in (("mean", mean), ("IQM", iqm)):
+                low, high = stratified_bootstrap_ci([returns], stat, ci)
+                row[f"{name} [{ci:.0%} CI]"] = with_ci(float(stat(returns)), low, high)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def final_videos(results_dir) -> dict:
     """{experiment: the latest numbered video of its first run (by directory name) that has videos}."""
     videos = {}
@@ -538,7 +567,8 @@ def write_index(rep: Report, title="rlkit report") -> Path:
     page = (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{esc(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1>\n{rep.header_html()}\n"
             f"<h2>Summary</h2>\n{rep.summary_html()}\n<h2>What differs between the experiments</h2>\n"
-            f"{rep.diff_html()}\n<h2>Figures</h2>\n{imgs}\n<h2>The final policies playing</h2>\n{rep.videos_html()}\n<h2>Runs</h2>\n{rep.runs_html()}\n</body></html>\n")
+            f"{rep.diff_html()}\n<h2>Figures</h2>\n{imgs}\n<h2>The final policies playing</h2>\n{rep.videos_html()}\n"
+            f"<h2>Evaluations anew</h2>\n{rep.evaluations_html()}\n<h2>Runs</h2>\n{rep.runs_html()}\n</body></html>\n")
     (out / "index.html").write_text(page)
     return out / "index.html"
 

@@ -95,3 +95,19 @@ def test_live_tensorboard_holds_the_rows_of_metrics_csv(tmp_path):
         events = acc.Scalars(name)
         assert [e.step for e in events] == rows.policy_step.tolist(), name
         np.testing.assert_allclose([e.value for e in events], rows.value.to_numpy(), rtol=1e-6)
+
+
+def test_the_report_shows_evaluations_beside_the_training(trained_runs, tmp_path):
+    import shutil
+
+    from rlkit.analysis.report import build, write_index
+
+    run = tmp_path / "results" / "toy" / "seed0"
+    shutil.copytree(trained_runs["multidiscrete"], run)
+    shutil.rmtree(run / "evals", ignore_errors=True)
+    for length in (5, 9):
+        assert main(["eval", str(run), "--episodes", "4", "--set", f"env.kwargs.length={length}"]) == 0
+    page = write_index(build(tmp_path / "results", figures=False)).read_text()
+    table = page.split("<h2>Evaluations anew</h2>")[1].split("<h2>")[0]
+    assert "env.kwargs.length=5" in table and "env.kwargs.length=9" in table
+    assert "<td>5 [5, 5]</td>" in table and "<td>9 [9, 9]</td>" in table  # SpaceEnv pays 1 a step: return = length
