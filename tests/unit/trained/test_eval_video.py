@@ -111,3 +111,22 @@ def test_the_report_shows_evaluations_beside_the_training(trained_runs, tmp_path
     table = page.split("<h2>Evaluations anew</h2>")[1].split("<h2>")[0]
     assert "env.kwargs.length=5" in table and "env.kwargs.length=9" in table
     assert "<td>5 [5, 5]</td>" in table and "<td>9 [9, 9]</td>" in table  # SpaceEnv pays 1 a step: return = length
+
+
+def test_live_tensorboard_after_a_resume_holds_each_step_once(tmp_path):
+    """The interrupted session wrote steps past its checkpoint; the resumed one writes them again from there."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rlkit.runs.events import LiveEvents
+
+    first = LiveEvents(tmp_path / "tb")
+    for step in (100, 200, 300, 400):  # checkpoint at 200, killed after 400
+        first({"policy_step": step}, {"eval/return": step / 100})
+    first.close()
+    resumed = LiveEvents(tmp_path / "tb")
+    for step in (300, 400, 500):
+        resumed({"policy_step": step}, {"eval/return": step / 10})
+    resumed.close()
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("eval/return")] == [(100, 1), (200, 2), (300, 30), (400, 40), (500, 50)]
