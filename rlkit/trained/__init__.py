@@ -6,3 +6,5 @@
     export(policy, "policy.ts", "torchscript")   # export.py: one file, observation -> action, no rlkit needed
 """
 from rlkit.trained.policy import Policy, load  # noqa: F401
+# imported with the package: without a display it points MuJoCo at off-screen EGL before any env is made
+from rlkit.trained.video import record_video  # noqa: F401, E402

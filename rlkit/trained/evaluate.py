@@ -35,7 +35,7 @@ def evaluate(policy, episodes: int = 10, seeds=None, deterministic: bool = True,
     seeds = list(seeds) if seeds is not None else default_seeds(policy.cfg, episodes)
     max_steps = max_steps or policy.cfg.env.max_episode_steps
     env = policy.make_env()
-    true_episode = _true_episode(env)
+    true_episode = find_true_episode(env)
     rows = []
     try:
         for k, seed in enumerate(seeds):
@@ -50,7 +50,7 @@ def evaluate(policy, episodes: int = 10, seeds=None, deterministic: bool = True,
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _true_episode(env: gym.Env) -> TrueEpisode | None:
+def find_true_episode(env: gym.Env) -> TrueEpisode | None:
     """The TrueEpisode layer (only with env.wrappers), which knows the game's score."""
     while isinstance(env, gym.Wrapper):
         if isinstance(env, TrueEpisode):

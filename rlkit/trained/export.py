@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlkit.nn.networks import ActionScaler, _Offset
+from rlkit.nn.networks import ActionScaler, _Offset  # the maps to env actions whose arithmetic is folded in here
 
 FORMATS = {"torchscript": ".ts", "onnx": ".onnx"}
 

@@ -67,10 +67,6 @@ class Policy:
         actions = self.to_env(actions.numpy())
         return actions[0] if single else actions
 
-    def normalised(self, obs: np.ndarray) -> np.ndarray:
-        """What the network receives for a batch of stored observations (the export's test compares with it)."""
-        return self.obs_norm(np.asarray(obs))
-
     def _as_batch(self, obs) -> tuple[np.ndarray, bool]:
         """(a batch [B, *stored shape], whether obs was one observation)."""
         shape = tuple(self.info.obs_shape)

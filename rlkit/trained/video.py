@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rlkit.steps import crossed
-from rlkit.trained.evaluate import _true_episode, default_seeds
+from rlkit.trained.evaluate import default_seeds, find_true_episode
 from rlkit.trained.policy import load
 
 # MuJoCo picks its OpenGL backend when it is first imported: without a display, EGL renders off-screen (set
@@ -48,7 +48,7 @@ def record_video(policy, path, steps: int | None = None, seed: int | None = None
     tmp = path.with_name(f".{path.stem}.tmp.mp4")
     try:
         obs, _ = env.reset(seed=seed)
-        true_episode = _true_episode(env)
+        true_episode = find_true_episode(env)
         generator = torch.Generator().manual_seed(int(seed))
         first = _frame(env, policy)
         with writer_cls(tmp, fps=_fps(env, policy), codec="libx264", pixelformat="yuv420p", macro_block_size=2,

@@ -130,3 +130,20 @@ def test_live_tensorboard_after_a_resume_holds_each_step_once(tmp_path):
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     assert [(e.step, e.value) for e in acc.Scalars("eval/return")] == [(100, 1), (200, 2), (300, 30), (400, 40), (500, 50)]
+
+
+def test_an_episode_with_lives_is_the_whole_game(tmp_path):
+    """With env.wrappers (a lost life ends the learner's episode, rewards clipped) eval and video play the game:
+    3 lives x 4 steps, 5 a step unclipped, as the trainer's Evaluator scores it."""
+    from rlkit.trained.evaluate import evaluate
+
+    wrappers = [{"type": "rlkit.envs.wrappers.EpisodicLife"},
+                {"type": "gymnasium.wrappers.ClipReward", "kwargs": {"min_reward": -1, "max_reward": 1}}]
+    run = rlkit.train({"env": {"id": "toy_envs:ToyLives-v0", "wrappers": wrappers}}, tmp_path / "run",
+                      overrides=TINY, progress=False)
+    table = evaluate(rlkit.load(run), 2)
+    metrics = read_metrics(run / "metrics.csv")
+    assert table["return"].tolist() == [60.0] * 2
+    assert metrics.query("metric == 'eval/return'").value.iloc[-1] == 60.0
+    # the game's policy steps, over its lives (EpisodicLife's no-op after a lost life is no policy step)
+    assert table["length"].mean() == metrics.query("metric == 'eval/length'").value.iloc[-1] < 12
