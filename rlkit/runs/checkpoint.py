@@ -76,10 +76,9 @@ def _parse_header(path: Path, line: bytes) -> dict:
 
 def load_checkpoint(path: Path) -> dict:
     """The checkpoint's state, verified. It is a pickle (envs, random states), so loading it can run code:
-    said in one line on stderr before anything is unpickled. Acting needs only policy.pt (rlkit.load)."""
+    once the file is known whole, one line on stderr says so before anything is unpickled. Acting needs
+    only policy.pt (rlkit.load)."""
     path = Path(path)
-    print(f"{path}: loading a checkpoint unpickles it, which can run code; resume only runs you trust "
-          "(rlkit.load reads policy.pt, weights only)", file=sys.stderr, flush=True)
     fix = "start the run over with --force, or restore the file from a backup"
     try:
         data = path.read_bytes()
@@ -96,6 +95,11 @@ def load_checkpoint(path: Path) -> dict:
                                   f"written; {fix}")
     else:
         payload = data
+    if bytes(payload[:4]) != b"PK\x03\x04" and payload[:1] != b"\x80":  # neither torch's zip nor a bare pickle
+        raise CheckpointError(f"{path}: cannot be loaded (not a file torch.save wrote); {fix}")
+    # a whole, unchanged file: only now is anything unpickled, and that is said first
+    print(f"{path}: loading a checkpoint unpickles it, which can run code; resume only runs you trust "
+          "(rlkit.load reads policy.pt, weights only)", file=sys.stderr, flush=True)
     try:
         # weights_only=False: the checkpoint holds numpy RNG states and pickled envs the run wrote itself
         return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
