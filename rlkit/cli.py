@@ -119,7 +119,7 @@ def _eval(args) -> int:
 
     policy = _load_policy(args)
     seeds = parse_seeds(args.seeds) if args.seeds else None
-    episodes = args.episodes or policy.cfg.eval.episodes
+    episodes = policy.cfg.eval.episodes if args.episodes is None else args.episodes
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
     table = evaluate(policy, episodes, seeds, deterministic=not args.sample)

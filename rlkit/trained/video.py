@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +137,6 @@ class VideoRecorder:
         self.folder = self.run_dir / "videos"
         done = [int(p.stem) for p in self.folder.glob("*.mp4") if p.stem.isdigit()]
         self.last = max(done, default=0)  # a resumed run goes on from its latest video
-        self.seconds = 0.0
 
     def __call__(self, counters: dict, metrics: dict) -> None:
         step = counters["policy_step"]
@@ -146,11 +144,9 @@ class VideoRecorder:
         if "eval/return" not in metrics or not (crossed(self.last, step, self.every) or final) or not self.every:
             return
         self.last = step
-        start = time.perf_counter()
         try:
             self.folder.mkdir(exist_ok=True)
             record_video(load(self.run_dir), self.folder / f"{step}.mp4", deterministic=self.deterministic)
         except Exception as e:  # a video is never worth a failed run
             self.every = 0
             self.say(f"videos: none from policy step {step} on ({_line(e)})")
-        self.seconds += time.perf_counter() - start
