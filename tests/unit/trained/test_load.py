@@ -108,3 +108,24 @@ def test_a_changed_network_is_one_line(trained_runs, tmp_path):
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(PolicyFileError, match="do not fit the network"):
         rlkit.load(run)
+
+
+def test_a_discrete_observation_as_an_int_or_packed(tmp_path):
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    from conftest import TINY
+    from toy_envs import SpaceEnv
+
+    gym.register("ToyDiscreteObs-v0", entry_point=SpaceEnv,
+                 kwargs={"observation_space": spaces.Discrete(5, start=2), "action_space": spaces.Discrete(3)})
+    policy = rlkit.load(rlkit.train({"env": {"id": "ToyDiscreteObs-v0"}}, tmp_path / "run", overrides=TINY,
+                                    progress=False))
+    env = policy.make_env()
+    packed, _ = env.reset(seed=0)  # the env as trained packs the index: value - start, in one slot
+    raw = int(packed[0]) + 2
+    assert policy.act(raw) == policy.act(packed)
+    np.testing.assert_array_equal(policy.act(np.arange(2, 7)), [policy.act(v) for v in range(2, 7)])
+    with torch.no_grad():  # the network on the packed indices 0..4 (values 2..6 less start)
+        logits = policy.actor.net(torch.arange(5, dtype=torch.uint8)[:, None])
+    np.testing.assert_array_equal(policy.act(np.arange(2, 7)), logits.argmax(-1).numpy())
