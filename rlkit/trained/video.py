@@ -19,11 +19,14 @@ from rlkit.steps import crossed
 from rlkit.trained.evaluate import default_seeds, find_true_episode
 from rlkit.trained.policy import load
 
-# MuJoCo picks its OpenGL backend when it is first imported: without a display, EGL renders off-screen (set
-# before any env is made; a display, or a backend chosen by the user, is left as it is)
-if not os.environ.get("DISPLAY") and "MUJOCO_GL" not in os.environ:
-    os.environ["MUJOCO_GL"] = "egl"
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+# Without a display: MuJoCo picks its OpenGL backend when it is first imported, and EGL renders off-screen;
+# pygame (classic control, Box2D) draws rgb_array frames on surfaces and needs no window system. Set before any
+# env is made; a display, or a backend chosen by the user, is left as it is.
+if not os.environ.get("DISPLAY"):
+    if "MUJOCO_GL" not in os.environ:
+        os.environ["MUJOCO_GL"] = "egl"
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 MAX_FPS = 60  # a browser plays more, but frames beyond a screen's rate are only a larger file
 
