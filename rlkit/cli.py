@@ -1,4 +1,5 @@
-"""Command line: `rlkit train`, `rlkit run`, `rlkit report`, `rlkit tune`, `rlkit tensorboard`.
+"""Command line: `rlkit train`, `rlkit run`, `rlkit report`, `rlkit tune`, `rlkit tensorboard`, and for a trained
+run `rlkit eval`, `rlkit video`, `rlkit export`.
 
 Bad input ends with one line on stderr naming the key and the fix, and exit code 2 — no traceback.
 """
@@ -67,16 +68,121 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--timeout", type=float, default=None, help="wall-clock limit per run in seconds")
     u.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run every trial's runs on this Dask cluster")
 
+    _trained_parsers(sub)
+
     b = sub.add_parser("tensorboard", help="write every run's metrics.csv as TensorBoard event files (step = policy_step)")
     b.add_argument("results", nargs="?", default="results", help="results directory (default results)")
     b.add_argument("--logdir", help="where the event files go (default RESULTS/tensorboard)")
     return parser
 
 
+def _trained_parsers(sub) -> None:
+    """rlkit eval / video / export: using a run's trained policy (rlkit/trained/)."""
+    e = sub.add_parser("eval", help="evaluate a run's policy anew into RUN/evals/<name>.csv (metrics.csv untouched)")
+    e.add_argument("run", help="run directory, e.g. results/hopper/seed0")
+    e.add_argument("--episodes", type=int, help="episodes (default: the run's eval.episodes; ignored with --seeds)")
+    e.add_argument("--seeds", help="reset seeds, one episode each: e.g. 0-99 (default: the run's evaluation seeds)")
+    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change the env, e.g. --set env.kwargs.gravity=-5 (repeatable)")
+    e.add_argument("--sample", action="store_true", help="sample actions instead of the greedy action")
+    e.add_argument("--checkpoint", metavar="POLICY_FILE", help="another policy file than RUN/policy.pt")
+    e.add_argument("--name", help="RUN/evals/NAME.csv (default: final, or what --set and --sample changed)")
+
+    v = sub.add_parser("video", help="record the run's policy playing one episode: RUN/videos/<policy_step>.mp4")
+    v.add_argument("run", help="run directory")
+    v.add_argument("--out", help="the .mp4 to write (default RUN/videos/<policy_step>.mp4; never overwritten)")
+    v.add_argument("--steps", type=int, help="this many policy steps, game after game (default: one game)")
+    v.add_argument("--seed", type=int, help="reset seed (default: the run's first evaluation seed)")
+    v.add_argument("--sample", action="store_true", help="sample actions instead of the greedy action")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    x = sub.add_parser("export", help="write the policy as one file that runs without rlkit: observation -> action")
+    x.add_argument("run", help="run directory")
+    x.add_argument("--format", default="torchscript", choices=["torchscript", "onnx"])
+    x.add_argument("--out", help="the file to write (default RUN/exported/policy_<policy_step>.ts or .onnx)")
+
+
+def _load_policy(args):
+    from rlkit.trained.policy import load
+    from rlkit.runs.policy_file import PolicyFileError
+
+    try:
+        return load(args.run, getattr(args, "overrides", None), getattr(args, "checkpoint", None))
+    except PolicyFileError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _eval(args) -> int:
+    from rlkit.analysis.scores import iqm, mean, stratified_bootstrap_ci
+    from rlkit.experiments.runner import parse_seeds
+    from rlkit.runs.metrics import read_metrics
+    from rlkit.trained.evaluate import evaluate, evaluation_name, write_evaluation
+
+    policy = _load_policy(args)
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    episodes = policy.cfg.eval.episodes if args.episodes is None else args.episodes
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    table = evaluate(policy, episodes, seeds, deterministic=not args.sample)
+    path = write_evaluation(args.run, args.name or evaluation_name(args.overrides, not args.sample), table)
+    returns = table["return"].to_numpy(float)
+    parts = [f"{name} {stat(returns):,.1f} [95% CI {', '.join(f'{v:,.1f}' for v in stratified_bootstrap_ci([returns], stat))}]"
+             for name, stat in (("mean", mean), ("IQM", iqm))]
+    print(f"policy step {policy.policy_step:,}, {len(returns)} episodes: {'; '.join(parts)}; written to {path}")
+    metrics = read_metrics(os.path.join(args.run, "metrics.csv"))
+    last = metrics[metrics.metric == "eval/return"].tail(1)
+    if len(last):
+        print(f"the run's last evaluation: {last.value.iloc[0]:,.1f} at policy step {int(last.policy_step.iloc[0]):,} "
+              f"({policy.cfg.eval.episodes} episodes)")
+    return 0
+
+
+def _video(args) -> int:
+    from pathlib import Path
+
+    from rlkit.trained.video import VideoError, record_video
+
+    policy = _load_policy(args)
+    out = Path(args.out) if args.out else Path(args.run) / "videos" / f"{policy.policy_step}.mp4"
+    out = _free_path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        record_video(policy, out, args.steps, args.seed, deterministic=not args.sample)
+    except VideoError as e:
+        raise ConfigError(str(e)) from None
+    print(f"video written: {out}")
+    return 0
+
+
+def _export(args) -> int:
+    from pathlib import Path
+
+    from rlkit.trained.export import FORMATS, ExportError, export
+
+    policy = _load_policy(args)
+    default = Path(args.run) / "exported" / f"policy_{policy.policy_step}{FORMATS[args.format]}"
+    out = _free_path(Path(args.out) if args.out else default)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        export(policy, out, args.format)
+    except ExportError as e:
+        raise ConfigError(str(e)) from None
+    print(f"{args.format} policy written: {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def _free_path(path):
+    """path, or path_2, path_3, ... where it exists: nothing is overwritten."""
+    n, free = 2, path
+    while free.exists():
+        free, n = path.with_name(f"{path.stem}_{n}{path.suffix}"), n + 1
+    return free
+
+
 def _train(args) -> int:
     from pathlib import Path
 
-    from rlkit.loop.trainer import train
+    from rlkit.trained.callbacks import train
 
     if args.resume and args.force:
         raise ConfigError("--resume continues a run and --force starts it over: pass one of them (to train a "
@@ -166,7 +272,8 @@ def _tensorboard(args) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        commands = {"train": _train, "run": _run, "report": _report, "tune": _tune, "tensorboard": _tensorboard}
+        commands = {"train": _train, "run": _run, "report": _report, "tune": _tune, "tensorboard": _tensorboard,
+                    "eval": _eval, "video": _video, "export": _export}
         with stop_on_sigterm():  # every command stops on SIGTERM (timeout, Slurm, Kubernetes) as on Ctrl-C
             return commands[args.command](args)
     except (ConfigError, RunExistsError, RunLockedError, FileNotFoundError) as e:

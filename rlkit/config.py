@@ -51,6 +51,14 @@ class EvalConfig:
     # A greedy policy can repeat one action forever where that action changes nothing (MiniGrid: walking
     # into a wall), scoring 0 while the sampled policy succeeds.
     deterministic: bool = True
+    # policy steps between videos of an evaluation episode (videos/<policy_step>.mp4, rlkit/trained/video.py),
+    # recorded at the first evaluation at or after each multiple; 0: none
+    video_every: int = 0
+
+
+@dataclass
+class LogConfig:
+    tensorboard: bool = False  # metrics.csv's rows also as TensorBoard event files in <run>/tensorboard, live
 
 
 @dataclass
@@ -119,6 +127,7 @@ class Config:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -141,7 +150,7 @@ MAX_ACTION_REPEAT = 1_000  # simulator frames per policy step; the usual values 
 # A params file expands to at most this many YAML nodes (its aliases expanded): a "billion laughs" file
 # of a few lines would otherwise take gigabytes once copied, validated or written to config.yaml.
 MAX_YAML_NODES = 100_000
-SECTIONS = {"env": EnvConfig, "parallel": ParallelConfig, "algo": AlgoConfig, "eval": EvalConfig}
+SECTIONS = {"env": EnvConfig, "parallel": ParallelConfig, "algo": AlgoConfig, "eval": EvalConfig, "log": LogConfig}
 
 
 # ---------------------------------------------------------------- loading
@@ -352,6 +361,9 @@ def validate(cfg: Config) -> None:
     for key in ("learning_starts", "exploration_steps", "log_every", "checkpoint_every"):
         _require(getattr(cfg, key) >= 0, f"'{key}' must be >= 0, got {getattr(cfg, key)}")
     _require(cfg.eval.every >= 0, f"'eval.every' must be >= 0 (0 disables evaluation), got {cfg.eval.every}")
+    _require(cfg.eval.video_every >= 0, f"'eval.video_every' must be >= 0 (0: no videos), got {cfg.eval.video_every}")
+    _require(not (cfg.eval.video_every and not cfg.eval.every),
+             "'eval.video_every' records evaluation episodes but eval.every is 0; set eval.every > 0 or video_every: 0")
     _require(cfg.eval.episodes >= 1, f"'eval.episodes' must be >= 1, got {cfg.eval.episodes}")
     _require(cfg.env.step_timeout >= 0,
              f"'env.step_timeout' must be >= 0 seconds (0: no limit), got {cfg.env.step_timeout}")

@@ -78,6 +78,9 @@ class Learner(Protocol):
     def replicate(self, world_size: int) -> None:
         """Several ranks: become one replica of a data-parallel model (rlkit.runs.distributed.replicate)."""
 
+    def policy_parts(self):
+        """(actor, observation normaliser) for policy.pt, the file rlkit.load reads; None: this learner writes none."""
+
     def state_dict(self) -> dict:
         """Top-level checkpoint entries every rank holds identically (weights, optimizer, statistics)."""
 

@@ -114,6 +114,10 @@ class OnPolicyLearner:
             hook.attach(self.agent, self.memory)
         self.warmup, self.actions, self.logprobs = False, None, None
 
+    def policy_parts(self):
+        """What policy.pt holds (rlkit/runs/policy_file.py): the actor and the observation normaliser."""
+        return self.agent.actor, self.obs_norm
+
     @property
     def update_path(self) -> str:
         """Which code computes the agent's gradients, and why (PPO: numpy or autograd, rlkit/algos/ppo_numpy.py)."""

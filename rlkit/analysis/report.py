@@ -528,6 +528,30 @@ class Report:
                 f" · {esc(str(self.results_dir))}</p><p>{esc(self.final_definition)}</p>"
                 + (f"<div class='warn'><b>Warnings</b><ul>{warn}</ul></div>" if warn else ""))
 
+    def evaluations_html(self) -> str:
+        """rlkit eval's files beside the training's final scores: a row per run x evaluation (evals/<name>.csv),
+        so the same policies under changed env parameters read as a robustness table."""
+        table = evaluations(self.results_dir, self.ci)
+        if table.empty:
+            return "<p>No evaluations (<code>rlkit eval RUN</code> writes RUN/evals/&lt;name&gt;.csv).</p>"
+        finals = {(r["experiment"], r["run"]): r["final"] for r in self.info.to_dict("records")}
+        table.insert(3, "training's final score", [readable(finals.get((e, r))) for e, r in zip(table.experiment, table.run)])
+        return table.to_html(index=False, escape=True)
+
+    def videos_html(self) -> str:
+        """Each experiment's final policy playing: the latest videos/<policy_step>.mp4 of its first run that has one
+        (eval.video_every, or rlkit video), by relative path like the runs' other files."""
+        esc = html.escape
+        cells = []
+        for experiment, path in final_videos(self.results_dir).items():
+            src = esc(os.path.relpath(path, self.out_dir))
+            cells.append(f"<figure><video src='{src}' controls muted loop preload='metadata' width='360'></video>"
+                         f"<figcaption>{esc(experiment)}: {esc(path.parent.parent.name)}, policy step "
+                         f"{readable(int(path.stem))}</figcaption></figure>")
+        if not cells:
+            return "<p>No videos (set eval.video_every, or run <code>rlkit video RUN</code>).</p>"
+        return f"<div class='videos'>{''.join(cells)}</div>"
+
     def runs_html(self) -> str:
         esc = html.escape
         if self.info.empty:
@@ -580,9 +604,39 @@ def build(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="policy_st
     return rep
 
 
+def evaluations(results_dir, ci=CI_LEVEL) -> pd.DataFrame:
+    """One row per evals/<name>.csv of every run: episodes, mean and IQM of the returns with their CIs."""
+    rows = []
+    for run in find_runs(results_dir):
+        for path in sorted((run / "evals").glob("*.csv")):
+            try:
+                returns = pd.read_csv(path)["return"].dropna().to_numpy(float)
+            except (OSError, ValueError, KeyError):  # not an evaluation file
+                continue
+            if not len(returns):
+                continue
+            row = {"experiment": run.parent.name, "run": run.name, "evaluation": path.stem, "episodes": len(returns)}
+            for name, stat in (("mean", mean), ("IQM", iqm)):
+                low, high = stratified_bootstrap_ci([returns], stat, ci)
+                row[f"{name} [{ci:.0%} CI]"] = with_ci(float(stat(returns)), low, high)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def final_videos(results_dir) -> dict:
+    """{experiment: the latest numbered video of its first run (by directory name) that has videos}."""
+    videos = {}
+    for run in find_runs(results_dir):
+        numbered = [p for p in (run / "videos").glob("*.mp4") if p.stem.isdigit()]
+        if numbered and run.parent.name not in videos:
+            videos[run.parent.name] = max(numbered, key=lambda p: int(p.stem))
+    return videos
+
+
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
          "td,th{padding:3px 7px;border:1px solid #ccc;text-align:left}img{max-width:100%}"
-         ".warn{background:#fff4e0;border:1px solid #e0a040;padding:0.3em 1em}.failed{color:#b00}")
+         ".warn{background:#fff4e0;border:1px solid #e0a040;padding:0.3em 1em}.failed{color:#b00}"
+         ".videos{display:flex;flex-wrap:wrap;gap:1em}")
 
 
 def write_index(rep: Report, title="rlkit report") -> Path:
@@ -603,7 +657,8 @@ def write_index(rep: Report, title="rlkit report") -> Path:
                          for env_id in layout.environments(rep))
     page = (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{esc(title)}</title>"
             f"<style>{STYLE}</style>{script}</head><body><h1>{esc(title)}</h1>\n{rep.header_html()}\n"
-            f"{sections}\n<h2>Runs</h2>\n{rep.runs_html()}\n</body></html>\n")
+            f"{sections}\n<h2>The final policies playing</h2>\n{rep.videos_html()}\n"
+            f"<h2>Evaluations anew</h2>\n{rep.evaluations_html()}\n<h2>Runs</h2>\n{rep.runs_html()}\n</body></html>\n")
     (out / "index.html").write_text(page)
     return out / "index.html"
 

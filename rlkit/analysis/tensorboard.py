@@ -5,8 +5,8 @@
 
 metrics.csv stays the source of truth: the export is derived from it and can be redone at any time
 (each run's old event files are replaced), so it never disagrees with what the report reads.
-Written with TensorBoard's own writer (torch.utils.tensorboard needs the `tensorboard` package:
-`pip install -e ".[tensorboard]"`).
+Written with TensorBoard's own writer (rlkit/runs/events.py, which `log.tensorboard: true` also uses to
+write a run's rows live, into <run>/tensorboard).
 
 The log directory belongs to the export: it is marked with a `.rlkit-tensorboard` file, and only a new or
 empty folder, one so marked, or one holding nothing but event files is written into. A re-export deletes
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rlkit.analysis.runcheck import metrics_problem
 from rlkit.config import ConfigError
+from rlkit.runs.events import event_writer, write_row
 from rlkit.runs.metrics import read_metrics
 
 MARKER = ".rlkit-tensorboard"
@@ -31,10 +32,6 @@ def export(results_dir="results", logdir=None, say=None) -> tuple[Path, int]:
     """Write event files for every run under `results_dir`; returns (logdir, number of runs written).
 
     A run whose metrics.csv holds no usable row is skipped and named on stderr (`say`) with the reason."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ConfigError("rlkit tensorboard needs the tensorboard package: pip install -e \".[tensorboard]\"") from None
     say = say or (lambda line: print(line, file=sys.stderr))
     results_dir = Path(results_dir)
     logdir = Path(logdir) if logdir else results_dir / "tensorboard"
@@ -57,9 +54,9 @@ def export(results_dir="results", logdir=None, say=None) -> tuple[Path, int]:
         metrics = read_metrics(run_dir / "metrics.csv")
         # TensorBoard's "wall" axis wants epoch seconds: anchor the run's wall_time at metrics.csv's mtime
         start = (run_dir / "metrics.csv").stat().st_mtime - (metrics.wall_time.max() if len(metrics) else 0.0)
-        writer = SummaryWriter(log_dir=str(out))
+        writer = event_writer(out)
         for row in metrics.itertuples(index=False):
-            writer.add_scalar(row.metric, row.value, global_step=int(row.policy_step), walltime=start + row.wall_time)
+            write_row(writer, row.policy_step, start + row.wall_time, {row.metric: row.value})
         writer.close()
         written += 1
     return logdir, written

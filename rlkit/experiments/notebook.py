@@ -101,3 +101,16 @@ def train_in_notebook(cfg, run_dir, *, resume=True, force=False, progress=True, 
     finally:
         if plot:
             plot.close()
+
+
+def latest_video(run_dir):
+    """The run's latest video (videos/<policy_step>.mp4, from eval.video_every or `rlkit video`) to show inline,
+    embedded so that the executed notebook carries it; a line saying how to get one when there is none."""
+    from IPython.display import Markdown, Video
+
+    videos = [p for p in (Path(run_dir) / "videos").glob("*.mp4") if p.stem.isdigit()]
+    if not videos:
+        return Markdown("No video yet: set `eval.video_every` (policy steps) in the params file, or run "
+                        f"`rlkit video {run_dir}`.")
+    latest = max(videos, key=lambda p: int(p.stem))
+    return Video(str(latest), embed=True, mimetype="video/mp4", html_attributes="controls muted loop autoplay")

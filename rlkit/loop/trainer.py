@@ -27,6 +27,7 @@ from rlkit.loop.guards import Terminated, check_env_output, check_state, check_u
 from rlkit.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlkit.runs.distributed import check_replicas, digest, gather_to_rank0, process_group, rank_seed
 from rlkit.runs.metrics import MetricsWriter, count_rows
+from rlkit.runs.policy_file import save_policy
 from rlkit.runs.rundir import RunLock, default_run_dir, git_commit, prepare, versions, write_status
 from rlkit.steps import StepCounter, crossed
 
@@ -260,6 +261,7 @@ class Trainer:
             # run evaluates as the uninterrupted one did
             draws = torch.Generator(self.generator.device)
             draws.manual_seed(self.cfg.seed * 1_000_003 + self.counter.policy_step)
+        self.save_policy()  # the file rlkit.load reads; a video of this evaluation is recorded from it
         self.log(self.evaluator.run(lambda obs: learner.policy(obs, draws), self.cfg.env.max_episode_steps))
         self.last["eval"] = self.counter.policy_step
 
@@ -312,7 +314,15 @@ class Trainer:
                       "memory_pos": 0 if self.learner.resumable() else 1})  # 1: taken mid-rollout (a run's last)
         check_state(state, self.counter.policy_step)  # guard: never replace a good checkpoint with nan weights
         save_checkpoint(self.run_dir / "checkpoint.pt", state)
+        self.save_policy()
         write_status(self.run_dir, **self.counters(), **status)
+
+    def save_policy(self) -> None:
+        """policy.pt: the actor's weights and the observation statistics only (rlkit/runs/policy_file.py), read
+        without unpickling anything."""
+        parts = getattr(self.learner, "policy_parts", lambda: None)()  # (actor, obs normaliser), if it has one
+        if self.rank == 0 and parts is not None:
+            save_policy(self.run_dir / "policy.pt", *parts, self.counter.policy_step)
 
     def restore(self, state: dict) -> None:
         """Every rank restores the shared model, optimizer, normalisers and counters, and its own envs and

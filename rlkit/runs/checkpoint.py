@@ -8,6 +8,9 @@ The header's sha256 and byte count cover the payload, so a flipped byte or a tru
 with a line naming the file instead of loading changed weights or ending in an EOFError. `metrics_rows`
 is how many metrics.csv rows the checkpoint covers: a resume checks that metrics.csv still has them.
 Files from before the header (a bare torch.save zip) still load, unverified.
+
+The payload is a pickle, so loading it can run code: only resuming reads it, and it says so first. Loading
+a policy to act reads policy.pt instead (rlkit/runs/policy_file.py), weights only.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -72,6 +76,9 @@ def _parse_header(path: Path, line: bytes) -> dict:
 
 
 def load_checkpoint(path: Path) -> dict:
+    """The checkpoint's state, verified. It is a pickle (envs, random states), so loading it can run code:
+    once the file is known whole, one line on stderr says so before anything is unpickled. Acting needs
+    only policy.pt (rlkit.load)."""
     path = Path(path)
     fix = "start the run over with --force, or restore the file from a backup"
     try:
@@ -89,6 +96,11 @@ def load_checkpoint(path: Path) -> dict:
                                   f"written; {fix}")
     else:
         payload = data
+    if bytes(payload[:4]) != b"PK\x03\x04" and payload[:1] != b"\x80":  # neither torch's zip nor a bare pickle
+        raise CheckpointError(f"{path}: cannot be loaded (not a file torch.save wrote); {fix}")
+    # a whole, unchanged file: only now is anything unpickled, and that is said first
+    print(f"{path}: loading a checkpoint unpickles it, which can run code; resume only runs you trust "
+          "(rlkit.load reads policy.pt, weights only)", file=sys.stderr, flush=True)
     try:
         # weights_only=False: the checkpoint holds numpy RNG states and pickled envs the run wrote itself
         return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)

@@ -17,10 +17,11 @@ LEVELS = {
     "nn": 3,
     "algos": 4,
     "loop": 5,
-    "analysis": 6,
-    "experiments": 7,
-    "cli": 8,
-    "__main__": 9, "__init__": 9,
+    "trained": 6,
+    "analysis": 7,
+    "experiments": 8,
+    "cli": 9,
+    "__main__": 10, "__init__": 10,
 }
 
 
