@@ -18,7 +18,7 @@ from rlkit.nn.networks import build_actor_critic
 from rlkit.nn.numpy_mlp import NumpyActorCritic
 from rlkit.nn.optim import FlatAdam
 from rlkit.algos.stats import explained_variance  # noqa: F401 (also imported from here)
-from rlkit.notices import note, warn
+from rlkit.notices import warn
 from rlkit.steps import minibatch_indices
 
 # numpy's and torch's float32 gradients agree to ~1e-6 of their norm, and to ~1e-7 per weight (root mean square) where
@@ -97,8 +97,6 @@ class PPO(ActorCriticAgent):
         self.numpy_gradient = refused is None
         self.update_path = "numpy gradient (rlkit/algos/ppo_numpy.py), checked against autograd" if refused is None \
             else f"autograd: {refused}"
-        if refused is not None and self.device.type == "cpu" and algo.numpy_gradient:
-            note(f"the PPO update runs through autograd: {refused}")
         self.probed = False  # the first check, with the ratio moved away from 1 (see update)
         self.sync_gradients = None  # several ranks: averages the gradients over them (rlkit.runs.distributed)
 

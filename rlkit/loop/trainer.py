@@ -23,6 +23,7 @@ from rlkit.envs.make import Episodes, make_env, probe_env, resolve_env_fields
 from rlkit.envs.vector import make_vector
 from rlkit.loop.evaluate import Evaluator
 from rlkit.loop.progress import ProgressBar
+from rlkit.notices import note
 from rlkit.loop.guards import Terminated, check_env_output, check_state, check_update, preflight, stop_on_sigterm
 from rlkit.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlkit.runs.distributed import check_replicas, digest, gather_to_rank0, process_group, rank_seed
@@ -251,6 +252,9 @@ class Trainer:
         """status.json says which code path trains (numpy or autograd, and why), whenever it changes."""
         path = getattr(self.learner, "update_path", None)
         if path != self.update_path and self.rank == 0:
+            if self.update_path is None and path and path.startswith("autograd: ") and self.device.type == "cpu" \
+                    and "numpy_gradient is false" not in path:  # a CPU fast path stepped aside: say why, once
+                note(f"the update runs through {path}")
             self.update_path = path
             write_status(self.run_dir, update_path=path)
 

@@ -53,7 +53,7 @@ def full_run(tmp_path_factory):
 
 def test_two_ranks_counters_files_and_identical_replicas(full_run):
     run = full_run
-    assert sorted(os.listdir(run)) == ["checkpoint.pt", "config.yaml", "metrics.csv", "status.json"]
+    assert sorted(os.listdir(run)) == ["checkpoint.pt", "config.yaml", "metrics.csv", "policy.pt", "status.json"]
     text = (run / "metrics.csv").read_text()
     assert text.count("policy_step,env_step") == 1  # one header: one writer
     df = read_metrics(run / "metrics.csv")

@@ -79,10 +79,10 @@ def test_notebook_helpers_work_from_the_notebooks_folder(monkeypatch, tmp_path):
     assert not plot.has_returns()  # nothing to show yet: no frame is drawn in a notebook
     plot({"policy_step": 16, "env_step": 16}, {"eval/return": 20.0, "episode/return": 9.0})
     assert plot.series["eval/return"] == ([16], [20.0]) and plot.series["loss/policy"] == ([8], [0.1])
-    top, losses, kl, entropy = plot.figure().axes
-    assert [line.get_label() for line in top.lines][-1] == "eval/return"
+    top, policy_loss, value_loss, kl, entropy = plot.figure().axes
+    assert [line.get_label() for line in top.lines][-1] == "eval/return (evaluation)"
     assert list(top.lines[-1].get_ydata()) == [20.0] and list(kl.lines[0].get_ydata()) == [0.01]
-    assert [line.get_label() for line in losses.lines] == ["loss/policy"]
+    assert list(policy_loss.lines[0].get_ydata()) == [0.1] and not value_loss.lines  # one quantity per panel
 
 
 def test_bad_config_fails_before_anything_runs(tmp_path):
