@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlkit.algos.offpolicy import OffPolicyKeys, OffPolicyLearner, load_modules, polyak
+from rlkit.algos.offpolicy import OffPolicyKeys, OffPolicyLearner, adam, load_modules, polyak
 from rlkit.config import ConfigError
 from rlkit.nn.networks import build_network
 from rlkit.steps import crossed
@@ -82,7 +82,7 @@ class DQN(OffPolicyLearner):
         self.n_actions, self.start = int(space.n), int(space.start)
         self.q_net = build_network(env_info.obs_space, self.n_actions, self.cfg.algo, out_gain=1.0).to(self.device)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=k.learning_rate)
+        self.optimizer = adam(self.q_net.parameters(), k.learning_rate)
         self.n_step = k.n_step
 
     def epsilon(self, policy_step: int) -> float:

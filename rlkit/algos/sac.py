@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlkit.algos.offpolicy import OffPolicyKeys, OffPolicyLearner, load_modules, polyak
+from rlkit.algos.offpolicy import OffPolicyKeys, OffPolicyLearner, adam, load_modules, polyak
 from rlkit.config import ConfigError
-from rlkit.nn.networks import ActionScaler, build_network, encoder, mlp_layers, network_kind
+from rlkit.nn.networks import ACTIVATIONS, ActionScaler, build_network, encoder, network_kind
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # the actor's log std, squashed into this range (CleanRL's)
 LOG_2 = math.log(2.0)
@@ -68,20 +68,45 @@ class SquashedGaussianActor(nn.Module):
         return torch.tanh(self(obs)[0])
 
 
+class EnsembleLinear(nn.Module):
+    """n independent linear layers applied to n batches at once: x [n, B, in] -> [n, B, out] in one batched
+    matmul (the twin critics' layers: half the calls of two separate networks)."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int, gain: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.zeros(n, 1, out_dim))
+        for w in self.weight.data:  # orthogonal, as rlkit.nn.networks.init_layer
+            nn.init.orthogonal_(w, gain)
+
+    def forward(self, x):
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
 class TwinQ(nn.Module):
-    """Two Q(s, a) networks, each an encoder of the observation and an MLP over [features, action]."""
+    """Two Q(s, a) networks: each its own encoder of the observation (none for vectors), then two MLPs over
+    [features, action] evaluated together (EnsembleLinear)."""
 
     def __init__(self, obs_space, action_dim: int, algo):
         super().__init__()
         kind = network_kind(obs_space, algo.network)
-        self.q = nn.ModuleList()
+        self.encoders = nn.ModuleList()
         for _ in range(2):
             layers, width = encoder(obs_space, kind, algo)
-            self.q.append(nn.ModuleDict({"encode": nn.Sequential(*layers), "head": nn.Sequential(
-                *mlp_layers(width + action_dim, algo.hidden_sizes, 1, algo.activation, out_gain=1.0))}))
+            self.encoders.append(nn.Sequential(*layers))
+        sizes, layers = [width + action_dim, *algo.hidden_sizes], []
+        for i, o in zip(sizes, sizes[1:]):
+            layers += [EnsembleLinear(2, i, o, math.sqrt(2)), ACTIVATIONS[algo.activation]()]
+        self.head = nn.Sequential(*layers, EnsembleLinear(2, sizes[-1], 1, 1.0))
+        self.shared_input = all(len(e) == 0 for e in self.encoders)  # vectors: one [obs, action] for both
 
     def forward(self, obs, actions):
-        return [q["head"](torch.cat([q["encode"](obs), actions], -1)).squeeze(-1) for q in self.q]
+        """[2, B]: Q_1 and Q_2."""
+        if self.shared_input:
+            x = torch.cat([obs.flatten(1), actions], -1).expand(2, -1, -1).contiguous()
+        else:
+            x = torch.stack([torch.cat([e(obs), actions], -1) for e in self.encoders])
+        return self.head(x).squeeze(-1)
 
 
 def critic_loss(sac: "SAC", batch: dict, alpha):
@@ -89,16 +114,16 @@ def critic_loss(sac: "SAC", batch: dict, alpha):
     a' ~ pi(s'): SAC's one critic loss (discount gamma, 0 where the episode terminated)."""
     with torch.no_grad():
         next_actions, next_logp = sac.actor.sample(batch["next_obs"], sac.generator)
-        next_q = torch.min(*sac.target(batch["next_obs"], next_actions)) - alpha * next_logp
+        next_q = sac.target(batch["next_obs"], next_actions).min(0).values - alpha * next_logp
         target = batch["rewards"] + batch["discounts"] * next_q
-    q1, q2 = sac.critic(batch["obs"], batch["actions"])
-    loss = 0.5 * ((q1 - target).pow(2).mean() + (q2 - target).pow(2).mean())
-    return loss, {"loss/critic": loss.detach(), "sac/q": q1.detach().mean()}
+    q = sac.critic(batch["obs"], batch["actions"])  # [2, B]
+    loss = 0.5 * (q - target).pow(2).mean(1).sum()
+    return loss, {"loss/critic": loss.detach(), "sac/q": q[0].detach().mean()}
 
 
 def actor_loss(sac: "SAC", obs, actions, logp, alpha):
     """E[alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi(s) reparameterised: SAC's one actor loss."""
-    loss = (alpha * logp - torch.min(*sac.critic(obs, actions))).mean()
+    loss = (alpha * logp - sac.critic(obs, actions).min(0).values).mean()
     return loss, {"loss/actor": loss.detach()}
 
 
@@ -129,9 +154,10 @@ class SAC(OffPolicyLearner):
         self.target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(k.alpha), device=self.device, requires_grad=k.tune_alpha)
         self.target_entropy = -float(self.action_dim) if k.target_entropy is None else k.target_entropy
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=a.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=a.critic_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=k.alpha_lr) if k.tune_alpha else None
+        self.actor_params = list(self.actor.parameters())
+        self.actor_opt = adam(self.actor_params, a.actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), a.critic_lr)
+        self.alpha_opt = adam([self.log_alpha], k.alpha_lr) if k.tune_alpha else None
 
     def random_actions(self, n: int) -> np.ndarray:
         return self.rng.uniform(-1, 1, (n, self.action_dim)).astype(np.float32)
@@ -167,8 +193,9 @@ class SAC(OffPolicyLearner):
         self.synced("critic")
         self.critic_opt.step()
         loss, actor_stats = actor_loss(self, batch["obs"], actions, logp, alpha)
-        self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()  # the critics' gradients it leaves are cleared before their next step
+        # the actor's gradients only: the critics' weight gradients would be computed for nothing
+        for p, g in zip(self.actor_params, torch.autograd.grad(loss, self.actor_params)):
+            p.grad = g
         self.synced("actor")
         self.actor_opt.step()
         polyak(self.target, self.critic, self.keys.tau)
