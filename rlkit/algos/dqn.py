@@ -134,7 +134,10 @@ class DQN(OffPolicyLearner):
         return stats
 
     def modules(self) -> list:
-        return [self.q_net, self.target_net]
+        return [self.q_net]
+
+    def targets(self) -> list:
+        return [(self.target_net, self.q_net)]
 
     def trained_parameters(self) -> dict:
         return {"q": list(self.q_net.parameters())}

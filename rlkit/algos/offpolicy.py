@@ -154,6 +154,8 @@ class OffPolicyLearner:
         """Every rank starts from rank 0's weights and averages each optimizer's gradients over the ranks (each
         rank samples its own memory, so a gradient step learns from every rank's transitions)."""
         broadcast_parameters(*self.modules())
+        for target, source in self.targets():  # built as copies before the broadcast: copies of rank 0's now
+            polyak(target, source, 1.0)
         self.sync = {name: GradientAverager(params, world_size) for name, params in self.trained_parameters().items()}
 
     def synced(self, name: str) -> None:
@@ -196,7 +198,13 @@ class OffPolicyLearner:
         raise NotImplementedError
 
     def modules(self) -> list:
+        """The trained networks (the loop checks them for nan after each phase; a target network is an average
+        of one of them, so it is checked through it)."""
         raise NotImplementedError
+
+    def targets(self) -> list:
+        """(target network, the network it follows) pairs."""
+        return []
 
     def trained_parameters(self) -> dict:
         """{optimizer name: its parameters}."""

@@ -202,7 +202,10 @@ class SAC(OffPolicyLearner):
         return {**stats, **critic_stats, **actor_stats, "sac/alpha": alpha, "sac/entropy": -logp.detach().mean()}
 
     def modules(self) -> list:
-        return [self.actor, self.critic, self.target]
+        return [self.actor, self.critic]
+
+    def targets(self) -> list:
+        return [(self.target, self.critic)]
 
     def trained_parameters(self) -> dict:
         params = {"actor": list(self.actor.parameters()), "critic": list(self.critic.parameters())}
