@@ -336,7 +336,7 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
                lambda: minatar_step_us(False, minatar_steps)),
               ("10 grad step", "params/minatar_breakout.yaml, the networks' kernels alone (forward + backward)",
                lambda: minatar_step_us(True, minatar_steps))]
-    sac_steps, dqn_steps = (300, 2_000) if q else (3_000, 30_000)
+    sac_steps, dqn_steps = (300, 2_000) if q else (2_000, 10_000)
     for name, steps, what in (("sac", sac_steps, "SAC Hopper-v5, 256-256, batch 256, 1 gradient step / policy step"),
                               ("dqn", dqn_steps, "DQN CartPole-v1, 256-256, batch 128, train every 4")):
         cases.append(("11 rlkit", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps)))
