@@ -144,3 +144,22 @@ def test_without_the_replay_memory_in_the_checkpoint_a_warning_says_resume_is_no
                 overrides={**TINY, **extra, "algo.kwargs.checkpoint_replay": False})
     assert "resumed run starts from an empty memory" in capsys.readouterr().err
     assert load_checkpoint(run / "checkpoint.pt")["replay"] is None
+
+
+def test_dqn_epsilon_in_policy_steps_and_the_double_q_target():
+    from torch import nn
+
+    from rlkit.algos.dqn import td_loss
+    _, _, learner, _ = drive({"algo": {"name": "dqn", "hidden_sizes": [8], "mini_batch_size": 4,
+                                       "kwargs": {"epsilon_decay_steps": 100, "epsilon_end": 0.1}},
+                              "parallel": {"envs_per_thread": 1}, "total_steps": 8}, 1)
+    assert [learner.epsilon(s) for s in (0, 50, 100, 10**6)] == pytest.approx([1.0, 0.55, 0.1, 0.1])
+    online, target = nn.Linear(1, 2, bias=False), nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        online.weight[:] = torch.tensor([[1.0], [2.0]])  # Q(s) = (s, 2s): argmax 1
+        target.weight[:] = torch.tensor([[5.0], [3.0]])  # Q_target(s) = (5s, 3s): max 5s
+    batch = {"obs": torch.ones(1, 1), "actions": torch.tensor([0]), "rewards": torch.tensor([1.0]),
+             "next_obs": torch.ones(1, 1), "discounts": torch.tensor([0.5])}
+    for double_q, y in ((False, 1 + 0.5 * 5), (True, 1 + 0.5 * 3)):  # target's max, or the target's value of argmax Q
+        loss, _ = td_loss(online, target, batch, double_q)
+        assert float(loss.detach()) == pytest.approx(abs(y - 1.0) - 0.5)  # Huber beyond 1: |d| - 1/2
