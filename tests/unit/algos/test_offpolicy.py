@@ -28,7 +28,9 @@ def drive(raw: dict, world_size: int, action_repeat: int = 1, frames: int = 1):
     while c.policy_step < cfg.total_steps:
         randoms.append(learner.schedule.random_actions(c))
         learner.act(obs, c)
-        obs = rng.normal(size=obs.shape).astype(np.float32)
+        # stored-dtype observations: small integers are valid bytes, and valid packed Discrete indices
+        obs = rng.normal(size=obs.shape).astype(np.float32) if info.obs_dtype == np.float32 else \
+            rng.integers(0, 2, obs.shape).astype(info.obs_dtype)
         c.step_iteration()
         done = rng.random(n) < 0.05
         learner.observe(obs, np.ones(n, np.float32), done, np.zeros(n, bool), obs, c)
@@ -163,3 +165,24 @@ def test_dqn_epsilon_in_policy_steps_and_the_double_q_target():
     for double_q, y in ((False, 1 + 0.5 * 5), (True, 1 + 0.5 * 3)):  # target's max, or the target's value of argmax Q
         loss, _ = td_loss(online, target, batch, double_q)
         assert float(loss.detach()) == pytest.approx(abs(y - 1.0) - 0.5)  # Huber beyond 1: |d| - 1/2
+
+
+@pytest.mark.parametrize("name, obs, action", [
+    ("sac", "image", "box"), ("dqn", "image", "discrete"), ("sac", "dict", "box")])
+def test_images_and_dicts_go_through_the_same_encoders(name, obs, action):
+    import gymnasium as gym
+
+    import toy_envs  # noqa: F401  (registers ToySpace-v0)
+    obs_space = {"image": gym.spaces.Box(0, 255, (12, 12, 3), np.uint8),
+                 "dict": gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (7, 7, 3), np.uint8),
+                                          "direction": gym.spaces.Discrete(4)})}[obs]
+    action_space = gym.spaces.Box(-2, 2, (2,), np.float32) if action == "box" else gym.spaces.Discrete(3)
+    raw = {"env": {"id": "ToySpace-v0", "kwargs": {"observation_space": obs_space, "action_space": action_space,
+                                                   "length": 7}},
+           "algo": {"name": name, "mini_batch_size": 8, "buffer_size": 64, "cnn_features": 16,
+                    "hidden_sizes": [16]}, "parallel": {"envs_per_thread": 2}, "total_steps": 40, "learning_starts": 10}
+    cfg, c, learner, _ = drive(raw, 1)
+    assert c.gradient_step == len(range(10, 41, 2 if name == "sac" else 8)) and learner.memory.obs.dtype == np.uint8
+    nets = learner.modules()
+    assert any(isinstance(m, torch.nn.Conv2d) for net in nets for m in net.modules())  # algo.network auto: a CNN
+    assert all(torch.isfinite(p).all() for net in nets for p in net.parameters())
