@@ -50,6 +50,11 @@ def preflight(cfg: Config, world_size: int = 1):
     info = probe_env(cfg.env)  # one env built, reset and stepped: wrappers, spaces, a missing package
     resolve_env_fields(cfg, info)
     first_training = cfg.learning_starts + train_every
+    if cfg.total_steps < first_training and hasattr(learner_class(cfg.algo.name), "replay_bytes"):  # off-policy
+        raise ConfigError(
+            f"'total_steps' ({cfg.total_steps}) is smaller than learning_starts + train_every ({cfg.learning_starts} + "
+            f"{train_every}): the run would end before its first gradient step; raise total_steps to at least "
+            f"{first_training} or lower learning_starts")
     if cfg.total_steps < first_training:
         raise ConfigError(
             f"'total_steps' ({cfg.total_steps}) is smaller than learning_starts + one rollout "

@@ -102,6 +102,13 @@ def test_action_spaces_refused_before_the_run(tmp_path, env, space):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_run_too_short_to_train_is_refused_in_its_own_terms(tmp_path):
+    with pytest.raises(ConfigError, match=r"'total_steps' \(100\) is smaller than learning_starts \+ train_every "
+                                          r"\(100 \+ 8\)"):
+        train({"algo": {"name": "dqn"}, "total_steps": 100, "learning_starts": 100, "parallel": {"envs_per_thread": 2}},
+              tmp_path / "r", progress=False)
+
+
 def test_a_replay_memory_larger_than_the_machine_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"'algo.buffer_size' \(\d+\): the replay memory would take about"):
         train({"algo": {"name": "dqn", "buffer_size": 10**13}, "total_steps": 100}, tmp_path / "r", progress=False)
