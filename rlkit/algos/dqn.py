@@ -101,7 +101,8 @@ class DQN(OffPolicyLearner):
         """Epsilon-greedy, epsilon at this policy step."""
         n = len(obs)
         random = self.rng.random(n) < self.epsilon(counter.policy_step)
-        actions = self.greedy(obs)
+        # no forward pass when every env acts randomly (most steps early on, with one env)
+        actions = self.greedy(obs) if not random.all() else np.empty(n, np.int64)
         actions[random] = self.rng.integers(0, self.n_actions, int(random.sum()))
         return actions
 
