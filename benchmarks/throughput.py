@@ -1,6 +1,7 @@
-"""Throughput benchmark: raw env limit, rlkit vs Stable-Baselines3 PPO, thread scaling, time to solve, RND cost.
+"""Throughput benchmark: raw env limit, rlkit vs Stable-Baselines3 PPO, thread scaling, time to solve, RND cost,
+off-policy (SAC, DQN) against SB3.
 
-    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6,7,8,9,10]
+    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6,7,8,9,10,11]
 
 Every throughput figure is the median of --reps runs; the rep loop is outside and the cases
 inside, so load drift on a shared machine hits every case alike. Training SPS is policy steps
@@ -251,6 +252,43 @@ def time_to_solve(seed: int, config: str, total_steps: int) -> tuple[float, floa
     return (hit.wall_time.iloc[0], hit.policy_step.iloc[0]) if len(hit) else (float("nan"), float("nan"))
 
 
+# Case 11, off-policy at one env, one gradient step per train_every: SAC on Hopper-v5 (SB3's defaults: 256-256 ReLU,
+# batch 256, a gradient step every policy step) and DQN on CartPole-v1 (a gradient step every 4 policy steps,
+# batch 128, 256-256 ReLU); 100 random steps first on both sides, the whole training call timed
+OFFPOLICY = {"sac": ("Hopper-v5", 1, {"mini_batch_size": 256, "hidden_sizes": [256, 256]}),
+             "dqn": ("CartPole-v1", 4, {"mini_batch_size": 128, "hidden_sizes": [256, 256],
+                                        "kwargs": {"learning_rate": 1e-4, "target_update_interval": 1000}})}
+OFFPOLICY_STARTS = 100
+
+
+def rlkit_offpolicy_sps(name: str, total_steps: int) -> float:
+    env_id, every, algo = OFFPOLICY[name]
+    cfg = {"total_steps": total_steps, "torch_threads": 1, "checkpoint_every": 0, "eval": {"every": 0},
+           "learning_starts": OFFPOLICY_STARTS, "train_every": every, "env": {"id": env_id},
+           "parallel": {"num_threads": 1, "envs_per_thread": 1},
+           "algo": {"name": name, "per_rank_gradient_steps": 1, "buffer_size": total_steps, **algo}}
+    with tempfile.TemporaryDirectory() as out:
+        run = rlkit.train(cfg, Path(out) / "run", progress=False, force=True)
+        last = read_metrics(run / "metrics.csv").iloc[-1]
+    return last.policy_step / last.wall_time
+
+
+def sb3_offpolicy_sps(name: str, total_steps: int) -> float:
+    """SB3's SAC / DQN at the same settings, timed around learn() only."""
+    import stable_baselines3 as sb3
+
+    env_id, every, algo = OFFPOLICY[name]
+    env = gym.make(env_id)
+    common = dict(learning_starts=OFFPOLICY_STARTS, batch_size=algo["mini_batch_size"], buffer_size=total_steps,
+                  train_freq=every, gradient_steps=1, device="cpu", seed=0, verbose=0,
+                  policy_kwargs=dict(net_arch=algo["hidden_sizes"], activation_fn=torch.nn.ReLU))
+    if name == "sac":
+        model = sb3.SAC("MlpPolicy", env, **common)
+    else:
+        model = sb3.DQN("MlpPolicy", env, learning_rate=1e-4, target_update_interval=1000, **common)
+    return sb3_steps_per_second(model, env, total_steps)
+
+
 def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
     """(case, name, fn) for every throughput measurement; fn() returns steps per second."""
     q = args.quick
@@ -298,6 +336,12 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
                lambda: minatar_step_us(False, minatar_steps)),
               ("10 grad step", "params/minatar_breakout.yaml, the networks' kernels alone (forward + backward)",
                lambda: minatar_step_us(True, minatar_steps))]
+    sac_steps, dqn_steps = (300, 2_000) if q else (2_000, 10_000)
+    for name, steps, what in (("sac", sac_steps, "SAC Hopper-v5, 256-256, batch 256, 1 gradient step / policy step"),
+                              ("dqn", dqn_steps, "DQN CartPole-v1, 256-256, batch 128, train every 4")):
+        cases.append(("11 rlkit", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps)))
+        if have_sb3:
+            cases.append(("11 SB3", what, lambda name=name, steps=steps: sb3_offpolicy_sps(name, steps)))
     return [c for c in cases if case_number(c[0]) in args.cases]
 
 
@@ -315,7 +359,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small step counts: a smoke test, not a measurement")
     parser.add_argument("--reps", type=int, default=3, help="runs per throughput figure (median reported)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for time to solve")
-    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10", help="comma-separated subset of cases 1-10")
+    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10,11", help="comma-separated subset of cases 1-11")
     parser.add_argument("--out", default="results/benchmarks/throughput.csv")
     args = parser.parse_args(argv)
     args.cases = set(args.cases.replace(" ", "").split(","))
@@ -350,6 +394,7 @@ def main(argv=None) -> int:
                 # case 7: autograd's time over the fused step's, i.e. the fused step's speed-up
                 "7 grad step": ("7 grad step", "zoo sizes, rlkit/nn/numpy_mlp.py (numpy)"),
                 "8 rlkit": ("8 SB3", r["name"]),
+                "11 rlkit": ("11 SB3", r["name"]),
                 # case 10: the kernels' share of rlkit's whole step
                 "10 grad step": ("10 grad step", "params/minatar_breakout.yaml, rlkit's whole gradient step")
                 }.get(r["case"])
@@ -357,7 +402,7 @@ def main(argv=None) -> int:
             pairs = zip(samples[r["case"], r["name"]], samples[base])
             r["ratio"] = statistics.median(a / b for a, b in pairs)
             r["ratio_to"] = {"3 SB3": "SB3", "4 scaling": "thread T=1", "6 RND": "PPO", "7 grad step": "fused",
-                             "8 SB3": "SB3", "10 grad step": "whole step"}[base[0]]
+                             "8 SB3": "SB3", "10 grad step": "whole step", "11 SB3": "SB3"}[base[0]]
         raw = ("8 raw env", f"one {MUJOCO_ID}, random actions")
         if r["case"] == "8 rlkit" and " 1 env " in r["name"] and raw in by_key:  # the one-env limit, per rep too
             r["of_raw"] = statistics.median(a / b for a, b in zip(samples[r["case"], r["name"]], samples[raw]))

@@ -75,7 +75,8 @@ class AlgoConfig:
     GAE_lambda: float = 0.95
     gamma: float = 0.995
     batch_size: int = 1024  # transitions per training phase, per rank
-    mini_batch_size: int = 512
+    mini_batch_size: int = 512  # rows of each gradient step, for every algorithm
+    buffer_size: int = 1_000_000  # off-policy algorithms (sac, dqn): the replay memory's capacity in transitions
     use_RND: bool = False
     beta: float | None = None  # weight of the RND intrinsic advantage (int_coef); null -> 1.0 with use_RND
     # RND (Burda et al., 2018); used only with use_RND. Defaults are the paper's unless noted.
@@ -384,6 +385,7 @@ def validate(cfg: Config) -> None:
     _require(0 <= a.gamma < 1, f"'algo.gamma' must be in [0, 1), got {a.gamma}")
     _require(a.batch_size >= 1, f"'algo.batch_size' must be >= 1, got {a.batch_size}")
     _require(a.mini_batch_size >= 1, f"'algo.mini_batch_size' must be >= 1, got {a.mini_batch_size}")
+    _require(a.buffer_size >= 1, f"'algo.buffer_size' must be >= 1, got {a.buffer_size}")
     for key in ("per_rank_gradient_steps", "per_rank_pretrain_steps"):
         v = getattr(a, key)
         _require(v is None or v >= 1, f"'algo.{key}' must be >= 1, got {v}")

@@ -20,7 +20,8 @@ import numpy as np
 
 from rlkit.config import ConfigError, build_section
 
-AGENTS = {"ppo": "rlkit.algos.ppo:PPO", "a2c": "rlkit.algos.a2c:A2C"}
+AGENTS = {"ppo": "rlkit.algos.ppo:PPO", "a2c": "rlkit.algos.a2c:A2C",
+          "dqn": "rlkit.algos.dqn:DQN", "sac": "rlkit.algos.sac:SAC"}  # the last two: Learners (rlkit.algos.offpolicy)
 HOOKS = {"rnd": "rlkit.algos.rnd:RNDHook"}  # checkpoint keys too: a hook that is off saves None under its name
 ON_POLICY = "rlkit.algos.onpolicy:OnPolicyLearner"  # the Learner around an Agent
 

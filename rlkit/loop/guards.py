@@ -46,6 +46,11 @@ def preflight(cfg: Config, world_size: int = 1):
     info = probe_env(cfg.env)  # one env built, reset and stepped: wrappers, spaces, a missing package
     resolve_env_fields(cfg, info)
     first_training = cfg.learning_starts + train_every
+    if cfg.total_steps < first_training and hasattr(learner_class(cfg.algo.name), "replay_bytes"):  # off-policy
+        raise ConfigError(
+            f"'total_steps' ({cfg.total_steps}) is smaller than learning_starts + train_every ({cfg.learning_starts} + "
+            f"{train_every}): the run would end before its first gradient step; raise total_steps to at least "
+            f"{first_training} or lower learning_starts")
     if cfg.total_steps < first_training:
         raise ConfigError(
             f"'total_steps' ({cfg.total_steps}) is smaller than learning_starts + one rollout "
@@ -106,6 +111,26 @@ def check_memory(cfg: Config, info, available: int | None = None) -> None:
     if need > LARGE_NETWORKS:
         warn(f"'{key}' {sizes}: the networks need about {need / 2**30:.1f} GiB to train; "
              "every update will be slow (the default [64, 64] needs under 1 MiB)")
+    check_replay_memory(cfg, info, available, need)
+
+
+def check_replay_memory(cfg: Config, info, available: int | None, networks: int) -> None:
+    """An off-policy learner's replay memory (preallocated, so its size is known before the run): refused when
+    it and the networks exceed the free memory, a line when it takes more than half of it."""
+    from rlkit.algos.base import learner_class
+
+    size = getattr(learner_class(cfg.algo.name), "replay_bytes", None)
+    if size is None:
+        return
+    need = size(cfg, info)
+    a = cfg.algo
+    if available is not None and need + networks > available:
+        raise ConfigError(f"'algo.buffer_size' ({a.buffer_size}): the replay memory would take about "
+                          f"{need / 2**30:.1f} GiB, more than the {(available - networks) / 2**30:.1f} GiB this machine "
+                          f"has free besides the networks; lower algo.buffer_size")
+    if available is not None and need > available / 2:
+        warn(f"'algo.buffer_size' ({a.buffer_size}): the replay memory takes about {need / 2**30:.1f} GiB, more than "
+             f"half of the {available / 2**30:.1f} GiB this machine has free")
 
 
 # ---------------------------------------------------------------- during the run

@@ -187,6 +187,6 @@ def test_a_registered_agent_is_chosen_by_algo_name(tmp_path, tiny, monkeypatch):
     run = train("params/cartpole.yaml", tmp_path / "r", overrides={**tiny, "algo.name": "counting_ppo"}, progress=False)
     df = read_metrics(run / "metrics.csv")
     assert df[df.metric == "mine/updates"].value.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
-    with pytest.raises(ConfigError, match="'algo.name' is 'trpo'; known algorithms: ppo, a2c, counting_ppo"):
+    with pytest.raises(ConfigError, match="'algo.name' is 'trpo'; known algorithms: ppo, a2c, dqn, sac, counting_ppo"):
         train("params/cartpole.yaml", tmp_path / "bad", overrides={**tiny, "algo.name": "trpo"}, progress=False)
     assert not (tmp_path / "bad").exists()

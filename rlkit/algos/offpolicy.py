@@ -1,0 +1,247 @@
+"""The off-policy learner: what every algorithm that learns from a replay memory shares (SAC, DQN).
+
+It owns the replay memory (rlkit/data/replay.py) and the step semantics of docs/design.md, "Steps":
+  - an iteration that starts below learning_starts acts randomly, and its transitions are stored;
+  - after an iteration that brings policy_step to a multiple of train_every at or past learning_starts, one
+    training phase runs: algo.per_rank_gradient_steps updates on every rank (the first phase
+    algo.per_rank_pretrain_steps when set), each on algo.mini_batch_size transitions drawn from the memory;
+  - train_every must be a multiple of the policy steps of one iteration (W x T x E); PPO's rollout rules do
+    not apply.
+A checkpoint may be taken after any iteration: the memory is part of it (algo.kwargs.checkpoint_replay), so a
+resumed run continues exactly as an uninterrupted one.
+
+An algorithm is a subclass: its networks and optimizers (`build`), how it explores (`explore`), one gradient
+step (`update_step`), its greedy and sampled evaluation actions (`evaluate_actions`), and its state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rlkit.algos.base import Phase, algorithm_keys
+from rlkit.config import ConfigError
+from rlkit.data.replay import ReplayMemory, replay_bytes
+from rlkit.notices import warn
+from rlkit.runs.distributed import GradientAverager, broadcast_parameters
+from rlkit.steps import make_schedule
+
+
+@dataclass
+class OffPolicyKeys:
+    """algo.kwargs every off-policy algorithm has (its own Keys add to these)."""
+    # the replay memory in the checkpoint, so a resume is exact; false: smaller checkpoints, and a resumed run
+    # starts from an empty memory (not what the uninterrupted run would have done)
+    checkpoint_replay: bool = True
+
+
+class OffPolicyLearner:
+    """The Learner (rlkit.algos.base) of every replay-memory algorithm; subclasses are the algorithms."""
+
+    Keys = OffPolicyKeys
+    defaults: dict = {}
+    train_iterations = 1  # train_every when the params file leaves it out: this many iterations
+    gradient_steps = 1  # per_rank_gradient_steps when the params file leaves it out
+    action_dtype = np.float32
+
+    # ------------------------------------------------------------------ checks before the run
+    @classmethod
+    def check_config(cls, cfg, world_size: int) -> int:
+        a, p = cfg.algo, cfg.parallel
+        name = a.name
+        if a.use_RND:
+            raise ConfigError(f"'algo.use_RND' is for the on-policy algorithms (ppo, a2c); {name} learns from a replay "
+                              "memory and has no rollout for RND's intrinsic advantage: set algo.use_RND: false")
+        for key in ("normalize_obs", "normalize_reward"):
+            if getattr(a, key):
+                raise ConfigError(f"'algo.{key}' is for the on-policy algorithms; {name} stores and learns from the raw "
+                                  f"observations and rewards: set algo.{key}: false")
+        for key in ("loss", "actor", "critic"):
+            if getattr(a, key) is not None:
+                raise ConfigError(f"'algo.{key}' replaces a part of an on-policy algorithm; {name} builds its own "
+                                  f"networks from algo.hidden_sizes and algo.network: remove algo.{key}")
+        per_iteration = world_size * cfg.num_envs
+        train_every = cfg.train_every if cfg.train_every is not None else cls.train_iterations * per_iteration
+        if train_every < 1 or train_every % per_iteration:
+            lower = max(per_iteration, train_every // per_iteration * per_iteration)
+            raise ConfigError(
+                f"'train_every' ({train_every}) must be a multiple of the policy steps of one iteration, ranks x "
+                f"parallel.num_threads x parallel.envs_per_thread ({world_size} x {p.num_threads} x "
+                f"{p.envs_per_thread} = {per_iteration}); set it to {lower} or {lower + per_iteration}")
+        if a.mini_batch_size > a.buffer_size:
+            raise ConfigError(f"'algo.mini_batch_size' ({a.mini_batch_size}) must be <= 'algo.buffer_size' "
+                              f"({a.buffer_size}): a gradient step samples its rows from the replay memory")
+        return train_every
+
+    @classmethod
+    def check_parts(cls, cfg, env_info) -> None:
+        cls.check_spaces(cfg, env_info)
+
+    @classmethod
+    def check_spaces(cls, cfg, env_info) -> None:
+        """Refuse the action spaces this algorithm has no policy for (one line)."""
+
+    @classmethod
+    def replay_bytes(cls, cfg, env_info) -> int:
+        """The replay memory's size, for the memory check before the run (rlkit.loop.guards)."""
+        return replay_bytes(cfg.algo.buffer_size, cfg.num_envs, env_info.obs_shape, env_info.obs_dtype,
+                            env_info.action_shape, cls.action_dtype, cfg.env.max_episode_steps)
+
+    # ------------------------------------------------------------------ the learner
+    def __init__(self, cfg, env_info, device, rng, generator, world_size: int = 1, parts=None):
+        self.cfg, self.device, self.rng, self.generator = cfg, torch.device(device), rng, generator
+        self.keys = algorithm_keys(cfg)
+        train_every = self.check_config(cfg, world_size)
+        self.check_spaces(cfg, env_info)
+        self.schedule = make_schedule(cfg, train_every, 1, self.gradient_steps)
+        self.memory = ReplayMemory(cfg.algo.buffer_size, cfg.num_envs, env_info.obs_shape, env_info.action_shape,
+                                   env_info.obs_dtype, self.action_dtype, cfg.env.max_episode_steps)
+        self.sync = {}  # several ranks: a gradient averager per optimizer (replicate)
+        self.build(env_info)
+        if not self.keys.checkpoint_replay:
+            warn("'algo.kwargs.checkpoint_replay' is false: checkpoints leave the replay memory out, so a resumed "
+                 "run starts from an empty memory and does not continue exactly as an uninterrupted one")
+        self.actions = None
+
+    @property
+    def agent(self):
+        return self  # the loop's `agent` (tools that inspect the networks): the learner is the algorithm
+
+    def act(self, obs: np.ndarray, counter) -> np.ndarray:
+        self.memory.set_obs(obs)
+        if self.schedule.random_actions(counter):  # the iteration starts below learning_starts
+            self.actions = self.random_actions(self.cfg.num_envs)
+        else:
+            self.actions = self.explore(obs, counter)
+        return self.to_env(self.actions)
+
+    def observe(self, next_obs, rewards, terminated, truncated, final_obs, counter) -> None:
+        self.memory.add(self.actions, rewards, terminated, truncated, final_obs, next_obs)
+
+    def ready(self, counter) -> bool:
+        s = self.schedule
+        return counter.policy_step >= s.learning_starts and counter.policy_step % s.train_every == 0
+
+    def resumable(self) -> bool:
+        return True  # after any iteration: the memory is in the checkpoint (or knowingly left out)
+
+    def train(self, counter) -> Phase:
+        n = self.schedule.gradient_steps_for(counter)
+        self.before_phase(counter)
+        stats = [self.update_step(self.sample()) for _ in range(n)]
+        # one stack per metric at the end: no Python float per metric per step
+        return Phase(n, {k: float(torch.stack([s[k] for s in stats]).float().mean()) for k in stats[0]})
+
+    def sample(self) -> dict:
+        """algo.mini_batch_size transitions as tensors on the device."""
+        batch = self.memory.sample(self.cfg.algo.mini_batch_size, self.rng, self.cfg.algo.gamma, self.n_step)
+        return {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+
+    n_step = 1
+
+    def before_phase(self, counter) -> None:
+        """Once per phase, before its updates (DQN: the target network)."""
+
+    def policy(self, obs: np.ndarray, generator=None) -> np.ndarray:
+        return self.to_env(self.evaluate_actions(obs, generator))
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        return actions
+
+    # ------------------------------------------------------------------ ranks
+    def replicate(self, world_size: int) -> None:
+        """Every rank starts from rank 0's weights and averages each optimizer's gradients over the ranks (each
+        rank samples its own memory, so a gradient step learns from every rank's transitions)."""
+        broadcast_parameters(*self.modules())
+        for target, source in self.targets():  # built as copies before the broadcast: copies of rank 0's now
+            polyak(target, source, 1.0)
+        self.sync = {name: GradientAverager(params, world_size) for name, params in self.trained_parameters().items()}
+
+    def synced(self, name: str) -> None:
+        """After a backward, before clipping and the step: the mean gradient over the ranks."""
+        if name in self.sync:
+            self.sync[name]()
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {"agent": self.agent_state()}
+
+    def local_state_dict(self) -> dict:
+        """The replay memory is this rank's own (its envs' transitions)."""
+        return {"replay": self.memory.state_dict() if self.keys.checkpoint_replay else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.load_agent_state(state["agent"])
+        if state.get("replay") is not None:
+            self.memory.load_state_dict(state["replay"])
+
+    @staticmethod
+    def replicated(state: dict) -> dict:
+        return {"agent": state["agent"]}
+
+    # ------------------------------------------------------------------ what an algorithm defines
+    def build(self, env_info) -> None:
+        raise NotImplementedError
+
+    def random_actions(self, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def explore(self, obs: np.ndarray, counter) -> np.ndarray:
+        raise NotImplementedError
+
+    def update_step(self, batch: dict) -> dict:
+        """One gradient step on a sampled batch; returns {metric: 0-dim tensor}."""
+        raise NotImplementedError
+
+    def evaluate_actions(self, obs: np.ndarray, generator=None) -> np.ndarray:
+        raise NotImplementedError
+
+    def modules(self) -> list:
+        """The trained networks (the loop checks them for nan after each phase; a target network is an average
+        of one of them, so it is checked through it)."""
+        raise NotImplementedError
+
+    def targets(self) -> list:
+        """(target network, the network it follows) pairs."""
+        return []
+
+    def trained_parameters(self) -> dict:
+        """{optimizer name: its parameters}."""
+        raise NotImplementedError
+
+    def agent_state(self) -> dict:
+        raise NotImplementedError
+
+    def load_agent_state(self, state: dict) -> None:
+        raise NotImplementedError
+
+
+def adam(params, lr: float) -> torch.optim.Adam:
+    """torch's Adam, its fused kernel where torch has one for the device: one call per step for all the
+    parameters (the updates are those of the loop over them)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+def load_modules(modules: dict, state: dict) -> None:
+    """Load each named module's weights; a checkpoint of other networks fails in one line."""
+    try:
+        for name, module in modules.items():
+            module.load_state_dict(state[name])
+    except RuntimeError as e:
+        raise ValueError("the checkpoint's networks do not fit this run's (another network?): "
+                         f"{str(e).splitlines()[0]}; start the run over (--force)") from None
+
+
+@torch.no_grad()
+def polyak(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
+    """target <- tau source + (1 - tau) target (tau 1: a copy)."""
+    t, s = list(target.parameters()), list(source.parameters())
+    if tau == 1.0:
+        torch._foreach_copy_(t, s)
+    else:
+        torch._foreach_lerp_(t, s, tau)

@@ -1,0 +1,130 @@
+"""Replay memory: a preallocated ring per env for off-policy learners (rlkit.algos.offpolicy).
+
+Layout: arrays [slots, num_envs, ...], one slot per iteration, every env writing its own column, so each
+env's transitions are consecutive in its column. Each observation is stored once: the observation after
+slot t is slot t + 1's, unless the episode ended at t. A terminated episode needs no next observation (its
+bootstrap is cut); a truncated one (a time limit) keeps its true final observation in a small side ring,
+`finals`, for its bootstrap. Images keep the envs' dtype (uint8): the networks scale them.
+
+The slot being written next (`pos`) already holds the current observation (the one the policy acts on), so
+every stored transition has its next observation and can be sampled at once; when the ring is full that slot
+is the oldest one, and it is left out of sampling.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def replay_slots(capacity: int, num_envs: int) -> int:
+    """Slots per env for a capacity in transitions (algo.buffer_size), at least 2."""
+    return max(2, math.ceil(capacity / num_envs))
+
+
+def final_slots(slots: int, episode_limit: int | None) -> int:
+    """Side-ring entries per env for truncated episodes' final observations. An episode cut by a time limit of L
+    policy steps is L slots long, so a ring of `slots` holds at most slots // L + 1 of them (one more for the
+    slot being written); without a known limit every slot may need one."""
+    return slots if not episode_limit else min(slots, slots // episode_limit + 2)
+
+
+def replay_bytes(capacity: int, num_envs: int, obs_shape, obs_dtype, action_shape, action_dtype,
+                 episode_limit: int | None) -> int:
+    """Bytes a ReplayMemory of these sizes allocates (before it does)."""
+    slots = replay_slots(capacity, num_envs)
+    obs = int(np.prod(obs_shape)) * np.dtype(obs_dtype).itemsize
+    action = int(np.prod(action_shape)) * np.dtype(action_dtype).itemsize
+    per_slot = obs + action + 4 + 1 + 1 + 4  # reward float32, terminated, truncated, final index int32
+    return num_envs * (slots * per_slot + final_slots(slots, episode_limit) * obs)
+
+
+class ReplayMemory:
+    """A ring of `slots` iterations for num_envs envs; `add` one iteration at a time, `sample` transitions."""
+
+    def __init__(self, capacity: int, num_envs: int, obs_shape, action_shape, obs_dtype=np.float32,
+                 action_dtype=np.float32, episode_limit: int | None = None):
+        self.slots, self.num_envs = replay_slots(capacity, num_envs), num_envs
+        shape = (self.slots, num_envs)
+        self.obs = np.zeros((*shape, *obs_shape), obs_dtype)
+        self.actions = np.zeros((*shape, *action_shape), action_dtype)
+        self.rewards = np.zeros(shape, np.float32)
+        self.terminated = np.zeros(shape, bool)
+        self.truncated = np.zeros(shape, bool)
+        self.final_index = np.full(shape, -1, np.int32)  # where a truncated slot's final observation is in finals
+        self.finals = np.zeros((final_slots(self.slots, episode_limit), num_envs, *obs_shape), obs_dtype)
+        self.final_pos = np.zeros(num_envs, np.int64)
+        self.pos, self.full = 0, False
+        self._envs = np.arange(num_envs)
+
+    # ------------------------------------------------------------------ writing
+    def set_obs(self, obs: np.ndarray) -> None:
+        """The observations the policy acts on now (copied: the vector reuses its buffer)."""
+        self.obs[self.pos] = obs
+
+    def add(self, actions, rewards, terminated, truncated, final_obs, next_obs) -> None:
+        """Complete the current slot with what the step returned, then move on: next_obs (the reset observation
+        where an episode ended) becomes the next slot's observation."""
+        t = self.pos
+        self.actions[t], self.rewards[t] = actions, rewards
+        self.terminated[t], self.truncated[t] = terminated, truncated
+        self.final_index[t] = -1
+        for env in np.flatnonzero(truncated & ~terminated):  # a time limit: keep the true last observation
+            k = self.final_pos[env]
+            self.finals[k, env] = final_obs[env]
+            self.final_index[t, env] = k
+            self.final_pos[env] = (k + 1) % len(self.finals)
+        self.pos = (t + 1) % self.slots
+        self.full = self.full or self.pos == 0
+        self.obs[self.pos] = next_obs
+
+    # ------------------------------------------------------------------ reading
+    def __len__(self) -> int:
+        """Transitions that can be sampled (with their next observation)."""
+        return self.num_envs * (self.slots - 1 if self.full else self.pos)
+
+    def sample(self, batch_size: int, rng: np.random.Generator, gamma: float, n_step: int = 1) -> dict:
+        """batch_size transitions drawn uniformly (with replacement) as numpy arrays: obs, actions, the n-step
+        discounted reward sum, next_obs (the observation n steps on, or where the episode ended) and discount
+        (gamma^k up to it, 0 where it terminated)."""
+        per_env = (self.slots - 1 if self.full else self.pos) - (n_step - 1)
+        if per_env < 1:
+            raise ValueError(f"the replay memory holds {self.pos} steps per env, fewer than n_step ({n_step})")
+        start = (self.pos + 1) % self.slots if self.full else 0
+        t = (start + rng.integers(0, per_env, batch_size)) % self.slots
+        env = rng.integers(0, self.num_envs, batch_size)
+        reward = np.zeros(batch_size, np.float32)
+        discount = np.ones(batch_size, np.float32)
+        alive = np.ones(batch_size, bool)  # the episode has not ended within the steps summed so far
+        last = t.copy()  # the slot whose step ends the sum
+        for j in range(n_step):
+            tj = (t + j) % self.slots
+            reward += np.where(alive, discount * self.rewards[tj, env], 0.0)
+            last = np.where(alive, tj, last)
+            discount = np.where(alive, discount * gamma, discount)
+            alive &= ~(self.terminated[tj, env] | self.truncated[tj, env])
+        terminated, truncated = self.terminated[last, env], self.truncated[last, env] & ~self.terminated[last, env]
+        next_obs = self.obs[(last + 1) % self.slots, env]
+        if truncated.any():
+            next_obs[truncated] = self.finals[self.final_index[last[truncated], env[truncated]], env[truncated]]
+        discount[terminated] = 0.0
+        return {"obs": self.obs[t, env], "actions": self.actions[t, env], "rewards": reward,
+                "next_obs": next_obs, "discounts": discount}
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict:
+        """The written part only (a memory that is not full saves its first pos + 1 slots)."""
+        n = self.slots if self.full else self.pos + 1
+        arrays = {name: getattr(self, name)[:n].copy() for name in
+                  ("obs", "actions", "rewards", "terminated", "truncated", "final_index")}
+        return {**arrays, "finals": self.finals.copy(), "final_pos": self.final_pos.copy(), "pos": self.pos,
+                "full": self.full, "slots": self.slots}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["slots"] != self.slots or state["finals"].shape != self.finals.shape:
+            raise ValueError(f"the checkpoint's replay memory has {state['slots']} slots per env, this run's "
+                             f"{self.slots}; resume with the same algo.buffer_size and env")
+        for name in ("obs", "actions", "rewards", "terminated", "truncated", "final_index"):
+            getattr(self, name)[:len(state[name])] = state[name]
+        self.finals[:], self.final_pos[:] = state["finals"], state["final_pos"]
+        self.pos, self.full = state["pos"], state["full"]
