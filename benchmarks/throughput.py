@@ -175,16 +175,22 @@ def params_sps(config: str, total_steps: int) -> float:
 
 def gradient_step_us(fused: bool, steps: int) -> float:
     """Case 7: wall microseconds per PPO gradient step at the zoo sizes (a 256-row minibatch of CartPole-sized
-    observations, 64-64 tanh actor and critic), clipping and Adam included: rlkit/nn/numpy_mlp.py or autograd."""
+    observations, 64-64 tanh actor and critic), clipping and Adam included: rlkit/algos/ppo_numpy.py or autograd.
+    The batch is one the policy collected (its own actions and log-probabilities), so the numpy path's checks
+    against autograd (each phase's last minibatch) run as in training and are part of the figure."""
     algo = {**ZOO["algo"], "numpy_gradient": fused}
     agent = PPO(rlkit.load_config({"algo": algo}).algo, gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
                 gym.spaces.Discrete(2), torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
-    batch = {"obs": torch.randn(256, 4, generator=g), "actions": torch.randint(0, 2, (256,), generator=g).float(),
-             "logprobs": torch.full((256,), -0.69), "advantages": torch.randn(256, generator=g),
+    obs = torch.randn(256, 4, generator=g)
+    actions, logprobs = agent.act(obs.numpy(), g)
+    batch = {"obs": obs, "actions": torch.as_tensor(actions, dtype=torch.float32),
+             "logprobs": torch.as_tensor(logprobs), "advantages": torch.randn(256, generator=g),
              "returns": torch.randn(256, 1, generator=g), "values": torch.randn(256, 1, generator=g)}
     rng = np.random.default_rng(0)
     agent.update(batch, 20, rng)  # warm-up
+    with torch.no_grad():  # the batch as the moved policy would have collected it: a new rollout's log-probs
+        batch["logprobs"] = agent.actor.evaluate(batch["obs"], batch["actions"])[0]
     start = time.perf_counter()
     agent.update(batch, steps, rng)
     return (time.perf_counter() - start) / steps * 1e6
@@ -316,7 +322,7 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
               ("6 RND", "MountainCar-v0 PPO + RND (params/mountaincar_rnd.yaml)",
                lambda: params_sps("params/mountaincar_rnd.yaml", rnd_steps))]
     grad_steps = 200 if q else 2000
-    cases += [("7 grad step", "zoo sizes, rlkit/nn/numpy_mlp.py (numpy)", lambda: gradient_step_us(True, grad_steps)),
+    cases += [("7 grad step", "zoo sizes, rlkit/algos/ppo_numpy.py (numpy)", lambda: gradient_step_us(True, grad_steps)),
               ("7 grad step", "zoo sizes, autograd (algo.numpy_gradient: false)", lambda: gradient_step_us(False, grad_steps))]
     mujoco_steps = 4096 if q else 16_384  # 8 rollouts of 2048
     cases.append(("8 raw env", f"one {MUJOCO_ID}, random actions", lambda: raw_mujoco_sps(2_000 if q else 30_000)))
@@ -392,7 +398,7 @@ def main(argv=None) -> int:
                 "4 scaling": ("4 scaling", f"{r['name'].split()[0]} thread T=1 E=16"),
                 "6 RND": ("6 RND", "MountainCar-v0 PPO (params/mountaincar.yaml)"),
                 # case 7: autograd's time over the fused step's, i.e. the fused step's speed-up
-                "7 grad step": ("7 grad step", "zoo sizes, rlkit/nn/numpy_mlp.py (numpy)"),
+                "7 grad step": ("7 grad step", "zoo sizes, rlkit/algos/ppo_numpy.py (numpy)"),
                 "8 rlkit": ("8 SB3", r["name"]),
                 "11 rlkit": ("11 SB3", r["name"]),
                 # case 10: the kernels' share of rlkit's whole step
