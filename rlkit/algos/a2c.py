@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from rlkit.algos.actor_critic import ActorCriticAgent
-from rlkit.algos.stats import explained_variance
+from rlkit.algos.stats import explained_variance, normalised_advantages
 from rlkit.config import ConfigError, build_section
 from rlkit.nn.networks import build_actor_critic
 from rlkit.steps import minibatch_indices
@@ -53,7 +53,7 @@ class A2CLoss:
         c = self.cfg
         adv = mb["advantages"]
         if c.norm_adv and len(adv) > 1:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            adv = normalised_advantages(adv)
         logprob, entropy = actor.evaluate(mb["obs"], mb["actions"])
         policy_loss = -(adv * logprob).mean()
         entropy = entropy.mean()

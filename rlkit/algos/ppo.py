@@ -17,7 +17,8 @@ from rlkit.fast.fingerprint import class_functions, fingerprint
 from rlkit.nn.networks import build_actor_critic
 from rlkit.nn.numpy_mlp import NumpyActorCritic
 from rlkit.nn.optim import FlatAdam
-from rlkit.algos.stats import explained_variance  # noqa: F401 (also imported from here)
+from rlkit.algos import stats
+from rlkit.algos.stats import explained_variance, normalised_advantages  # noqa: F401 (also imported from here)
 from rlkit.notices import warn
 from rlkit.steps import minibatch_indices
 
@@ -45,7 +46,7 @@ class PPOLoss:
         c = self.cfg
         adv = mb["advantages"]
         if c.norm_adv and len(adv) > 1:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            adv = normalised_advantages(adv)
         logprob, entropy = actor.evaluate(mb["obs"], mb["actions"])
         logratio = logprob - mb["logprobs"]
         ratio = logratio.exp()
@@ -255,8 +256,9 @@ class PPO(ActorCriticAgent):
 
 
 def loss_source() -> str:
-    """The fingerprint of PPOLoss as it is bound now (gate 2 of rlkit/algos/ppo_numpy.py)."""
-    return fingerprint(class_functions(PPOLoss))
+    """The fingerprint of PPOLoss and of the kit's functions it calls, as they are bound now (gate 2 of
+    rlkit/algos/ppo_numpy.py; the networks' classes are numpy_mlp.py's FORWARD_SOURCE)."""
+    return fingerprint({**class_functions(PPOLoss), "stats.normalised_advantages": stats.normalised_advantages})
 
 
 def _moved_apart(batch: dict) -> dict:

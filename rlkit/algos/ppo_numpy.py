@@ -27,7 +27,7 @@ from rlkit.nn.numpy_mlp import NumpyActorCritic, _log_sum_exp
 
 # the fingerprint of PPOLoss as it was when ppo_gradient was derived from it (gate 2); if
 # tests/unit/algos/test_fast_path.py says it changed, ppo_gradient must be derived anew before it may run
-LOSS_SOURCE = "84094485fe079d32de01882b29f4f2d064f5b27e26cc0686210190d4d92c74e4"
+LOSS_SOURCE = "bac160b33b77e4c5ed964fb9d3dc6fe9dadad7b54ea20c1c39dfdeba6c868260"
 
 
 class PackedBatch:
