@@ -15,7 +15,7 @@ from rlkit.algos.rnd import PREDICTOR_SOURCE, predictor_source
 from rlkit.config import load_config
 from rlkit.fast.fingerprint import fingerprint, source_tokens
 from rlkit.nn.numpy_mlp import FORWARD_SOURCE, NumpyActorCritic, forward_source
-from test_mutations import LOSS_EDITS, mlp
+from mutations import LOSS_EDITS, mlp  # tests/support
 
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
 
