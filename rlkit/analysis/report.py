@@ -144,23 +144,23 @@ def _run_meta(run_dir: Path, labels: dict | None = None) -> dict:
             "env_id": str(env_id) if env_id else "unknown", "seed": seed}
 
 
-def load_runs(results_dir="results") -> pd.DataFrame:
+def load_runs(results_dir="results", labels: dict | None = None) -> pd.DataFrame:
     """All runs' metrics as one tidy frame: the metrics.csv columns plus ``experiment, run, env_id, seed``.
-    Raises ValueError when there are no runs."""
+    Raises ValueError when there are no runs. labels: experiment_labels(results_dir)[0], if already read."""
     runs = find_runs(results_dir)
     if not runs:
         raise _no_runs(results_dir)
-    labels = experiment_labels(results_dir)[0]
+    labels = experiment_labels(results_dir)[0] if labels is None else labels
     frames = [read_metrics(r / "metrics.csv").assign(**_run_meta(r, labels)) for r in runs]
     return pd.concat(frames, ignore_index=True)
 
 
 def load_run_info(results_dir="results", runs: pd.DataFrame | None = None, metric=FINAL_METRIC,
-                  window=FINAL_WINDOW) -> pd.DataFrame:
+                  window=FINAL_WINDOW, labels: dict | None = None) -> pd.DataFrame:
     """One row per run: identity, status.json state, last counters, error, final score, median SPS and
     the paths of its executed notebook, config.yaml and metrics.csv."""
-    runs = load_runs(results_dir) if runs is None else runs
-    labels = experiment_labels(results_dir)[0]
+    labels = experiment_labels(results_dir)[0] if labels is None else labels
+    runs = load_runs(results_dir, labels) if runs is None else runs
     rows = []
     for r in find_runs(results_dir):
         try:
@@ -200,10 +200,10 @@ def _text(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def experiment_configs(results_dir) -> dict[str, dict]:
+def experiment_configs(results_dir, labels: dict | None = None) -> dict[str, dict]:
     """Each experiment's resolved config, read from its first run's config.yaml (an experiment directory
     whose runs differ is split first: see experiment_labels)."""
-    labels, configs = experiment_labels(results_dir)[0], {}
+    labels, configs = experiment_labels(results_dir)[0] if labels is None else labels, {}
     for r in find_runs(results_dir):
         configs.setdefault(labels.get(r, r.parent.name), _read_config(r))
     return configs
@@ -585,12 +585,12 @@ def build(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="policy_st
     if not find_runs(results_dir):  # a fresh checkout: say what to do, in the report itself
         empty = pd.DataFrame()
         return Report(results_dir, out_dir, metric, window, ci, empty, empty, empty, empty, [str(_no_runs(results_dir))])
-    runs = load_runs(results_dir)
-    info = load_run_info(results_dir, runs, metric, window)
+    labels, notes = experiment_labels(results_dir)  # every run's config.yaml read once for the whole report
+    runs = load_runs(results_dir, labels)
+    info = load_run_info(results_dir, runs, metric, window, labels)
     summary = summarise(runs, metric, window, ci, baseline=baseline)
-    configs = experiment_configs(results_dir)
+    configs = experiment_configs(results_dir, labels)
     diff = config_diff(configs)
-    notes = experiment_labels(results_dir)[1]
     rep = Report(results_dir, out_dir, metric, window, ci, runs, info, summary, diff,
                  notes + warnings_for(summary, info, metric, ci), configs=configs)
     if figures:
