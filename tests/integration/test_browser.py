@@ -243,7 +243,9 @@ def test_kernel_interrupt_is_one_line_and_run_all_resumes(lab, browser):
         accept_dialogs(page)
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        time.sleep(10)
+        wait = time.monotonic() + 30  # give the click time to show before taking it for lost
+        while time.monotonic() < wait and prompts.first.inner_text().strip() in ("[ ]:", ""):
+            time.sleep(0.5)
     while "steps/s" not in training.inner_text():  # the bar has moved: training is under way
         assert time.monotonic() < deadline, f"training never started: {training.inner_text()[-500:]}"
         time.sleep(1)
