@@ -1,7 +1,7 @@
 """Throughput benchmark: raw env limit, rlkit vs Stable-Baselines3 PPO, thread scaling, time to solve, RND cost,
-off-policy (SAC, DQN) against SB3.
+off-policy (SAC, DQN) against SB3, and with parallel.overlap against without.
 
-    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6,7,8,9,10,11]
+    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6,7,8,9,10,11,12]
 
 Every throughput figure is the median of --reps runs; the rep loop is outside and the cases
 inside, so load drift on a shared machine hits every case alike. Training SPS is policy steps
@@ -267,11 +267,11 @@ OFFPOLICY = {"sac": ("Hopper-v5", 1, {"mini_batch_size": 256, "hidden_sizes": [2
 OFFPOLICY_STARTS = 100
 
 
-def rlkit_offpolicy_sps(name: str, total_steps: int) -> float:
+def rlkit_offpolicy_sps(name: str, total_steps: int, overlap: bool = False) -> float:
     env_id, every, algo = OFFPOLICY[name]
     cfg = {"total_steps": total_steps, "torch_threads": 1, "checkpoint_every": 0, "eval": {"every": 0},
            "learning_starts": OFFPOLICY_STARTS, "train_every": every, "env": {"id": env_id},
-           "parallel": {"num_threads": 1, "envs_per_thread": 1},
+           "parallel": {"num_threads": 1, "envs_per_thread": 1, "overlap": overlap},
            "algo": {"name": name, "per_rank_gradient_steps": 1, "buffer_size": total_steps, **algo}}
     with tempfile.TemporaryDirectory() as out:
         run = rlkit.train(cfg, Path(out) / "run", progress=False, force=True)
@@ -346,6 +346,8 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
     for name, steps, what in (("sac", sac_steps, "SAC Hopper-v5, 256-256, batch 256, 1 gradient step / policy step"),
                               ("dqn", dqn_steps, "DQN CartPole-v1, 256-256, batch 128, train every 4")):
         cases.append(("11 rlkit", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps)))
+        # case 12: the same run with parallel.overlap (a phase on its own thread while the env steps)
+        cases.append(("12 overlap", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, True)))
         if have_sb3:
             cases.append(("11 SB3", what, lambda name=name, steps=steps: sb3_offpolicy_sps(name, steps)))
     return [c for c in cases if case_number(c[0]) in args.cases]
@@ -365,7 +367,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small step counts: a smoke test, not a measurement")
     parser.add_argument("--reps", type=int, default=3, help="runs per throughput figure (median reported)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for time to solve")
-    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10,11", help="comma-separated subset of cases 1-11")
+    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10,11,12", help="comma-separated subset of cases 1-12")
     parser.add_argument("--out", default="results/benchmarks/throughput.csv")
     args = parser.parse_args(argv)
     args.cases = set(args.cases.replace(" ", "").split(","))
@@ -401,6 +403,7 @@ def main(argv=None) -> int:
                 "7 grad step": ("7 grad step", "zoo sizes, rlkit/algos/ppo_numpy.py (numpy)"),
                 "8 rlkit": ("8 SB3", r["name"]),
                 "11 rlkit": ("11 SB3", r["name"]),
+                "12 overlap": ("11 rlkit", r["name"]),
                 # case 10: the kernels' share of rlkit's whole step
                 "10 grad step": ("10 grad step", "params/minatar_breakout.yaml, rlkit's whole gradient step")
                 }.get(r["case"])
@@ -408,7 +411,8 @@ def main(argv=None) -> int:
             pairs = zip(samples[r["case"], r["name"]], samples[base])
             r["ratio"] = statistics.median(a / b for a, b in pairs)
             r["ratio_to"] = {"3 SB3": "SB3", "4 scaling": "thread T=1", "6 RND": "PPO", "7 grad step": "fused",
-                             "8 SB3": "SB3", "10 grad step": "whole step", "11 SB3": "SB3"}[base[0]]
+                             "8 SB3": "SB3", "10 grad step": "whole step", "11 SB3": "SB3",
+                             "11 rlkit": "serial"}[base[0]]
         raw = ("8 raw env", f"one {MUJOCO_ID}, random actions")
         if r["case"] == "8 rlkit" and " 1 env " in r["name"] and raw in by_key:  # the one-env limit, per rep too
             r["of_raw"] = statistics.median(a / b for a, b in zip(samples[r["case"], r["name"]], samples[raw]))

@@ -41,6 +41,9 @@ class ParallelConfig:
     envs_per_thread: int = 8  # E: environments each worker owns
     backend: str = "thread"  # thread | process
     one_core: bool | str = "auto"  # thread backend: its threads on one CPU core; auto: when the envs mostly wait
+    # off-policy: a training thread runs each phase while the envs collect the next train_every steps
+    # (rlkit/algos/offpolicy.py, "Overlap")
+    overlap: bool = False
 
 
 @dataclass

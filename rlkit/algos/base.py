@@ -31,6 +31,7 @@ class Phase(NamedTuple):
     updates: int  # gradient steps on this rank (the loop adds W per update to gradient_step)
     metrics: dict  # logged at the phase's policy step, before the counters' replay ratio
     hook_metrics: dict = {}  # logged after it (a hook's own metrics)
+    seconds: float | None = None  # its own wall seconds, when it ran off the loop's thread
 
 
 class Learner(Protocol):
@@ -65,7 +66,15 @@ class Learner(Protocol):
         """Train now? (on-policy: the rollout is full; off-policy: a multiple of train_every at or past
         learning_starts)."""
 
-    def train(self, counter) -> Phase: ...
+    def train(self, counter) -> Phase | None:
+        """Run one training phase: its Phase, or None when it runs on a thread of its own (see settle)."""
+
+    def settle(self) -> Phase | None:
+        """Optional: wait for a phase train() left running and return it (None when none runs); the loop calls
+        it before the next phase, an evaluation, a checkpoint and the end."""
+
+    def close(self) -> None:
+        """Optional: free what the learner started (threads)."""
 
     def resumable(self) -> bool:
         """A checkpoint taken now resumes exactly (on-policy: between rollouts)."""

@@ -90,20 +90,23 @@ class DQN(OffPolicyLearner):
         frac = min(1.0, policy_step / k.epsilon_decay_steps) if k.epsilon_decay_steps else 1.0
         return k.epsilon_start + frac * (k.epsilon_end - k.epsilon_start)
 
+    def acting_module(self) -> nn.Module:
+        return self.q_net
+
     def random_actions(self, n: int) -> np.ndarray:
-        return self.rng.integers(0, self.n_actions, n)
+        return self.act_rng.integers(0, self.n_actions, n)
 
     @torch.inference_mode()
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        return self.q_net(torch.as_tensor(obs, device=self.device)).argmax(1).cpu().numpy()
+    def greedy(self, obs: np.ndarray, q_net: nn.Module | None = None) -> np.ndarray:
+        return (self.q_net if q_net is None else q_net)(torch.as_tensor(obs, device=self.device)).argmax(1).cpu().numpy()
 
     def explore(self, obs: np.ndarray, counter) -> np.ndarray:
         """Epsilon-greedy, epsilon at this policy step."""
         n = len(obs)
-        random = self.rng.random(n) < self.epsilon(counter.policy_step)
+        random = self.act_rng.random(n) < self.epsilon(counter.policy_step)
         # no forward pass when every env acts randomly (most steps early on, with one env)
-        actions = self.greedy(obs) if not random.all() else np.empty(n, np.int64)
-        actions[random] = self.rng.integers(0, self.n_actions, int(random.sum()))
+        actions = self.greedy(obs, self.behaviour) if not random.all() else np.empty(n, np.int64)
+        actions[random] = self.act_rng.integers(0, self.n_actions, int(random.sum()))
         return actions
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
@@ -143,10 +146,8 @@ class DQN(OffPolicyLearner):
     def trained_parameters(self) -> dict:
         return {"q": list(self.q_net.parameters())}
 
-    def train(self, counter):
-        phase = super().train(counter)
-        phase.metrics["dqn/epsilon"] = self.epsilon(counter.policy_step)
-        return phase
+    def phase_metrics(self, counter) -> dict:
+        return {"dqn/epsilon": self.epsilon(counter.policy_step)}
 
     def agent_state(self) -> dict:
         return {"q_net": self.q_net.state_dict(), "target_net": self.target_net.state_dict(),

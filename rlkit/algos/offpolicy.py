@@ -10,11 +10,24 @@ It owns the replay memory (rlkit/data/replay.py) and the step semantics of docs/
 A checkpoint may be taken after any iteration: the memory is part of it (algo.kwargs.checkpoint_replay), so a
 resumed run continues exactly as an uninterrupted one.
 
+Overlap (parallel.overlap: true). A phase runs on a training thread while the envs collect the next train_every
+policy steps (torch's kernels and MuJoCo's step run without the GIL, so the two share the cores). The counts stay
+exact: the loop waits for a phase to finish (`settle`) before it starts the next one, and before it evaluates,
+checkpoints or ends, so the envs are never more than one phase ahead and the learner never ahead of them.
+Three things keep the run deterministic, though not equal to the serial run: the envs act with a copy of the
+acting network taken when the phase starts (`behaviour`: a policy one phase older than the serial loop's), with
+random streams of their own, and the phase samples a view of the memory fixed when it starts that leaves out
+the slots the envs write meanwhile (rlkit/data/replay.py, `view`). A phase's row is logged when it has finished,
+at the policy step the loop has reached by then.
+
 An algorithm is a subclass: its networks and optimizers (`build`), how it explores (`explore`), one gradient
 step (`update_step`), its greedy and sampled evaluation actions (`evaluate_actions`), and its state.
 """
 from __future__ import annotations
 
+import copy
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +82,14 @@ class OffPolicyLearner:
                 f"'train_every' ({train_every}) must be a multiple of the policy steps of one iteration, ranks x "
                 f"parallel.num_threads x parallel.envs_per_thread ({world_size} x {p.num_threads} x "
                 f"{p.envs_per_thread} = {per_iteration}); set it to {lower} or {lower + per_iteration}")
+        if p.overlap and world_size > 1:
+            raise ConfigError("'parallel.overlap' runs on one rank only (its phases and the ranks' gradient averaging "
+                              "are not ordered yet): set parallel.overlap: false, or run one rank")
+        ahead = train_every // per_iteration if p.overlap else 0
+        if p.overlap and a.buffer_size < 2 * (ahead + 1) * cfg.num_envs:
+            raise ConfigError(f"'algo.buffer_size' ({a.buffer_size}) is too small for parallel.overlap: a phase samples "
+                              f"while the envs write the next train_every steps ({train_every}); make it at least "
+                              f"{2 * (ahead + 1) * cfg.num_envs}")
         if a.mini_batch_size > a.buffer_size:
             raise ConfigError(f"'algo.mini_batch_size' ({a.mini_batch_size}) must be <= 'algo.buffer_size' "
                               f"({a.buffer_size}): a gradient step samples its rows from the replay memory")
@@ -95,10 +116,20 @@ class OffPolicyLearner:
         train_every = self.check_config(cfg, world_size)
         self.check_spaces(cfg, env_info)
         self.schedule = make_schedule(cfg, train_every, 1, self.gradient_steps)
+        self.overlap = cfg.parallel.overlap
+        self.ahead = train_every // (world_size * cfg.num_envs) if self.overlap else 0  # slots written during a phase
         self.memory = ReplayMemory(cfg.algo.buffer_size, cfg.num_envs, env_info.obs_shape, env_info.action_shape,
-                                   env_info.obs_dtype, self.action_dtype, cfg.env.max_episode_steps)
+                                   env_info.obs_dtype, self.action_dtype, cfg.env.max_episode_steps, self.ahead)
         self.sync = {}  # several ranks: a gradient averager per optimizer (replicate)
         self.build(env_info)
+        # what the envs act with: the learner's own network and streams, or (overlap) a copy and streams of their own
+        self.act_rng, self.act_generator, self.behaviour = rng, generator, self.acting_module()
+        self.pool, self.in_flight = None, None
+        if self.overlap:
+            self.act_rng = np.random.default_rng(rng.integers(2 ** 63))
+            self.act_generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(2 ** 63)))
+            self.behaviour = copy.deepcopy(self.behaviour).requires_grad_(False)
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="rlkit-train")
         if not self.keys.checkpoint_replay:
             warn("'algo.kwargs.checkpoint_replay' is false: checkpoints leave the replay memory out, so a resumed "
                  "run starts from an empty memory and does not continue exactly as an uninterrupted one")
@@ -109,6 +140,8 @@ class OffPolicyLearner:
         return self  # the loop's `agent` (tools that inspect the networks): the learner is the algorithm
 
     def act(self, obs: np.ndarray, counter) -> np.ndarray:
+        """Random actions below learning_starts, else the algorithm's exploration with `behaviour` and the act_*
+        streams."""
         self.memory.set_obs(obs)
         if self.schedule.random_actions(counter):  # the iteration starts below learning_starts
             self.actions = self.random_actions(self.cfg.num_envs)
@@ -126,22 +159,46 @@ class OffPolicyLearner:
     def resumable(self) -> bool:
         return True  # after any iteration: the memory is in the checkpoint (or knowingly left out)
 
-    def train(self, counter) -> Phase:
-        n = self.schedule.gradient_steps_for(counter)
+    def train(self, counter) -> Phase | None:
+        """One phase: its Phase, or None when it runs on the training thread (overlap; `settle` returns it)."""
+        n, extra = self.schedule.gradient_steps_for(counter), self.phase_metrics(counter)
         self.before_phase(counter)
-        stats = [self.update_step(self.sample()) for _ in range(n)]
-        # one stack per metric at the end: no Python float per metric per step
-        return Phase(n, {k: float(torch.stack([s[k] for s in stats]).float().mean()) for k in stats[0]})
+        if not self.overlap:
+            return self.run_phase(n, None, extra)
+        with torch.no_grad():  # the envs act with this phase's starting weights until the next phase starts
+            torch._foreach_copy_(list(self.behaviour.parameters()), list(self.acting_module().parameters()))
+        self.in_flight = self.pool.submit(self.run_phase, n, self.memory.view(self.ahead), extra)
+        return None
 
-    def sample(self) -> dict:
-        """algo.mini_batch_size transitions as tensors on the device."""
-        batch = self.memory.sample(self.cfg.algo.mini_batch_size, self.rng, self.cfg.algo.gamma, self.n_step)
+    def run_phase(self, n: int, view, extra: dict) -> Phase:
+        start = time.perf_counter()
+        stats = [self.update_step(self.sample(view)) for _ in range(n)]
+        # one stack per metric at the end: no Python float per metric per step
+        metrics = {k: float(torch.stack([s[k] for s in stats]).float().mean()) for k in stats[0]}
+        return Phase(n, {**metrics, **extra}, seconds=time.perf_counter() - start)
+
+    def settle(self) -> Phase | None:
+        """The phase on the training thread, once it has finished (its error raised here); None if none runs."""
+        future, self.in_flight = self.in_flight, None
+        return future.result() if future is not None else None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def sample(self, view=None) -> dict:
+        """algo.mini_batch_size transitions as tensors on the device (view: the memory's part fixed for a phase)."""
+        batch = self.memory.sample(self.cfg.algo.mini_batch_size, self.rng, self.cfg.algo.gamma, self.n_step, view)
         return {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
 
     n_step = 1
 
     def before_phase(self, counter) -> None:
         """Once per phase, before its updates (DQN: the target network)."""
+
+    def phase_metrics(self, counter) -> dict:
+        """Metrics of the phase known when it starts (DQN: epsilon)."""
+        return {}
 
     def policy(self, obs: np.ndarray, generator=None) -> np.ndarray:
         return self.to_env(self.evaluate_actions(obs, generator))
@@ -168,13 +225,23 @@ class OffPolicyLearner:
         return {"agent": self.agent_state()}
 
     def local_state_dict(self) -> dict:
-        """The replay memory is this rank's own (its envs' transitions)."""
-        return {"replay": self.memory.state_dict() if self.keys.checkpoint_replay else None}
+        """The replay memory is this rank's own (its envs' transitions); with overlap, so are the envs' acting
+        network and streams."""
+        state = {"replay": self.memory.state_dict() if self.keys.checkpoint_replay else None}
+        if self.overlap:
+            state["acting"] = {"behaviour": self.behaviour.state_dict(), "rng": self.act_rng.bit_generator.state,
+                               "generator": self.act_generator.get_state()}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.load_agent_state(state["agent"])
         if state.get("replay") is not None:
             self.memory.load_state_dict(state["replay"])
+        if self.overlap:
+            acting = state["acting"]
+            self.behaviour.load_state_dict(acting["behaviour"])
+            self.act_rng.bit_generator.state = acting["rng"]
+            self.act_generator.set_state(acting["generator"])
 
     @staticmethod
     def replicated(state: dict) -> dict:
@@ -184,10 +251,16 @@ class OffPolicyLearner:
     def build(self, env_info) -> None:
         raise NotImplementedError
 
+    def acting_module(self) -> torch.nn.Module:
+        """The network explore() acts with (SAC: the actor, DQN: the Q-network)."""
+        raise NotImplementedError
+
     def random_actions(self, n: int) -> np.ndarray:
+        """n random actions from act_rng."""
         raise NotImplementedError
 
     def explore(self, obs: np.ndarray, counter) -> np.ndarray:
+        """Exploration actions from `behaviour` and the act_* streams."""
         raise NotImplementedError
 
     def update_step(self, batch: dict) -> dict:

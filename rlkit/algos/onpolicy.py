@@ -78,6 +78,10 @@ class OnPolicyLearner:
 
     @classmethod
     def check_config(cls, cfg, world_size: int) -> int:
+        if cfg.parallel.overlap:
+            raise ConfigError(f"'parallel.overlap' is for the off-policy algorithms (sac, dqn); {cfg.algo.name} learns "
+                              "from the rollout it just collected, so it cannot train while collecting the next: "
+                              "set parallel.overlap: false")
         for key in ("loss", "actor", "critic"):  # importable (a batch checks this before its first run)
             spec = getattr(cfg.algo, key)
             if spec is not None:

@@ -159,12 +159,15 @@ class SAC(OffPolicyLearner):
         self.critic_opt = adam(self.critic.parameters(), a.critic_lr)
         self.alpha_opt = adam([self.log_alpha], k.alpha_lr) if k.tune_alpha else None
 
+    def acting_module(self) -> nn.Module:
+        return self.actor
+
     def random_actions(self, n: int) -> np.ndarray:
-        return self.rng.uniform(-1, 1, (n, self.action_dim)).astype(np.float32)
+        return self.act_rng.uniform(-1, 1, (n, self.action_dim)).astype(np.float32)
 
     @torch.inference_mode()
     def explore(self, obs: np.ndarray, counter) -> np.ndarray:
-        return self.actor.sample(torch.as_tensor(obs, device=self.device), self.generator)[0].cpu().numpy()
+        return self.behaviour.sample(torch.as_tensor(obs, device=self.device), self.act_generator)[0].cpu().numpy()
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         return self.scaler(actions)

@@ -9,6 +9,10 @@ bootstrap is cut); a truncated one (a time limit) keeps its true final observati
 The slot being written next (`pos`) already holds the current observation (the one the policy acts on), so
 every stored transition has its next observation and can be sampled at once; when the ring is full that slot
 is the oldest one, and it is left out of sampling.
+
+While a training thread samples, the envs may go on writing (parallel.overlap): `view(ahead)` fixes what a
+phase samples from when it starts, leaving out the `ahead` slots the envs will write before it ends (the
+oldest ones, once the ring has wrapped), so the phase reads only rows nobody writes.
 """
 from __future__ import annotations
 
@@ -22,28 +26,29 @@ def replay_slots(capacity: int, num_envs: int) -> int:
     return max(2, math.ceil(capacity / num_envs))
 
 
-def final_slots(slots: int, episode_limit: int | None) -> int:
+def final_slots(slots: int, episode_limit: int | None, ahead: int = 0) -> int:
     """Side-ring entries per env for truncated episodes' final observations. An episode cut by a time limit of L
     policy steps is L slots long, so a ring of `slots` holds at most slots // L + 1 of them (one more for the
-    slot being written); without a known limit every slot may need one."""
-    return slots if not episode_limit else min(slots, slots // episode_limit + 2)
+    slot being written, and room for the `ahead` slots written while a phase samples); without a known limit
+    every slot may need one."""
+    return slots + ahead if not episode_limit else min(slots + ahead, (slots + ahead) // episode_limit + 2)
 
 
 def replay_bytes(capacity: int, num_envs: int, obs_shape, obs_dtype, action_shape, action_dtype,
-                 episode_limit: int | None) -> int:
+                 episode_limit: int | None, ahead: int = 0) -> int:
     """Bytes a ReplayMemory of these sizes allocates (before it does)."""
     slots = replay_slots(capacity, num_envs)
     obs = int(np.prod(obs_shape)) * np.dtype(obs_dtype).itemsize
     action = int(np.prod(action_shape)) * np.dtype(action_dtype).itemsize
     per_slot = obs + action + 4 + 1 + 1 + 4  # reward float32, terminated, truncated, final index int32
-    return num_envs * (slots * per_slot + final_slots(slots, episode_limit) * obs)
+    return num_envs * (slots * per_slot + final_slots(slots, episode_limit, ahead) * obs)
 
 
 class ReplayMemory:
     """A ring of `slots` iterations for num_envs envs; `add` one iteration at a time, `sample` transitions."""
 
     def __init__(self, capacity: int, num_envs: int, obs_shape, action_shape, obs_dtype=np.float32,
-                 action_dtype=np.float32, episode_limit: int | None = None):
+                 action_dtype=np.float32, episode_limit: int | None = None, ahead: int = 0):
         self.slots, self.num_envs = replay_slots(capacity, num_envs), num_envs
         shape = (self.slots, num_envs)
         self.obs = np.zeros((*shape, *obs_shape), obs_dtype)
@@ -52,7 +57,7 @@ class ReplayMemory:
         self.terminated = np.zeros(shape, bool)
         self.truncated = np.zeros(shape, bool)
         self.final_index = np.full(shape, -1, np.int32)  # where a truncated slot's final observation is in finals
-        self.finals = np.zeros((final_slots(self.slots, episode_limit), num_envs, *obs_shape), obs_dtype)
+        self.finals = np.zeros((final_slots(self.slots, episode_limit, ahead), num_envs, *obs_shape), obs_dtype)
         self.final_pos = np.zeros(num_envs, np.int64)
         self.pos, self.full = 0, False
         self._envs = np.arange(num_envs)
@@ -83,14 +88,23 @@ class ReplayMemory:
         """Transitions that can be sampled (with their next observation)."""
         return self.num_envs * (self.slots - 1 if self.full else self.pos)
 
-    def sample(self, batch_size: int, rng: np.random.Generator, gamma: float, n_step: int = 1) -> dict:
+    def view(self, ahead: int = 0) -> tuple[int, int]:
+        """(first slot, slots per env) that can be sampled now and stay unwritten for the next `ahead` slots
+        the envs add: those slots, and the observation after them, are left out."""
+        if not self.full and self.pos + ahead < self.slots:  # nothing written yet would be overwritten
+            return 0, self.pos
+        return (self.pos + ahead + 1) % self.slots, self.slots - 1 - ahead
+
+    def sample(self, batch_size: int, rng: np.random.Generator, gamma: float, n_step: int = 1,
+               view: tuple[int, int] | None = None) -> dict:
         """batch_size transitions drawn uniformly (with replacement) as numpy arrays: obs, actions, the n-step
         discounted reward sum, next_obs (the observation n steps on, or where the episode ended) and discount
-        (gamma^k up to it, 0 where it terminated)."""
-        per_env = (self.slots - 1 if self.full else self.pos) - (n_step - 1)
+        (gamma^k up to it, 0 where it terminated). view: `view()`'s (first slot, slots), fixed earlier; None:
+        everything stored now."""
+        start, stored = view if view is not None else self.view()
+        per_env = stored - (n_step - 1)
         if per_env < 1:
-            raise ValueError(f"the replay memory holds {self.pos} steps per env, fewer than n_step ({n_step})")
-        start = (self.pos + 1) % self.slots if self.full else 0
+            raise ValueError(f"the replay memory holds {stored} steps per env, fewer than n_step ({n_step})")
         t = (start + rng.integers(0, per_env, batch_size)) % self.slots
         env = rng.integers(0, self.num_envs, batch_size)
         reward = np.zeros(batch_size, np.float32)

@@ -214,7 +214,7 @@ class Trainer:
                 self.evaluate()
             if learner.resumable() and crossed(self.last["checkpoint"], c.policy_step, cfg.checkpoint_every):
                 self.save()
-        # the last rows carry the final counters
+        self.settle()  # the last rows carry the final counters
         if self.evaluator and self.last["eval"] != c.policy_step:
             self.evaluate()
         self.log_progress()
@@ -236,16 +236,29 @@ class Trainer:
         self.obs = next_obs
 
     def train_phase(self) -> None:
-        c, start = self.counter, time.perf_counter()
-        phase = self.learner.train(c)
+        self.settle()
+        start = time.perf_counter()
+        self.count_phase(self.learner.train(self.counter), start)
+
+    def settle(self) -> None:
+        """A phase running on the learner's own thread (parallel.overlap) finishes, and is counted and logged."""
+        settle = getattr(self.learner, "settle", None)  # optional: a learner whose phases all run in train() has none
+        if settle is not None:
+            self.count_phase(settle(), None)
+
+    def count_phase(self, phase, start: float | None) -> None:
+        if phase is None:  # none ran, or it runs on the learner's thread until settle()
+            return
+        c = self.counter
         # guard: nan/inf losses or weights stop the run
         check_update(phase.metrics, c.policy_step, self.learner.modules())
         c.step_gradient(phase.updates)
         c.step_update()
         self.record_update_path()
         # the phase's wall seconds: with perf/sps, how a run's time splits between collecting and learning
-        self.log({**phase.metrics, "steps/replay_ratio": c.replay_ratio,
-                  "perf/update_seconds": time.perf_counter() - start, **phase.hook_metrics})
+        seconds = phase.seconds if phase.seconds is not None else time.perf_counter() - start
+        self.log({**phase.metrics, "steps/replay_ratio": c.replay_ratio, "perf/update_seconds": seconds,
+                  **phase.hook_metrics})
 
     # ------------------------------------------------------------------ helpers
     def record_update_path(self) -> None:
@@ -259,6 +272,7 @@ class Trainer:
             write_status(self.run_dir, update_path=path)
 
     def evaluate(self) -> None:
+        self.settle()  # the policy evaluated is the one trained up to this policy step
         learner, draws = self.learner, None
         if not self.cfg.eval.deterministic:
             # a generator of its own, seeded by the policy step: the training stream is untouched and a resumed
@@ -298,6 +312,8 @@ class Trainer:
         """Every rank calls this. With several ranks it first checks that the replicas are identical (raising on
         every rank if not) and gathers each rank's own state (envs, random streams, episodes) to rank 0, which
         alone writes the checkpoint: a resumed run continues every rank exactly."""
+        self.settle()
+        self.last["checkpoint"] = self.counter.policy_step  # before the state: a resumed run's next is the next one
         local = {  # what differs between ranks
             "rng": self.rng.bit_generator.state, "generator": self.generator.get_state(),
             "envs": self.envs.get_state(), "obs": self.obs.copy(),
@@ -310,7 +326,6 @@ class Trainer:
             status["replica_sha256"] = replica_digest(state, self.cfg.algo.name)
             check_replicas(status["replica_sha256"])
             state["ranks"] = gather_to_rank0(local)
-        self.last["checkpoint"] = self.counter.policy_step
         if self.rank != 0:
             return
         state.update({"counter": self.counter.state_dict(), "last_return": self.episodes.last_return,
@@ -350,8 +365,8 @@ class Trainer:
             self.metrics = MetricsWriter(self.run_dir / "metrics.csv", keep_rows=state["metrics_rows"])
 
     def close(self) -> None:
-        for part in (self.envs, self.evaluator, self.metrics, self.progress):
-            if part is not None:
+        for part in (self.learner, self.envs, self.evaluator, self.metrics, self.progress):
+            if getattr(part, "close", None) is not None:
                 part.close()
 
 

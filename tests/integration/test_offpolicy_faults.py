@@ -1,6 +1,6 @@
 """kill -9 in the middle of a DQN and a SAC run (thread backend), then resume: the metrics rows equal an
 uninterrupted run's, so the replay memory came back with the checkpoint (a resume that lost it would train
-on a different memory and log different losses from the next phase on)."""
+on a different memory and log different losses from the next phase on); with parallel.overlap too."""
 import signal
 
 import pytest
@@ -20,9 +20,10 @@ RUNS = {
     "sac": {**COMMON, "algo.name": "sac", "train_every": 4, "algo.per_rank_gradient_steps": 2,
             "env.id": "Pendulum-v1"},
 }
+RUNS["sac-overlap"] = {**RUNS["sac"], "parallel.overlap": True}  # a phase on its own thread while the envs collect
 
 
-@pytest.mark.parametrize("name", ["dqn", "sac"])
+@pytest.mark.parametrize("name", ["dqn", "sac", "sac-overlap"])
 def test_kill_9_then_resume_equals_the_uninterrupted_run(tmp_path, name):
     overrides = RUNS[name]
     reference = learned_rows(train("params/cartpole.yaml", tmp_path / "ref", overrides=overrides, progress=False))

@@ -35,9 +35,16 @@ def drive(raw: dict, world_size: int, action_repeat: int = 1, frames: int = 1):
         done = rng.random(n) < 0.05
         learner.observe(obs, np.ones(n, np.float32), done, np.zeros(n, bool), obs, c)
         if learner.ready(c):
-            c.step_gradient(learner.train(c).updates)
-            c.step_update()
+            count(c, learner.settle())  # overlap: the phase in flight finishes before the next starts
+            count(c, learner.train(c))
+    count(c, learner.settle())
     return cfg, c, learner, randoms
+
+
+def count(c, phase):
+    if phase is not None:
+        c.step_gradient(phase.updates)
+        c.step_update()
 
 
 @pytest.mark.parametrize("W, T, E, repeat, frames", [(1, 1, 1, 1, 1), (2, 1, 3, 1, 1), (3, 2, 2, 2, 1),
@@ -58,6 +65,23 @@ def test_gradient_steps_are_W_times_P_plus_G_per_later_phase(W, T, E, repeat, fr
     assert len(learner.memory) == 23 * T * E  # warm-up transitions stored too (this rank's envs)
 
 
+@pytest.mark.parametrize("T, E, repeat, frames", [(1, 1, 1, 1), (2, 3, 1, 1), (1, 2, 2, 4)])
+def test_overlap_keeps_the_counts_and_the_envs_act_with_the_phase_start_weights(T, E, repeat, frames):
+    per_iteration = T * E
+    train_every, starts, P, G = 2 * per_iteration, 5 * per_iteration + 1, 3, 2
+    raw = {"algo": {"name": "dqn", "per_rank_gradient_steps": G, "per_rank_pretrain_steps": P, "mini_batch_size": 8,
+                    "hidden_sizes": [8], "kwargs": {"epsilon_decay_steps": 1, "epsilon_end": 0.0}},
+           "parallel": {"num_threads": T, "envs_per_thread": E, "overlap": True}, "train_every": train_every,
+           "learning_starts": starts, "total_steps": 22 * per_iteration + 1}
+    cfg, c, learner, _ = drive(raw, 1, repeat, frames)
+    n = len([s for s in range(starts, c.policy_step + 1) if s % train_every == 0])
+    assert c.update == n and c.gradient_step == P + G * (n - 1)
+    assert learner.in_flight is None and learner.ahead == 2
+    # the envs' copy holds the weights of the last phase's start, not the trained ones
+    acting, trained = learner.behaviour.state_dict(), learner.q_net.state_dict()
+    assert learner.behaviour is not learner.q_net and any(not torch.equal(acting[k], trained[k]) for k in acting)
+
+
 def test_sac_counts_with_its_defaults():
     raw = {"env": {"id": "Pendulum-v1"}, "algo": {"name": "sac", "hidden_sizes": [8], "mini_batch_size": 4},
            "parallel": {"envs_per_thread": 3}, "learning_starts": 10, "total_steps": 30}
@@ -76,11 +100,19 @@ def test_sac_counts_with_its_defaults():
     ({"algo": {"name": "dqn", "kwargs": {"tau": 0}}}, "'algo.kwargs.tau' must be in (0, 1], got 0"),
     ({"algo": {"name": "sac", "kwargs": {"alpha": -1}}}, "'algo.kwargs.alpha' must be > 0"),
     ({"algo": {"name": "sac", "loss": {"type": "custom_parts:TaggedLoss"}}}, "'algo.loss' replaces a part"),
+    ({"algo": {"name": "ppo"}, "parallel": {"overlap": True}}, "'parallel.overlap' is for the off-policy algorithms"),
+    ({"algo": {"name": "sac", "buffer_size": 16, "mini_batch_size": 8}, "parallel": {"envs_per_thread": 2, "overlap": True},
+      "train_every": 8}, "'algo.buffer_size' (16) is too small for parallel.overlap"),
 ])
 def test_off_policy_rules_in_one_line(raw, message):
     with pytest.raises(ConfigError) as e:
         check_config(load_config(raw))
     assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_overlap_on_several_ranks_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="'parallel.overlap' runs on one rank only"):
+        check_config(load_config({"algo": {"name": "sac"}, "parallel": {"overlap": True}}), 2)
 
 
 def test_ppo_rules_do_not_apply_and_defaults_are_the_anchors():
@@ -131,10 +163,10 @@ def stop_at(step):
     return stop
 
 
-@pytest.mark.parametrize("name", ["dqn", "sac"])
-def test_train_and_resume_exactly_with_the_replay_memory(tmp_path, name):
+@pytest.mark.parametrize("name, overlap", [("dqn", False), ("sac", False), ("dqn", True), ("sac", True)])
+def test_train_and_resume_exactly_with_the_replay_memory(tmp_path, name, overlap):
     params, extra = CASES[name]
-    overrides = {**TINY, **extra}
+    overrides = {**TINY, **extra, "parallel.overlap": overlap}
     full = train(params, tmp_path / "full", overrides=overrides, progress=False)
     df = read_metrics(full / "metrics.csv")
     assert {f"{name}/q" if name == "dqn" else "sac/alpha", "steps/replay_ratio", "eval/return"} <= set(df.metric)
@@ -145,6 +177,10 @@ def test_train_and_resume_exactly_with_the_replay_memory(tmp_path, name):
         train(params, cut, overrides=overrides, progress=False, callbacks=[stop_at(300)])
     train(params, cut, overrides=overrides, resume=True, progress=False)
     assert learned_rows(cut).equals(learned_rows(full))
+    if overlap:  # deterministic, but not the serial run: the envs act with the weights of the phase's start
+        serial = train(params, tmp_path / "serial", overrides={**overrides, "parallel.overlap": False}, progress=False)
+        assert not learned_rows(serial).equals(learned_rows(full))
+        assert read_metrics(serial / "metrics.csv").gradient_step.max() == df.gradient_step.max()
 
 
 def test_without_the_replay_memory_in_the_checkpoint_a_warning_says_resume_is_not_exact(tmp_path, capsys):

@@ -84,3 +84,30 @@ def test_state_restores_the_same_samples(steps):
     assert all(np.array_equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="same algo.buffer_size"):
         ReplayMemory(80, 2, (1,), (), episode_limit=5).load_state_dict(m.state_dict())
+
+
+@pytest.mark.parametrize("slots_written", [5, 30, 47])  # not full, wrapping during the phase, full
+def test_a_view_reads_nothing_the_envs_write_while_a_phase_samples(slots_written):
+    """What a phase samples from its view is the same whether or not the envs wrote `ahead` more slots."""
+    memory, rng = ReplayMemory(40, 2, (3,), (1,), episode_limit=7), np.random.default_rng(0)
+    current = np.zeros((2, 3), np.float32)
+    def add(i, next_value):  # the loop's order: act on the current observation, step, store
+        nonlocal current
+        memory.set_obs(current)
+        done = np.array([i % 7 == 6, i % 5 == 4])
+        current = np.full((2, 3), next_value, np.float32)
+        memory.add(np.full((2, 1), i, np.float32), np.full(2, i, np.float32), done & [False, True],
+                   done & [True, False], -current, current)
+    for i in range(slots_written):
+        add(i, i + 1)
+    ahead = 4
+    view = memory.view(ahead)
+    before = memory.sample(256, np.random.default_rng(1), 0.9, 2, view)
+    for i in range(slots_written, slots_written + ahead):
+        add(1000 + i, 1000 + i)  # what the envs write meanwhile
+    after = memory.sample(256, np.random.default_rng(1), 0.9, 2, view)
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+    assert before["obs"].max() < 1000 and before["actions"].max() < 1000
+    serial = memory.view()  # after the writes: the newest transitions are there to sample
+    assert memory.sample(512, rng, 0.9, 1, serial)["actions"].max() >= 1000
