@@ -341,7 +341,7 @@ class Trainer:
         without unpickling anything."""
         parts = getattr(self.learner, "policy_parts", lambda: None)()  # (actor, obs normaliser), if it has one
         if self.rank == 0 and parts is not None:
-            save_policy(self.run_dir / "policy.pt", *parts, self.counter.policy_step)
+            save_policy(self.run_dir / "policy.pt", *parts, self.counter.policy_step, self.cfg.algo.name)
 
     def restore(self, state: dict) -> None:
         """Every rank restores the shared model, optimizer, normalisers and counters, and its own envs and
