@@ -144,9 +144,6 @@ class DQN(OffPolicyLearner):
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         return self.offset(actions)
 
-    def policy_parts(self):
-        return self.q_net, self.obs_norm
-
     @torch.inference_mode()
     def evaluate_actions(self, obs: np.ndarray, generator=None) -> np.ndarray:
         """Greedy; with a generator, epsilon-greedy at the schedule's final epsilon (QNetwork.sample)."""

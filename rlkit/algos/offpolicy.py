@@ -209,9 +209,9 @@ class OffPolicyLearner:
         return self.to_env(self.evaluate_actions(obs, generator))
 
     def policy_parts(self):
-        """policy.pt's (the module acting_network built, self.obs_norm); an algorithm without the classmethod
-        acting_network (rlkit.algos.base.Learner) keeps this None: it writes no policy.pt and rlkit.load says so."""
-        return None
+        """policy.pt's (acting network, normaliser): rlkit.load rebuilds the network with the algorithm's classmethod
+        acting_network (rlkit.algos.base.Learner), which build() made it with."""
+        return self.acting_module(), self.obs_norm
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         return actions

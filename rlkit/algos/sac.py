@@ -179,9 +179,6 @@ class SAC(OffPolicyLearner):
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         return self.scaler(actions)
 
-    def policy_parts(self):
-        return self.actor, self.obs_norm
-
     @torch.inference_mode()
     def evaluate_actions(self, obs: np.ndarray, generator=None) -> np.ndarray:
         obs = torch.as_tensor(obs, device=self.device)

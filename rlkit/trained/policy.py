@@ -108,8 +108,8 @@ def acting_network(name: str, run_dir):
     """The classmethod that builds algo.name's acting network (rlkit.algos.base.Learner.acting_network)."""
     build = getattr(learner_class(name), "acting_network", None)
     if build is None:
-        raise PolicyFileError(f"{run_dir}: algo.name {name} has no acting_network, so its runs write no policy.pt; "
-                              "give its learner the classmethod acting_network (rlkit.algos.base.Learner)")
+        raise PolicyFileError(f"{run_dir}: algo.name {name} has no acting_network, so rlkit.load cannot rebuild its "
+                              "network; give its learner that classmethod (rlkit.algos.base.Learner)")
     return build
 
 
@@ -121,7 +121,7 @@ def load(run_dir, overrides=None, policy_file=None) -> Policy:
         raise PolicyFileError(f"{run_dir}: not a run directory (no config.yaml); give the directory `rlkit train` "
                               "or `rlkit run` wrote, e.g. results/<experiment>/seed0")
     cfg = load_config(run_dir / "config.yaml", overrides)
-    acting_network(cfg.algo.name, run_dir)  # an algorithm that writes no policy file: that, not a missing file
+    acting_network(cfg.algo.name, run_dir)  # an algorithm rlkit.load cannot rebuild: that, not a missing file
     path = Path(policy_file) if policy_file else run_dir / "policy.pt"
     if not path.is_file():
         why = ("it has a checkpoint.pt from an rlkit that did not write policy.pt; resume it briefly "
