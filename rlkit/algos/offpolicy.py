@@ -258,11 +258,14 @@ class OffPolicyLearner:
         return {"agent": state["agent"]}
 
     # ------------------------------------------------------------------ what an algorithm defines
+    # Also the classmethod acting_network(cfg, env_info) (rlkit.algos.base.Learner), with which build() makes
+    # acting_module: not defined here, so that rlkit.load can tell an algorithm that has none.
     def build(self, env_info) -> None:
         raise NotImplementedError
 
     def acting_module(self) -> torch.nn.Module:
-        """The network explore() acts with (SAC: the actor, DQN: the Q-network)."""
+        """The network explore() acts with (SAC: the actor, DQN: the Q-network), built by acting_network; its
+        weights are policy.pt's."""
         raise NotImplementedError
 
     def random_actions(self, n: int) -> np.ndarray:
