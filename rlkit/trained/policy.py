@@ -41,7 +41,8 @@ class Policy:
             env.close()
         self.info, self.obs_space, self.action_space = info, info.obs_space, info.action_space
         self.layout = spaces.PackLayout(info.obs_space) if isinstance(info.obs_space, spaces.PACKED) else None
-        name, written_by = cfg.algo.name, state.get("algo", cfg.algo.name)  # older files: on-policy runs' only
+        # files written before "algo" was recorded lack it: on-policy runs', whose config.yaml names the algorithm
+        name, written_by = cfg.algo.name, state.get("algo", cfg.algo.name)
         if written_by != name:
             raise PolicyFileError(f"{run_dir}: the policy file is a {written_by} run's and config.yaml's algo.name is "
                                   f"{name}; give the policy file this run wrote")
