@@ -88,8 +88,16 @@ class Learner(Protocol):
     def replicate(self, world_size: int) -> None:
         """Several ranks: become one replica of a data-parallel model (rlkit.runs.distributed.replicate)."""
 
+    @classmethod
+    def acting_network(cls, cfg, env_info) -> tuple:
+        """(the network that acts, its map from the network's actions to env actions), built on the CPU from the
+        config and the env's spaces by the constructor the learner builds its own with: rlkit.load loads
+        policy.pt's weights into it. The network has mode(obs) -> greedy actions and sample(obs, generator) ->
+        (sampled actions, ...), both batched tensors."""
+
     def policy_parts(self):
-        """(actor, observation normaliser) for policy.pt, the file rlkit.load reads; None: this learner writes none."""
+        """(acting network, observation normaliser) for policy.pt, the file rlkit.load reads; None: this learner
+        writes none."""
 
     def state_dict(self) -> dict:
         """Top-level checkpoint entries every rank holds identically (weights, optimizer, statistics)."""

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlkit.algos.base import algorithm_keys
 from rlkit.algos.offpolicy import OffPolicyKeys, OffPolicyLearner, adam, load_modules, polyak
 from rlkit.config import ConfigError
-from rlkit.nn.networks import build_network
+from rlkit.nn.networks import build_network, distribution
 from rlkit.steps import crossed
 
 
@@ -63,6 +64,28 @@ def td_loss(q_net: nn.Module, target_net: nn.Module, batch: dict, double_q: bool
     return loss, {"loss/q": loss.detach(), "dqn/q": q.detach().mean()}
 
 
+class QNetwork(nn.Sequential):
+    """build_network's layers, obs -> [B, n] action values, that also act: mode is the greedy action and sample
+    epsilon-greedy at `epsilon` (the schedule's final epsilon_end), what the run's evaluations play with
+    eval.deterministic true and false. A Sequential of the same layers, so its weights keep the plain
+    network's names (checkpoints from before it load)."""
+
+    def __init__(self, net: nn.Sequential, n_actions: int, epsilon: float):
+        super().__init__(*net)
+        self.n_actions, self.epsilon = n_actions, epsilon
+
+    def mode(self, obs):
+        return self(obs).argmax(-1)
+
+    def sample(self, obs, generator=None):
+        """(epsilon-greedy actions, None): no log-probability, which nothing that acts needs."""
+        actions = self.mode(obs)
+        device = generator.device if generator is not None else actions.device
+        random = torch.rand(len(actions), generator=generator, device=device) < self.epsilon
+        draws = torch.randint(0, self.n_actions, (len(actions),), generator=generator, device=device)
+        return torch.where(random.to(actions.device), draws.to(actions.device), actions), None
+
+
 class DQN(OffPolicyLearner):
     Keys = DQNKeys
     defaults = {"gamma": 0.99, "mini_batch_size": 32, "max_grad_norm": 10.0, "hidden_sizes": [64, 64],
@@ -77,10 +100,19 @@ class DQN(OffPolicyLearner):
             raise ConfigError(f"'algo.name' dqn needs a Discrete action space; {cfg.env.id} has {space}: use sac for "
                               "continuous actions, or ppo")
 
+    @classmethod
+    def acting_network(cls, cfg, env_info):
+        """(the Q-network, the map of its indices to the Discrete space's, from its start): what build() trains
+        and rlkit.load rebuilds."""
+        space, epsilon = env_info.action_space, algorithm_keys(cfg).epsilon_end
+        q_net = QNetwork(build_network(env_info.obs_space, int(space.n), cfg.algo, out_gain=1.0), int(space.n), epsilon)
+        return q_net, distribution(space, cfg.algo)[1]  # the one place an action space's offset is read
+
     def build(self, env_info) -> None:
-        k, space = self.keys, env_info.action_space
-        self.n_actions, self.start = int(space.n), int(space.start)
-        self.q_net = build_network(env_info.obs_space, self.n_actions, self.cfg.algo, out_gain=1.0).to(self.device)
+        k = self.keys
+        self.n_actions = int(env_info.action_space.n)
+        q_net, self.offset = self.acting_network(self.cfg, env_info)
+        self.q_net = q_net.to(self.device)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         self.optimizer = adam(self.q_net.parameters(), k.learning_rate)
         self.n_step = k.n_step
@@ -110,17 +142,14 @@ class DQN(OffPolicyLearner):
         return actions
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
-        return actions + self.start if self.start else actions
+        return self.offset(actions)
 
+    @torch.inference_mode()
     def evaluate_actions(self, obs: np.ndarray, generator=None) -> np.ndarray:
-        """Greedy; with a generator, epsilon-greedy at the schedule's final epsilon."""
-        actions = self.greedy(obs)
-        if generator is not None:
-            u = torch.rand(len(obs), generator=generator, device=generator.device).cpu().numpy()
-            draws = torch.randint(0, self.n_actions, (len(obs),), generator=generator, device=generator.device)
-            random = u < self.keys.epsilon_end
-            actions[random] = draws.cpu().numpy()[random]
-        return actions
+        """Greedy; with a generator, epsilon-greedy at the schedule's final epsilon (QNetwork.sample)."""
+        obs = torch.as_tensor(obs, device=self.device)
+        actions = self.q_net.mode(obs) if generator is None else self.q_net.sample(obs, generator)[0]
+        return actions.cpu().numpy()
 
     def before_phase(self, counter) -> None:
         """The target network at the policy steps SB3 and CleanRL update it: every target_update_interval (the

@@ -20,8 +20,9 @@ random streams of their own, and the phase samples a view of the memory fixed wh
 the slots the envs write meanwhile (rlkit/data/replay.py, `view`). A phase's row is logged when it has finished,
 at the policy step the loop has reached by then.
 
-An algorithm is a subclass: its networks and optimizers (`build`), how it explores (`explore`), one gradient
-step (`update_step`), its greedy and sampled evaluation actions (`evaluate_actions`), and its state.
+An algorithm is a subclass: its networks and optimizers (`build`), the network that acts (`acting_network`,
+which `build` and rlkit.load both call), how it explores (`explore`), one gradient step (`update_step`), its
+greedy and sampled evaluation actions (`evaluate_actions`), and its state.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ import torch
 
 from rlkit.algos.base import Phase, algorithm_keys
 from rlkit.config import ConfigError
+from rlkit.data.normalize import ObsNormalizer
 from rlkit.data.replay import ReplayMemory, replay_bytes
 from rlkit.notices import warn
 from rlkit.runs.distributed import GradientAverager, broadcast_parameters
@@ -121,6 +123,9 @@ class OffPolicyLearner:
         self.memory = ReplayMemory(cfg.algo.buffer_size, cfg.num_envs, env_info.obs_shape, env_info.action_shape,
                                    env_info.obs_dtype, self.action_dtype, cfg.env.max_episode_steps, self.ahead)
         self.sync = {}  # several ranks: a gradient averager per optimizer (replicate)
+        # policy.pt's normaliser: a disabled one (normalize_obs is refused above), so the file keeps the on-policy
+        # runs' format and rlkit.load and export pass the observations through unchanged
+        self.obs_norm = ObsNormalizer(env_info.obs_shape, enabled=False)
         self.build(env_info)
         # what the envs act with: the learner's own network and streams, or (overlap) a copy and streams of their own
         self.act_rng, self.act_generator, self.behaviour = rng, generator, self.acting_module()
@@ -203,6 +208,11 @@ class OffPolicyLearner:
     def policy(self, obs: np.ndarray, generator=None) -> np.ndarray:
         return self.to_env(self.evaluate_actions(obs, generator))
 
+    def policy_parts(self):
+        """policy.pt's (acting network, normaliser): rlkit.load rebuilds the network with the algorithm's classmethod
+        acting_network (rlkit.algos.base.Learner), which build() made it with."""
+        return self.acting_module(), self.obs_norm
+
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         return actions
 
@@ -248,11 +258,14 @@ class OffPolicyLearner:
         return {"agent": state["agent"]}
 
     # ------------------------------------------------------------------ what an algorithm defines
+    # Also the classmethod acting_network(cfg, env_info) (rlkit.algos.base.Learner), with which build() makes
+    # acting_module: not defined here, so that rlkit.load can tell an algorithm that has none.
     def build(self, env_info) -> None:
         raise NotImplementedError
 
     def acting_module(self) -> torch.nn.Module:
-        """The network explore() acts with (SAC: the actor, DQN: the Q-network)."""
+        """The network explore() acts with (SAC: the actor, DQN: the Q-network), built by acting_network; its
+        weights are policy.pt's."""
         raise NotImplementedError
 
     def random_actions(self, n: int) -> np.ndarray:

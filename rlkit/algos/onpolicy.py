@@ -18,6 +18,7 @@ from rlkit.algos.parts import check_loss, config_parts
 from rlkit.config import ConfigError
 from rlkit.data.normalize import ObsNormalizer, ReturnFilter
 from rlkit.data.rollout import RolloutMemory
+from rlkit.nn.networks import build_actor
 from rlkit.runs.distributed import replicate
 from rlkit.steps import make_schedule
 
@@ -117,6 +118,12 @@ class OnPolicyLearner:
         for hook in self.hooks:
             hook.attach(self.agent, self.memory)
         self.warmup, self.actions, self.logprobs = False, None, None
+
+    @classmethod
+    def acting_network(cls, cfg, env_info):
+        """The agents' actor (rlkit.nn.networks.build_actor, which build_actor_critic calls) and its map to env
+        actions; a run trained with its own actor module (algo.actor, actor=) loads only with that code."""
+        return build_actor(env_info.obs_space, env_info.action_space, cfg.algo)
 
     def policy_parts(self):
         """What policy.pt holds (rlkit/runs/policy_file.py): the actor and the observation normaliser."""

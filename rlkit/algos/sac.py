@@ -145,11 +145,18 @@ class SAC(OffPolicyLearner):
             raise ConfigError(f"'algo.name' sac needs a 1-D Box action space; {cfg.env.id} has {space}: use dqn for "
                               "discrete actions, or ppo")
 
+    @classmethod
+    def acting_network(cls, cfg, env_info):
+        """(the actor, the map of its [-1, 1] actions to the env's Box): what build() trains and rlkit.load
+        rebuilds. Greedy: tanh(mean); sampled: tanh of a Gaussian draw, as in the run's evaluations."""
+        space = env_info.action_space
+        return SquashedGaussianActor(env_info.obs_space, space.shape[0], cfg.algo), ActionScaler(space.low, space.high)
+
     def build(self, env_info) -> None:
-        a, k, space = self.cfg.algo, self.keys, env_info.action_space
-        self.action_dim = space.shape[0]
-        self.scaler = ActionScaler(space.low, space.high)
-        self.actor = SquashedGaussianActor(env_info.obs_space, self.action_dim, a).to(self.device)
+        a, k = self.cfg.algo, self.keys
+        self.action_dim = env_info.action_space.shape[0]
+        actor, self.scaler = self.acting_network(self.cfg, env_info)  # first: the same initial weights as ever
+        self.actor = actor.to(self.device)
         self.critic = TwinQ(env_info.obs_space, self.action_dim, a).to(self.device)
         self.target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(k.alpha), device=self.device, requires_grad=k.tune_alpha)

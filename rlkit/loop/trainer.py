@@ -337,11 +337,11 @@ class Trainer:
         write_status(self.run_dir, **self.counters(), **status)
 
     def save_policy(self) -> None:
-        """policy.pt: the actor's weights and the observation statistics only (rlkit/runs/policy_file.py), read
+        """policy.pt: the acting network's weights and the observation statistics only (rlkit/runs/policy_file.py), read
         without unpickling anything."""
         parts = getattr(self.learner, "policy_parts", lambda: None)()  # (actor, obs normaliser), if it has one
         if self.rank == 0 and parts is not None:
-            save_policy(self.run_dir / "policy.pt", *parts, self.counter.policy_step)
+            save_policy(self.run_dir / "policy.pt", *parts, self.counter.policy_step, self.cfg.algo.name)
 
     def restore(self, state: dict) -> None:
         """Every rank restores the shared model, optimizer, normalisers and counters, and its own envs and

@@ -413,13 +413,20 @@ class Critic(nn.Module):
         return self.net(obs)
 
 
+def build_actor(obs_space, action_space, algo, net: nn.Module | None = None) -> tuple[Actor, object]:
+    """(Actor, map to env actions): the on-policy agents' actor (around the user's net when given), and what
+    rlkit.load rebuilds to load their policy.pt into."""
+    dist, to_env = distribution(action_space, algo)
+    net = net if net is not None else build_network(obs_space, dist.num_params, algo, out_gain=0.01)
+    return Actor(net, dist), to_env
+
+
 def build_actor_critic(obs_space, action_space, algo, device, value_heads: int = 1, actor=None, critic=None):
     """(Actor, Critic, map to env actions) on device: built from the spaces and algo.network, or around the
     user's modules (actor=, critic=: nn.Modules that follow the forward contract above)."""
-    dist, to_env = distribution(action_space, algo)
-    actor_net = actor if actor is not None else build_network(obs_space, dist.num_params, algo, out_gain=0.01)
+    actor, to_env = build_actor(obs_space, action_space, algo, actor)  # first: the same initial weights as ever
     critic_net = critic if critic is not None else build_network(obs_space, value_heads, algo, out_gain=1.0)
-    actor, critic = Actor(actor_net, dist).to(device), Critic(critic_net, value_heads).to(device)
+    actor, critic = actor.to(device), Critic(critic_net, value_heads).to(device)
     _check_contract(actor, critic, obs_space, device)
     return actor, critic, to_env
 

@@ -4,11 +4,16 @@ checkpoint.pt is a pickle (numpy random states, envs pickled with cloudpickle): 
 says, so it is for resuming your own runs only. policy.pt holds only tensors, numbers and strings, which
 `torch.load(weights_only=True)` reads without unpickling arbitrary objects:
 
-    {"format": "rlkit-policy", "version": 1, "rlkit": "0.2.0", "policy_step": N,
+    {"format": "rlkit-policy", "version": 1, "rlkit": "0.2.0", "policy_step": N, "algo": "sac",
      "actor": {parameter name: tensor}, "obs_norm": {"enabled": bool, "clip": float, "mean": tensor, "var": tensor, "count": float}}
 
-The networks are rebuilt from the run's config.yaml and the env's spaces (rlkit.trained.policy). The trainer
-writes it beside every checkpoint and before every evaluation, atomically, on rank 0 only.
+"algo" is the run's algo.name, and "actor" the weights of the network that acts: PPO's and A2C's actor, SAC's
+squashed Gaussian actor, DQN's Q-network. rlkit.trained.policy rebuilds that network from the run's config.yaml
+and the env's spaces by asking the learner of algo.name for it (acting_network, rlkit.algos.base.Learner), the
+constructor training built it with. Off-policy runs have no observation normaliser: theirs is written disabled
+(its mean 0 and var 1 unused). Files written before "algo" was recorded lack it (all from on-policy runs); the
+config's algo.name is used. The trainer writes the file beside every checkpoint and before every
+evaluation, atomically, on rank 0 only.
 """
 from __future__ import annotations
 
@@ -27,11 +32,12 @@ class PolicyFileError(ValueError):
     """policy.pt missing, foreign, from another version or not weights-only; the message is one line with the fix."""
 
 
-def save_policy(path: Path, actor: torch.nn.Module, obs_norm, policy_step: int) -> None:
-    """Write the actor's weights and the observation normaliser's statistics, tmp file then rename."""
+def save_policy(path: Path, actor: torch.nn.Module, obs_norm, policy_step: int, algo: str) -> None:
+    """Write the acting network's weights and the observation normaliser's statistics, tmp file then rename."""
     from rlkit import __version__
 
     state = {"format": FORMAT, "version": VERSION, "rlkit": __version__, "policy_step": int(policy_step),
+             "algo": str(algo),
              "actor": {k: v.detach().cpu().clone() for k, v in actor.state_dict().items()},
              "obs_norm": {"enabled": bool(obs_norm.enabled), "clip": float(obs_norm.clip),
                           "mean": torch.from_numpy(np.array(obs_norm.rms.mean, np.float64)),

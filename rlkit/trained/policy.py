@@ -6,9 +6,11 @@
     action = policy.act(obs, deterministic=True)     # one observation, or a batch [B, ...]
 
 Only policy.pt and config.yaml are read (rlkit/runs/policy_file.py): weights and statistics, never a pickle, so
-a run directory from someone else cannot run code here. The actor is rebuilt by rlkit.nn.networks from the
-config and the env's spaces, on the CPU whatever device trained it; observations are normalised by the same
-ObsNormalizer as in training, with the statistics the file holds.
+a run directory from someone else cannot run code here. The network that acts (PPO's and A2C's actor, SAC's
+squashed Gaussian actor, DQN's Q-network) is rebuilt from the config and the env's spaces by the learner of
+algo.name (its acting_network, the constructor training used), on the CPU whatever device trained it;
+observations are normalised by the same ObsNormalizer as in training, with the statistics the file holds
+(disabled for SAC and DQN, which train on raw observations).
 """
 from __future__ import annotations
 
@@ -19,16 +21,16 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlkit.algos.base import learner_class
 from rlkit.config import load_config
 from rlkit.data.normalize import ObsNormalizer
 from rlkit.envs import spaces
 from rlkit.envs.make import inspect_env, make_env
-from rlkit.nn.networks import Actor, build_network, distribution
 from rlkit.runs.policy_file import PolicyFileError, read_policy
 
 
 class Policy:
-    """The actor and the observation normaliser of a run, and the env it was trained on."""
+    """The acting network and the observation normaliser of a run, and the env it was trained on."""
 
     def __init__(self, cfg, state: dict, run_dir: Path | None = None):
         self.cfg, self.run_dir, self.policy_step = cfg, run_dir, int(state["policy_step"])
@@ -39,8 +41,12 @@ class Policy:
             env.close()
         self.info, self.obs_space, self.action_space = info, info.obs_space, info.action_space
         self.layout = spaces.PackLayout(info.obs_space) if isinstance(info.obs_space, spaces.PACKED) else None
-        dist, self.to_env = distribution(info.action_space, cfg.algo)
-        self.actor = Actor(build_network(info.obs_space, dist.num_params, cfg.algo, out_gain=0.01), dist)
+        # files written before "algo" was recorded lack it: on-policy runs', whose config.yaml names the algorithm
+        name, written_by = cfg.algo.name, state.get("algo", cfg.algo.name)
+        if written_by != name:
+            raise PolicyFileError(f"{run_dir}: the policy file is a {written_by} run's and config.yaml's algo.name is "
+                                  f"{name}; give the policy file this run wrote")
+        self.actor, self.to_env = acting_network(name, run_dir)(cfg, info)
         try:
             self.actor.load_state_dict(state["actor"])
         except RuntimeError as e:
@@ -59,7 +65,8 @@ class Policy:
 
         obs: as `make_env()` gives it, or as the raw env does (a Dict's dict of arrays, a Discrete's int;
         a dict of batched arrays for a batch). deterministic=False samples from the policy (generator: its
-        random numbers)."""
+        random numbers) as the run's evaluations did with eval.deterministic false: PPO, A2C and SAC draw from
+        their action distribution, DQN is epsilon-greedy at algo.kwargs.epsilon_end."""
         batch, single = self._as_batch(obs)
         x = torch.as_tensor(self.obs_norm(batch))
         with torch.inference_mode():
@@ -98,6 +105,15 @@ class Policy:
         return make_env(env_cfg)
 
 
+def acting_network(name: str, run_dir):
+    """The classmethod that builds algo.name's acting network (rlkit.algos.base.Learner.acting_network)."""
+    build = getattr(learner_class(name), "acting_network", None)
+    if build is None:
+        raise PolicyFileError(f"{run_dir}: algo.name {name} has no acting_network, so rlkit.load cannot rebuild its "
+                              "network; give its learner that classmethod (rlkit.algos.base.Learner)")
+    return build
+
+
 def load(run_dir, overrides=None, policy_file=None) -> Policy:
     """The policy of a run directory (its policy.pt, or policy_file), with config overrides for the env
     (["env.kwargs.X=1", ...] or {"env.kwargs.X": 1}): evaluating under a changed env."""
@@ -105,11 +121,12 @@ def load(run_dir, overrides=None, policy_file=None) -> Policy:
     if not (run_dir / "config.yaml").is_file():
         raise PolicyFileError(f"{run_dir}: not a run directory (no config.yaml); give the directory `rlkit train` "
                               "or `rlkit run` wrote, e.g. results/<experiment>/seed0")
+    cfg = load_config(run_dir / "config.yaml", overrides)
+    acting_network(cfg.algo.name, run_dir)  # an algorithm rlkit.load cannot rebuild: that, not a missing file
     path = Path(policy_file) if policy_file else run_dir / "policy.pt"
     if not path.is_file():
         why = ("it has a checkpoint.pt from an rlkit that did not write policy.pt; resume it briefly "
                "(rlkit train --resume) with a newer rlkit" if (run_dir / "checkpoint.pt").exists() and not policy_file
                else "the run has not reached its first evaluation or checkpoint yet")
         raise PolicyFileError(f"{path}: no policy file ({why})")
-    state = read_policy(path)
-    return Policy(load_config(run_dir / "config.yaml", overrides), state, run_dir)
+    return Policy(cfg, read_policy(path), run_dir)

@@ -1,5 +1,5 @@
 """rlkit export: one file, observation -> deterministic action, equal to policy.act on 1,000 observations of the
-env, read back without rlkit (torch.jit.load; onnxruntime for ONNX)."""
+env, read back without rlkit (torch.jit.load; onnxruntime for ONNX); PPO's policies, SAC's and DQN's."""
 import json
 
 import numpy as np
@@ -12,7 +12,7 @@ from rlkit.trained.export import export, sample_observations
 from trained_runs import trained_runs  # noqa: F401 (the fixture)
 
 
-@pytest.mark.parametrize("case", ["vector", "image", "dict", "multidiscrete"])
+@pytest.mark.parametrize("case", ["vector", "image", "dict", "multidiscrete", "sac", "dqn"])
 def test_torchscript_acts_as_the_policy_on_1000_observations(trained_runs, case, tmp_path):
     policy = rlkit.load(trained_runs[case])
     path = export(policy, tmp_path / "policy.ts", "torchscript")
@@ -27,7 +27,7 @@ def test_torchscript_acts_as_the_policy_on_1000_observations(trained_runs, case,
     assert meta["obs_shape"] == list(obs.shape[1:]) and ("packed" in meta) == (case == "dict")
 
 
-@pytest.mark.parametrize("case", ["vector", "image"])
+@pytest.mark.parametrize("case", ["vector", "image", "sac", "dqn"])
 def test_onnx_acts_as_the_policy_on_1000_observations(trained_runs, case, tmp_path):
     import onnxruntime as ort  # the onnx extra (in dev)
     policy = rlkit.load(trained_runs[case])

@@ -27,7 +27,7 @@ def test_load_holds_the_checkpoints_actor_and_normaliser(trained_runs, case):
     assert state["format"] == "rlkit-policy" and state["policy_step"] == 512
 
 
-@pytest.mark.parametrize("case", ["vector", "image", "dict", "multidiscrete"])
+@pytest.mark.parametrize("case", ["vector", "image", "dict", "multidiscrete", "sac", "dqn"])
 def test_act_one_observation_or_a_batch_in_the_envs_spaces(trained_runs, case):
     policy = rlkit.load(trained_runs[case])
     env = policy.make_env()
@@ -96,6 +96,22 @@ def test_missing_or_foreign_policy_files_are_one_line(trained_runs, tmp_path, ca
         assert main([command, str(run)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "policy file version 99" in err, err
+
+
+def test_a_policy_file_from_before_algo_was_recorded_loads(trained_runs, tmp_path):
+    import shutil
+
+    run = tmp_path / "older"
+    shutil.copytree(trained_runs["vector"], run)
+    state = torch.load(run / "policy.pt", weights_only=True)
+    torch.save({k: v for k, v in state.items() if k != "algo"}, run / "policy.pt")
+    obs = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    np.testing.assert_array_equal(rlkit.load(run).act(obs), rlkit.load(trained_runs["vector"]).act(obs))
+
+
+def test_another_algorithms_policy_file_is_one_line(trained_runs):
+    with pytest.raises(PolicyFileError, match="the policy file is a sac run's and config.yaml's algo.name is ppo"):
+        rlkit.load(trained_runs["vector"], policy_file=trained_runs["sac"] / "policy.pt")
 
 
 def test_a_changed_network_is_one_line(trained_runs, tmp_path):
