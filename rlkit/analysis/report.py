@@ -315,13 +315,16 @@ def on_grid(runs: pd.DataFrame, metric: str, x="policy_step", points=100, smooth
     evaluations as interpolation would. Values logged at the same x (episodes ending together) are
     averaged first; then ``smooth`` > 1 takes a trailing mean over the last ``smooth`` logged values.
     The grid spans from the latest first point to the earliest last point across the group's runs, so
-    every run has a value everywhere (no extrapolation). Returns long rows: env_id, experiment, run, <x>, value."""
+    every run has a value everywhere (no extrapolation); a group whose runs share no range (one run's wall time
+    all after another's) has no grid. Returns long rows: env_id, experiment, run, <x>, value."""
     out = []
     for (env_id, exp), g in runs[runs.metric == metric].groupby(["env_id", "experiment"]):
         curves = {run: d.groupby(x)["value"].mean().rolling(smooth, min_periods=1).mean()
                   for run, d in g.groupby("run")}
         lo = max(c.index[0] for c in curves.values())
         hi = min(c.index[-1] for c in curves.values())
+        if hi < lo:  # a run that starts after another ends has no value there: nothing to aggregate
+            continue
         grid = np.linspace(lo, hi, points) if hi > lo else np.array([hi])
         for run, c in curves.items():
             idx = np.searchsorted(c.index.to_numpy(), grid, side="right") - 1

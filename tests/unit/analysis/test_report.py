@@ -119,6 +119,9 @@ def test_grid_holds_last_value_and_stops_at_shortest_run():
     # the grid starts where every run has logged something
     late = pd.concat([tidy("a", [0, 10], [1.0, 2.0]), tidy("b", [4, 10], [5.0, 6.0])])
     assert report.on_grid(late, "eval/return", points=3).policy_step.min() == 4
+    # runs that share no range (one's wall time all after the other's end): no grid, not another run's last value
+    apart = pd.concat([tidy("a", [0, 10], [1.0, 2.0]), tidy("b", [20, 30], [5.0, 6.0])])
+    assert report.on_grid(apart, "eval/return", points=3).empty
 
 
 # ---------------------------------------------------------------- statistics
