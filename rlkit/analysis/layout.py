@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rlkit.analysis.report import (_slug, config_diff, few_seeds_note, readable, seeds_for_ci, seeds_for_improvement,
-                                   short_names, with_ci)
+from rlkit.analysis.report import (_slug, algos_of, config_diff, few_seeds_note, readable, seeds_for_ci,
+                                   seeds_for_improvement, short_names, with_ci)
 
 HEADLINE_STYLE = ("<style>.rlkit-headline td,.rlkit-headline th{padding:3px 8px;border-bottom:1px solid #ddd;"
                   "text-align:left}.rlkit-headline .score{white-space:nowrap;font-weight:600}"
@@ -39,7 +39,7 @@ def headline_html(rep, env_id: str) -> str:
     """The answer for one environment, narrow enough for a notebook: no config columns. A CI that rests on fewer
     runs than its level needs is marked \u2020, with the note under the table (rlkit.analysis.report.seeds_for_ci)."""
     s = rep.summary[rep.summary.env_id == env_id]
-    names = short_names(s.experiment)
+    names = short_names(s.experiment, algos_of(s))
     need, need_poi = seeds_for_ci(rep.ci), seeds_for_improvement(rep.ci)
     seeds = dict(zip(s.experiment, s.n_seeds))
     rows, marked = [], False

@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure  # no pyplot: Agg rendering, no global figure state
 
+from rlkit.config import AlgoConfig
 from rlkit.analysis.runcheck import differences, flatten, metrics_problem, read_config, without_seed  # noqa: F401 (flatten re-exported)
 from rlkit.runs.metrics import COLUMNS, read_metrics
 from rlkit.analysis.scores import (FINAL_METRIC, FINAL_WINDOW, STATISTICS, iqm, mean, median,  # noqa: F401 (re-exported)
@@ -140,12 +141,16 @@ def _run_meta(run_dir: Path, labels: dict | None = None) -> dict:
     if seed is None:  # fall back to the run name, e.g. "seed3"
         m = re.search(r"(\d+)$", run_dir.name)
         seed = int(m.group(1)) if m else None
+    algo = cfg.get("algo") if isinstance(cfg.get("algo"), dict) else {}
+    # a config.yaml without algo.name trained the default algorithm (written before there were others)
     return {"experiment": (labels or {}).get(run_dir, run_dir.parent.name), "run": run_dir.name,
-            "env_id": str(env_id) if env_id else "unknown", "seed": seed}
+            "env_id": str(env_id) if env_id else "unknown", "seed": seed,
+            "algo": str(algo.get("name", AlgoConfig.name)) if cfg else None}
 
 
 def load_runs(results_dir="results", labels: dict | None = None) -> pd.DataFrame:
-    """All runs' metrics as one tidy frame: the metrics.csv columns plus ``experiment, run, env_id, seed``.
+    """All runs' metrics as one tidy frame: the metrics.csv columns plus ``experiment, run, env_id, seed, algo``
+    (algo.name of the run's config.yaml; None without one).
     Raises ValueError when there are no runs. labels: experiment_labels(results_dir)[0], if already read."""
     runs = find_runs(results_dir)
     if not runs:
@@ -212,19 +217,20 @@ def experiment_configs(results_dir, labels: dict | None = None) -> dict[str, dic
 # ---------------------------------------------------------------- summary
 def summarise(runs: pd.DataFrame, metric=FINAL_METRIC, window=FINAL_WINDOW, ci=CI_LEVEL, reps=2000, seed=0,
               baseline: str | None = None) -> pd.DataFrame:
-    """One row per experiment: seeds, final IQM / mean / median over seeds with stratified-bootstrap CIs,
-    and the probability of improvement over the baseline with its CI.
+    """One row per experiment: its algorithm, seeds, final IQM / mean / median over seeds with
+    stratified-bootstrap CIs, and the probability of improvement over the baseline with its CI.
 
     The baseline is ``baseline`` for the experiments on its environment; without one, each environment's
     first experiment (sorted by name). PoI compares only experiments on the same environment."""
-    finals = final_scores(runs, metric, window)
+    finals, algos = final_scores(runs, metric, window), algos_of(runs)
     if baseline is not None and baseline not in set(finals.experiment):
         raise ValueError(f"--baseline {baseline}: no such experiment; choose one of "
                          f"{', '.join(sorted(set(finals.experiment)))}")
     rows = []
     for (exp, env_id), g in finals.groupby(["experiment", "env_id"], sort=True):
         scores = g.final.dropna().to_numpy()
-        row = {"experiment": exp, "env_id": env_id, "metric": metric, "n_seeds": len(scores)}
+        row = {"experiment": exp, "env_id": env_id, "algo": algos.get(exp), "metric": metric,
+               "n_seeds": len(scores)}
         for name, stat in STATISTICS.items():
             row[f"final_{name}"] = float(stat(scores)) if len(scores) else np.nan
             row[f"final_{name}_low"], row[f"final_{name}_high"] = (
@@ -382,7 +388,7 @@ def plot_experiments(runs, metric=FINAL_METRIC, x="policy_step", ci=CI_LEVEL, ou
         return paths
     for env_id, ge in data.groupby("env_id"):
         experiments = sorted(ge.experiment.unique())
-        names = short_names(experiments)
+        names = short_names(experiments, algos_of(ge), {e: ge[ge.experiment == e].run.nunique() for e in experiments})
         cols = min(3, len(experiments))
         rows = -(-len(experiments) // cols)
         fig = Figure(figsize=(max(4.2 * cols, 7.5), 3.2 * rows + 0.4), dpi=100, layout="constrained")
@@ -398,7 +404,7 @@ def plot_experiments(runs, metric=FINAL_METRIC, x="policy_step", ci=CI_LEVEL, ou
                     label="IQM")
             ax.fill_between(table.index, band[:, 0], band[:, 1], step="post", color="C0", alpha=0.25,
                             label=f"{ci:.0%} CI")
-            ax.set_title(f"{names[exp]} (n={table.shape[1]})", fontsize=8)
+            ax.set_title(names[exp], fontsize=8)
             _finish_axes(ax, x, metric)
         for ax in axes[len(experiments):]:
             ax.set_visible(False)
@@ -427,7 +433,8 @@ def plot_intervals(summary: pd.DataFrame, out_dir="results/report", ci=CI_LEVEL)
             ax.set_xlabel("final score", fontsize=8)
             ax.grid(alpha=0.3, axis="x")
             ax.tick_params(labelsize=7)
-        axes[0].set_yticks(np.arange(len(g)), g.experiment.map(short_names(g.experiment)), fontsize=7)
+        names = short_names(g.experiment, algos_of(g))
+        axes[0].set_yticks(np.arange(len(g)), g.experiment.map(names), fontsize=7)
         fig.suptitle(f"{env_id}: final scores across seeds, {ci:.0%} stratified-bootstrap CIs", fontsize=10)
         fig.tight_layout()
         _note_few_runs(fig, list(g.n_seeds), ci)
@@ -442,7 +449,7 @@ def plot_improvement(summary: pd.DataFrame, out_dir="results/report", ci=CI_LEVE
     out_dir.mkdir(parents=True, exist_ok=True)
     for env_id, g in summary[summary.poi.notna()].groupby("env_id"):
         g = g.iloc[::-1]
-        names = short_names(summary[summary.env_id == env_id].experiment)
+        names = short_names(summary[summary.env_id == env_id].experiment, algos_of(summary))
         fig = Figure(figsize=(8, 1.6 + 0.45 * len(g)), dpi=100)
         ax = fig.add_subplot()
         err = np.abs(np.vstack([g.poi - g.poi_low, g.poi_high - g.poi]).astype(float))
@@ -476,13 +483,29 @@ def _note_few_runs(fig, counts, ci, need=None, unit="seeds") -> None:
                               f"a {ci:.0%} CI needs at least {need} {unit}", fontsize=7, color="#a05000")
 
 
-def short_names(names) -> dict:
-    """Plot labels: a sweep's variants share "<stem>__"; drop that prefix so the swept values stand out."""
+def short_names(names, algos: dict | None = None, seeds: dict | None = None) -> dict:
+    """Plot labels: a sweep's variants share "<stem>__"; drop that prefix so the swept values stand out.
+
+    algos (experiment -> algorithm, algos_of): when the experiments trained different algorithms, each label
+    names its own, "pendulum (ppo)" beside "pendulum_sac (sac)"; seeds (experiment -> runs): "(n=3)"."""
     names = list(names)
     stems = {n.split("__", 1)[0] for n in names}
     if len(stems) == 1 and all("__" in n for n in names):
-        return {n: n.split("__", 1)[1].replace("__", ", ") for n in names}
-    return {n: n for n in names}
+        short = {n: n.split("__", 1)[1].replace("__", ", ") for n in names}
+    else:
+        short = {n: n for n in names}
+    algos = algos if algos and len({algos.get(n) for n in names}) > 1 else {}
+    for n in names:
+        extra = ([str(algos.get(n) or "unknown")] if algos else []) + ([f"n={seeds[n]}"] if n in (seeds or {}) else [])
+        short[n] += f" ({', '.join(extra)})" if extra else ""
+    return short
+
+
+def algos_of(frame: pd.DataFrame) -> dict:
+    """experiment -> its algorithm, from load_runs' or summarise's frame ({} for a frame without them)."""
+    if "algo" not in frame or frame.empty:
+        return {}
+    return {e: a for e, a in frame.groupby("experiment")["algo"].first().items() if isinstance(a, str)}
 
 
 def _stat_label(name: str) -> str:
