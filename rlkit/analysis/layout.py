@@ -4,8 +4,9 @@ Each section opens with a headline table that fits a notebook's column (experime
 CI, median, probability of improvement over the baseline, the runs' states), then what differs between that
 environment's experiments (keys that differ only because the environments differ are not differences), the
 interactive comparison (rlkit/analysis/compare.py), and the static figures that show something the interactive
-one does not (each seed's curve, the final scores' intervals, the probability of improvement). A figure with
-nothing to draw is one line saying why. report.ipynb and index.html render the same sections.
+one does not (each seed's curve, the IQM against policy steps and wall time side by side, the final scores'
+intervals, the probability of improvement). A figure with nothing to draw is one line saying why. report.ipynb
+and index.html render the same sections.
 """
 from __future__ import annotations
 
@@ -83,8 +84,9 @@ def differences_html(rep, env_id: str) -> str:
     return "<p><b>What differs</b></p>" + diff.to_html(escape=True)
 
 
-# the static figures that add to the interactive one: each seed, the final intervals, the improvement
-SHOWN = re.compile(r"__(.+__seeds|intervals|improvement)\.png$")
+# the static figures that add to the interactive one: each seed, the IQM against steps and wall time side by side
+# (the interactive one shows one x axis at a time), the final intervals, the improvement
+SHOWN = re.compile(r"__(.+__seeds|.+__wall_time|intervals|improvement)\.png$")
 
 
 def figures_of(rep, env_id: str) -> list[Path]:

@@ -350,31 +350,59 @@ def _band(table: pd.DataFrame, stat, ci, reps, seed) -> np.ndarray:
 
 def plot_metric(runs, metric=FINAL_METRIC, x="policy_step", aggregate="iqm", ci=CI_LEVEL,
                 out_dir="results/report", points=100, smooth=1, reps=1000, seed=0) -> list[Path]:
-    """One PNG per environment: ``aggregate`` across seeds of ``metric`` vs ``x``, one line per
-    experiment with its bootstrap CI band. Returns the paths."""
+    """One PNG per environment (metric_figures): ``aggregate`` across seeds of ``metric``, one panel per x axis
+    in ``x`` (a name, or several: ``("policy_step", "wall_time")`` side by side). Returns the paths."""
+    xs = [x] if isinstance(x, str) else list(x)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    grid, stat, paths = on_grid(runs, metric, x, points, smooth), STATISTICS[aggregate], []
-    if grid.empty:
-        return paths
-    for env_id, ge in grid.groupby("env_id"):
-        fig = Figure(figsize=(7, 4), dpi=110)
-        ax = fig.add_subplot()
-        names = short_names(ge.experiment.unique())
-        for exp, g in ge.groupby("experiment"):
-            table = g.pivot(index=x, columns="run", values="value")  # grid x runs
-            band = _band(table, stat, ci, reps, seed)
-            (line,) = ax.plot(table.index, stat(table.to_numpy(), axis=1), drawstyle="steps-post",  # the hold
-                              label=f"{names[exp]} (n={table.shape[1]})")
-            ax.fill_between(table.index, band[:, 0], band[:, 1], step="post", color=line.get_color(), alpha=0.2)
-        _finish_axes(ax, x, metric)
-        ax.set_title(f"{env_id}: {_stat_label(aggregate)} of {metric} across seeds, {ci:.0%} CI", fontsize=10)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        _note_few_runs(fig, [ge[ge.experiment == e].run.nunique() for e in ge.experiment.unique()], ci)
-        paths.append(out_dir / f"{_slug(env_id)}__{_slug(metric)}__{x}.png")
+    paths = []
+    for env_id, fig in metric_figures(runs, metric, xs, aggregate, ci, points, smooth, reps, seed).items():
+        paths.append(out_dir / f"{_slug(env_id)}__{_slug(metric)}__{'__'.join(xs)}.png")
         fig.savefig(paths[-1])
     return paths
+
+
+def metric_figures(runs, metric=FINAL_METRIC, xs=("policy_step", "wall_time"), aggregate="iqm", ci=CI_LEVEL,
+                   points=100, smooth=1, reps=1000, seed=0) -> dict:
+    """env_id -> a Figure with one panel per x in ``xs``: a line per experiment (the same colour in every
+    panel) with its bootstrap CI band, and one legend under the panels for all of them."""
+    grids, stat, figures = {x: on_grid(runs, metric, x, points, smooth) for x in xs}, STATISTICS[aggregate], {}
+    envs = sorted({e for g in grids.values() if not g.empty for e in g.env_id})
+    algos = algos_of(runs)
+    for env_id in envs:
+        experiments = sorted({e for g in grids.values() if not g.empty for e in g[g.env_id == env_id].experiment})
+        seeds = {e: runs[(runs.experiment == e) & (runs.metric == metric)].run.nunique() for e in experiments}
+        names = short_names(experiments, algos, seeds)
+        fig = Figure(figsize=(4.6 * len(xs) + 0.6, 4.2), dpi=110, layout="constrained")
+        axes = fig.subplots(1, len(xs), squeeze=False, sharey=True).ravel()
+        for ax, x in zip(axes, xs):
+            grid, missing = grids[x], []
+            for k, exp in enumerate(experiments):
+                g = grid[(grid.env_id == env_id) & (grid.experiment == exp)] if not grid.empty else grid
+                if g.empty:
+                    missing.append(names[exp])
+                    continue
+                table = g.pivot(index=x, columns="run", values="value")  # grid x runs
+                band, color = _band(table, stat, ci, reps, seed), f"C{k % 10}"
+                ax.plot(table.index, stat(table.to_numpy(), axis=1), drawstyle="steps-post", color=color,  # the hold
+                        label=names[exp])
+                ax.fill_between(table.index, band[:, 0], band[:, 1], step="post", color=color, alpha=0.2)
+            if missing:  # say why a line of the legend is not in this panel (above it: no curve covered)
+                ax.set_title(f"not drawn, its runs' ranges do not overlap: {', '.join(missing)}", fontsize=7,
+                             color="0.35")
+            _finish_axes(ax, x, metric)
+        for ax in axes[1:]:
+            ax.set_ylabel("")
+        lines = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
+        # one legend under the panels, not on them: no curve is covered, however many experiments there are
+        # (above them, constrained layout puts it over the title)
+        fig.legend([lines[names[e]] for e in experiments if names[e] in lines],
+                   [names[e] for e in experiments if names[e] in lines], loc="outside lower center",
+                   ncols=min(len(lines), 3) or 1, fontsize=8, frameon=False)
+        fig.suptitle(f"{env_id}: {_stat_label(aggregate)} of {metric} across seeds, {ci:.0%} CI", fontsize=10)
+        _note_few_runs(fig, list(seeds.values()), ci)
+        figures[env_id] = fig
+    return figures
 
 
 def plot_experiments(runs, metric=FINAL_METRIC, x="policy_step", ci=CI_LEVEL, out_dir="results/report",
@@ -623,10 +651,11 @@ def build(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="policy_st
         from rlkit.analysis.compare import comparison_figures
 
         rep.interactive = comparison_figures(runs, ci=ci)
-        rep.figures = (plot_experiments(runs, metric, x, ci, out_dir) + plot_intervals(summary, out_dir, ci)
-                       + plot_improvement(summary, out_dir, ci) + plot_metric(runs, metric, x, "iqm", ci, out_dir))
-        if x != "wall_time":
-            rep.figures += plot_metric(runs, metric, "wall_time", "iqm", ci, out_dir)
+        # the comparison: the same experiments against steps (x) and against the training loop's wall time
+        steps = x if x != "wall_time" else "policy_step"
+        rep.figures = (plot_experiments(runs, metric, x, ci, out_dir)
+                       + plot_metric(runs, metric, (steps, "wall_time"), "iqm", ci, out_dir)
+                       + plot_intervals(summary, out_dir, ci) + plot_improvement(summary, out_dir, ci))
     return rep
 
 
