@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="execute notebooks/report.ipynb over a results directory")
     p.add_argument("results", nargs="?", default="results")
     p.add_argument("--metric", default="eval/return")
-    p.add_argument("--x", default="policy_step", choices=["policy_step", "env_step", "gradient_step", "wall_time"])
+    p.add_argument("--x", default="policy_step", choices=["policy_step", "env_step", "gradient_step", "wall_time"],
+                   help="x axis of the per-seed figure and the comparison's left panel (the right one is always the "
+                        "training loop's wall time; --x wall_time puts policy steps on the left)")
     p.add_argument("--baseline", metavar="EXPERIMENT",
                    help="compare every experiment with this one (probability of improvement); default: the first")
     p.add_argument("--window", type=float, default=None,

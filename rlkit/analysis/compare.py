@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from rlkit.analysis.report import CI_LEVEL, _band, on_grid, short_names
+from rlkit.analysis.report import CI_LEVEL, _band, algos_of, on_grid, short_names
 from rlkit.analysis.scores import iqm
 
 METRICS = ("eval/return", "episode/return")
@@ -32,23 +32,26 @@ def comparison_figures(runs: pd.DataFrame, metrics=METRICS, ci=CI_LEVEL, points=
     grids = {(m, x): on_grid(runs, m, x, points) for m, x in pairs}
     for env_id in sorted(runs.env_id.unique()) if not runs.empty else []:
         fig, owner = go.Figure(), []  # owner[i]: the view trace i belongs to
-        names = short_names(sorted(runs[runs.env_id == env_id].experiment.unique()))
+        experiments, algos = sorted(runs[runs.env_id == env_id].experiment.unique()), algos_of(runs)
+        names = short_names(experiments, algos)
         for view_index, (m, x) in enumerate(pairs):
             grid = grids[(m, x)]
             if grid.empty or env_id not in set(grid.env_id):
                 continue
-            for k, (exp, g) in enumerate(grid[grid.env_id == env_id].groupby("experiment")):
+            grid = grid[grid.env_id == env_id]
+            labels = short_names(experiments, algos, grid.groupby("experiment").run.nunique().to_dict())
+            for exp, g in grid.groupby("experiment"):
                 table = g.pivot(index=x, columns="run", values="value")
                 band, line = _band(table, iqm, ci, reps, seed), iqm(table.to_numpy(), axis=1)
-                color = f"hsl({(k * 137) % 360},65%,45%)"  # a fixed color per experiment across views
-                label = f"{names[exp]} (n={table.shape[1]})"
+                # a fixed color per experiment across views, even one where another experiment has no data
+                color = f"hsl({(experiments.index(exp) * 137) % 360},65%,45%)"
                 steps = table.index.to_numpy()
                 fig.add_trace(go.Scatter(x=steps, y=band[:, 1], mode="lines", line=dict(width=0, shape="hv"),
                                          legendgroup=exp, showlegend=False, hoverinfo="skip"))
                 fig.add_trace(go.Scatter(x=steps, y=band[:, 0], mode="lines", line=dict(width=0, shape="hv"),
                                          fill="tonexty", fillcolor=color.replace("hsl", "hsla").replace(")", ",0.2)"),
                                          legendgroup=exp, showlegend=False, hoverinfo="skip"))
-                fig.add_trace(go.Scatter(x=steps, y=line, mode="lines", name=label, legendgroup=exp,
+                fig.add_trace(go.Scatter(x=steps, y=line, mode="lines", name=labels[exp], legendgroup=exp,
                                          line=dict(color=color, width=2, shape="hv"),
                                          hovertemplate=f"{names[exp]}<br>{X_AXES[x]}: %{{x:,.0f}}<br>IQM {m}: "
                                                        "%{y:.4g}<extra></extra>"))

@@ -4,8 +4,9 @@ Each section opens with a headline table that fits a notebook's column (experime
 CI, median, probability of improvement over the baseline, the runs' states), then what differs between that
 environment's experiments (keys that differ only because the environments differ are not differences), the
 interactive comparison (rlkit/analysis/compare.py), and the static figures that show something the interactive
-one does not (each seed's curve, the final scores' intervals, the probability of improvement). A figure with
-nothing to draw is one line saying why. report.ipynb and index.html render the same sections.
+one does not (each seed's curve, the IQM against policy steps and wall time side by side, the final scores'
+intervals, the probability of improvement). A figure with nothing to draw is one line saying why. report.ipynb
+and index.html render the same sections.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rlkit.analysis.report import (_slug, config_diff, few_seeds_note, readable, seeds_for_ci, seeds_for_improvement,
-                                   short_names, with_ci)
+from rlkit.analysis.report import (_slug, algos_of, config_diff, few_seeds_note, readable, seeds_for_ci,
+                                   seeds_for_improvement, short_names, with_ci)
 
 HEADLINE_STYLE = ("<style>.rlkit-headline td,.rlkit-headline th{padding:3px 8px;border-bottom:1px solid #ddd;"
                   "text-align:left}.rlkit-headline .score{white-space:nowrap;font-weight:600}"
@@ -39,7 +40,7 @@ def headline_html(rep, env_id: str) -> str:
     """The answer for one environment, narrow enough for a notebook: no config columns. A CI that rests on fewer
     runs than its level needs is marked \u2020, with the note under the table (rlkit.analysis.report.seeds_for_ci)."""
     s = rep.summary[rep.summary.env_id == env_id]
-    names = short_names(s.experiment)
+    names = short_names(s.experiment, algos_of(s))
     need, need_poi = seeds_for_ci(rep.ci), seeds_for_improvement(rep.ci)
     seeds = dict(zip(s.experiment, s.n_seeds))
     rows, marked = [], False
@@ -83,8 +84,9 @@ def differences_html(rep, env_id: str) -> str:
     return "<p><b>What differs</b></p>" + diff.to_html(escape=True)
 
 
-# the static figures that add to the interactive one: each seed, the final intervals, the improvement
-SHOWN = re.compile(r"__(.+__seeds|intervals|improvement)\.png$")
+# the static figures that add to the interactive one: each seed, the IQM against steps and wall time side by side
+# (the interactive one shows one x axis at a time), the final intervals, the improvement
+SHOWN = re.compile(r"__(.+__seeds|.+__wall_time|intervals|improvement)\.png$")
 
 
 def figures_of(rep, env_id: str) -> list[Path]:

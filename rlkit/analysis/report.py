@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure  # no pyplot: Agg rendering, no global figure state
 
+from rlkit.config import AlgoConfig
 from rlkit.analysis.runcheck import differences, flatten, metrics_problem, read_config, without_seed  # noqa: F401 (flatten re-exported)
 from rlkit.runs.metrics import COLUMNS, read_metrics
 from rlkit.analysis.scores import (FINAL_METRIC, FINAL_WINDOW, STATISTICS, iqm, mean, median,  # noqa: F401 (re-exported)
@@ -140,12 +141,16 @@ def _run_meta(run_dir: Path, labels: dict | None = None) -> dict:
     if seed is None:  # fall back to the run name, e.g. "seed3"
         m = re.search(r"(\d+)$", run_dir.name)
         seed = int(m.group(1)) if m else None
+    algo = cfg.get("algo") if isinstance(cfg.get("algo"), dict) else {}
+    # a config.yaml without algo.name trained the default algorithm (written before there were others)
     return {"experiment": (labels or {}).get(run_dir, run_dir.parent.name), "run": run_dir.name,
-            "env_id": str(env_id) if env_id else "unknown", "seed": seed}
+            "env_id": str(env_id) if env_id else "unknown", "seed": seed,
+            "algo": str(algo.get("name", AlgoConfig.name)) if cfg else None}
 
 
 def load_runs(results_dir="results", labels: dict | None = None) -> pd.DataFrame:
-    """All runs' metrics as one tidy frame: the metrics.csv columns plus ``experiment, run, env_id, seed``.
+    """All runs' metrics as one tidy frame: the metrics.csv columns plus ``experiment, run, env_id, seed, algo``
+    (algo.name of the run's config.yaml; None without one).
     Raises ValueError when there are no runs. labels: experiment_labels(results_dir)[0], if already read."""
     runs = find_runs(results_dir)
     if not runs:
@@ -212,19 +217,20 @@ def experiment_configs(results_dir, labels: dict | None = None) -> dict[str, dic
 # ---------------------------------------------------------------- summary
 def summarise(runs: pd.DataFrame, metric=FINAL_METRIC, window=FINAL_WINDOW, ci=CI_LEVEL, reps=2000, seed=0,
               baseline: str | None = None) -> pd.DataFrame:
-    """One row per experiment: seeds, final IQM / mean / median over seeds with stratified-bootstrap CIs,
-    and the probability of improvement over the baseline with its CI.
+    """One row per experiment: its algorithm, seeds, final IQM / mean / median over seeds with
+    stratified-bootstrap CIs, and the probability of improvement over the baseline with its CI.
 
     The baseline is ``baseline`` for the experiments on its environment; without one, each environment's
     first experiment (sorted by name). PoI compares only experiments on the same environment."""
-    finals = final_scores(runs, metric, window)
+    finals, algos = final_scores(runs, metric, window), algos_of(runs)
     if baseline is not None and baseline not in set(finals.experiment):
         raise ValueError(f"--baseline {baseline}: no such experiment; choose one of "
                          f"{', '.join(sorted(set(finals.experiment)))}")
     rows = []
     for (exp, env_id), g in finals.groupby(["experiment", "env_id"], sort=True):
         scores = g.final.dropna().to_numpy()
-        row = {"experiment": exp, "env_id": env_id, "metric": metric, "n_seeds": len(scores)}
+        row = {"experiment": exp, "env_id": env_id, "algo": algos.get(exp), "metric": metric,
+               "n_seeds": len(scores)}
         for name, stat in STATISTICS.items():
             row[f"final_{name}"] = float(stat(scores)) if len(scores) else np.nan
             row[f"final_{name}_low"], row[f"final_{name}_high"] = (
@@ -315,13 +321,16 @@ def on_grid(runs: pd.DataFrame, metric: str, x="policy_step", points=100, smooth
     evaluations as interpolation would. Values logged at the same x (episodes ending together) are
     averaged first; then ``smooth`` > 1 takes a trailing mean over the last ``smooth`` logged values.
     The grid spans from the latest first point to the earliest last point across the group's runs, so
-    every run has a value everywhere (no extrapolation). Returns long rows: env_id, experiment, run, <x>, value."""
+    every run has a value everywhere (no extrapolation); a group whose runs share no range (one run's wall time
+    all after another's) has no grid. Returns long rows: env_id, experiment, run, <x>, value."""
     out = []
     for (env_id, exp), g in runs[runs.metric == metric].groupby(["env_id", "experiment"]):
         curves = {run: d.groupby(x)["value"].mean().rolling(smooth, min_periods=1).mean()
                   for run, d in g.groupby("run")}
         lo = max(c.index[0] for c in curves.values())
         hi = min(c.index[-1] for c in curves.values())
+        if hi < lo:  # a run that starts after another ends has no value there: nothing to aggregate
+            continue
         grid = np.linspace(lo, hi, points) if hi > lo else np.array([hi])
         for run, c in curves.items():
             idx = np.searchsorted(c.index.to_numpy(), grid, side="right") - 1
@@ -341,31 +350,59 @@ def _band(table: pd.DataFrame, stat, ci, reps, seed) -> np.ndarray:
 
 def plot_metric(runs, metric=FINAL_METRIC, x="policy_step", aggregate="iqm", ci=CI_LEVEL,
                 out_dir="results/report", points=100, smooth=1, reps=1000, seed=0) -> list[Path]:
-    """One PNG per environment: ``aggregate`` across seeds of ``metric`` vs ``x``, one line per
-    experiment with its bootstrap CI band. Returns the paths."""
+    """One PNG per environment (metric_figures): ``aggregate`` across seeds of ``metric``, one panel per x axis
+    in ``x`` (a name, or several: ``("policy_step", "wall_time")`` side by side). Returns the paths."""
+    xs = [x] if isinstance(x, str) else list(x)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    grid, stat, paths = on_grid(runs, metric, x, points, smooth), STATISTICS[aggregate], []
-    if grid.empty:
-        return paths
-    for env_id, ge in grid.groupby("env_id"):
-        fig = Figure(figsize=(7, 4), dpi=110)
-        ax = fig.add_subplot()
-        names = short_names(ge.experiment.unique())
-        for exp, g in ge.groupby("experiment"):
-            table = g.pivot(index=x, columns="run", values="value")  # grid x runs
-            band = _band(table, stat, ci, reps, seed)
-            (line,) = ax.plot(table.index, stat(table.to_numpy(), axis=1), drawstyle="steps-post",  # the hold
-                              label=f"{names[exp]} (n={table.shape[1]})")
-            ax.fill_between(table.index, band[:, 0], band[:, 1], step="post", color=line.get_color(), alpha=0.2)
-        _finish_axes(ax, x, metric)
-        ax.set_title(f"{env_id}: {_stat_label(aggregate)} of {metric} across seeds, {ci:.0%} CI", fontsize=10)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        _note_few_runs(fig, [ge[ge.experiment == e].run.nunique() for e in ge.experiment.unique()], ci)
-        paths.append(out_dir / f"{_slug(env_id)}__{_slug(metric)}__{x}.png")
+    paths = []
+    for env_id, fig in metric_figures(runs, metric, xs, aggregate, ci, points, smooth, reps, seed).items():
+        paths.append(out_dir / f"{_slug(env_id)}__{_slug(metric)}__{'__'.join(xs)}.png")
         fig.savefig(paths[-1])
     return paths
+
+
+def metric_figures(runs, metric=FINAL_METRIC, xs=("policy_step", "wall_time"), aggregate="iqm", ci=CI_LEVEL,
+                   points=100, smooth=1, reps=1000, seed=0) -> dict:
+    """env_id -> a Figure with one panel per x in ``xs``: a line per experiment (the same colour in every
+    panel) with its bootstrap CI band, and one legend under the panels for all of them."""
+    grids, stat, figures = {x: on_grid(runs, metric, x, points, smooth) for x in xs}, STATISTICS[aggregate], {}
+    envs = sorted({e for g in grids.values() if not g.empty for e in g.env_id})
+    algos = algos_of(runs)
+    for env_id in envs:
+        experiments = sorted({e for g in grids.values() if not g.empty for e in g[g.env_id == env_id].experiment})
+        seeds = {e: runs[(runs.experiment == e) & (runs.metric == metric)].run.nunique() for e in experiments}
+        names = short_names(experiments, algos, seeds)
+        fig = Figure(figsize=(4.6 * len(xs) + 0.6, 4.2), dpi=110, layout="constrained")
+        axes = fig.subplots(1, len(xs), squeeze=False, sharey=True).ravel()
+        for ax, x in zip(axes, xs):
+            grid, missing = grids[x], []
+            for k, exp in enumerate(experiments):
+                g = grid[(grid.env_id == env_id) & (grid.experiment == exp)] if not grid.empty else grid
+                if g.empty:
+                    missing.append(names[exp])
+                    continue
+                table = g.pivot(index=x, columns="run", values="value")  # grid x runs
+                band, color = _band(table, stat, ci, reps, seed), f"C{k % 10}"
+                ax.plot(table.index, stat(table.to_numpy(), axis=1), drawstyle="steps-post", color=color,  # the hold
+                        label=names[exp])
+                ax.fill_between(table.index, band[:, 0], band[:, 1], step="post", color=color, alpha=0.2)
+            if missing:  # say why a line of the legend is not in this panel (above it: no curve covered)
+                ax.set_title(f"not drawn, its runs' ranges do not overlap: {', '.join(missing)}", fontsize=7,
+                             color="0.35")
+            _finish_axes(ax, x, metric)
+        for ax in axes[1:]:
+            ax.set_ylabel("")
+        lines = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels())}
+        # one legend under the panels, not on them: no curve is covered, however many experiments there are
+        # (above them, constrained layout puts it over the title)
+        fig.legend([lines[names[e]] for e in experiments if names[e] in lines],
+                   [names[e] for e in experiments if names[e] in lines], loc="outside lower center",
+                   ncols=min(len(lines), 3) or 1, fontsize=8, frameon=False)
+        fig.suptitle(f"{env_id}: {_stat_label(aggregate)} of {metric} across seeds, {ci:.0%} CI", fontsize=10)
+        _note_few_runs(fig, list(seeds.values()), ci)
+        figures[env_id] = fig
+    return figures
 
 
 def plot_experiments(runs, metric=FINAL_METRIC, x="policy_step", ci=CI_LEVEL, out_dir="results/report",
@@ -379,7 +416,7 @@ def plot_experiments(runs, metric=FINAL_METRIC, x="policy_step", ci=CI_LEVEL, ou
         return paths
     for env_id, ge in data.groupby("env_id"):
         experiments = sorted(ge.experiment.unique())
-        names = short_names(experiments)
+        names = short_names(experiments, algos_of(ge), {e: ge[ge.experiment == e].run.nunique() for e in experiments})
         cols = min(3, len(experiments))
         rows = -(-len(experiments) // cols)
         fig = Figure(figsize=(max(4.2 * cols, 7.5), 3.2 * rows + 0.4), dpi=100, layout="constrained")
@@ -395,7 +432,7 @@ def plot_experiments(runs, metric=FINAL_METRIC, x="policy_step", ci=CI_LEVEL, ou
                     label="IQM")
             ax.fill_between(table.index, band[:, 0], band[:, 1], step="post", color="C0", alpha=0.25,
                             label=f"{ci:.0%} CI")
-            ax.set_title(f"{names[exp]} (n={table.shape[1]})", fontsize=8)
+            ax.set_title(names[exp], fontsize=8)
             _finish_axes(ax, x, metric)
         for ax in axes[len(experiments):]:
             ax.set_visible(False)
@@ -424,7 +461,8 @@ def plot_intervals(summary: pd.DataFrame, out_dir="results/report", ci=CI_LEVEL)
             ax.set_xlabel("final score", fontsize=8)
             ax.grid(alpha=0.3, axis="x")
             ax.tick_params(labelsize=7)
-        axes[0].set_yticks(np.arange(len(g)), g.experiment.map(short_names(g.experiment)), fontsize=7)
+        names = short_names(g.experiment, algos_of(g))
+        axes[0].set_yticks(np.arange(len(g)), g.experiment.map(names), fontsize=7)
         fig.suptitle(f"{env_id}: final scores across seeds, {ci:.0%} stratified-bootstrap CIs", fontsize=10)
         fig.tight_layout()
         _note_few_runs(fig, list(g.n_seeds), ci)
@@ -439,7 +477,7 @@ def plot_improvement(summary: pd.DataFrame, out_dir="results/report", ci=CI_LEVE
     out_dir.mkdir(parents=True, exist_ok=True)
     for env_id, g in summary[summary.poi.notna()].groupby("env_id"):
         g = g.iloc[::-1]
-        names = short_names(summary[summary.env_id == env_id].experiment)
+        names = short_names(summary[summary.env_id == env_id].experiment, algos_of(summary))
         fig = Figure(figsize=(8, 1.6 + 0.45 * len(g)), dpi=100)
         ax = fig.add_subplot()
         err = np.abs(np.vstack([g.poi - g.poi_low, g.poi_high - g.poi]).astype(float))
@@ -473,13 +511,29 @@ def _note_few_runs(fig, counts, ci, need=None, unit="seeds") -> None:
                               f"a {ci:.0%} CI needs at least {need} {unit}", fontsize=7, color="#a05000")
 
 
-def short_names(names) -> dict:
-    """Plot labels: a sweep's variants share "<stem>__"; drop that prefix so the swept values stand out."""
+def short_names(names, algos: dict | None = None, seeds: dict | None = None) -> dict:
+    """Plot labels: a sweep's variants share "<stem>__"; drop that prefix so the swept values stand out.
+
+    algos (experiment -> algorithm, algos_of): when the experiments trained different algorithms, each label
+    names its own, "pendulum (ppo)" beside "pendulum_sac (sac)"; seeds (experiment -> runs): "(n=3)"."""
     names = list(names)
     stems = {n.split("__", 1)[0] for n in names}
     if len(stems) == 1 and all("__" in n for n in names):
-        return {n: n.split("__", 1)[1].replace("__", ", ") for n in names}
-    return {n: n for n in names}
+        short = {n: n.split("__", 1)[1].replace("__", ", ") for n in names}
+    else:
+        short = {n: n for n in names}
+    algos = algos if algos and len({algos.get(n) for n in names}) > 1 else {}
+    for n in names:
+        extra = ([str(algos.get(n) or "unknown")] if algos else []) + ([f"n={seeds[n]}"] if n in (seeds or {}) else [])
+        short[n] += f" ({', '.join(extra)})" if extra else ""
+    return short
+
+
+def algos_of(frame: pd.DataFrame) -> dict:
+    """experiment -> its algorithm, from load_runs' or summarise's frame ({} for a frame without them)."""
+    if "algo" not in frame or frame.empty:
+        return {}
+    return {e: a for e, a in frame.groupby("experiment")["algo"].first().items() if isinstance(a, str)}
 
 
 def _stat_label(name: str) -> str:
@@ -597,10 +651,11 @@ def build(results_dir="results", out_dir=None, metric=FINAL_METRIC, x="policy_st
         from rlkit.analysis.compare import comparison_figures
 
         rep.interactive = comparison_figures(runs, ci=ci)
-        rep.figures = (plot_experiments(runs, metric, x, ci, out_dir) + plot_intervals(summary, out_dir, ci)
-                       + plot_improvement(summary, out_dir, ci) + plot_metric(runs, metric, x, "iqm", ci, out_dir))
-        if x != "wall_time":
-            rep.figures += plot_metric(runs, metric, "wall_time", "iqm", ci, out_dir)
+        # the comparison: the same experiments against steps (x) and against the training loop's wall time
+        steps = x if x != "wall_time" else "policy_step"
+        rep.figures = (plot_experiments(runs, metric, x, ci, out_dir)
+                       + plot_metric(runs, metric, (steps, "wall_time"), "iqm", ci, out_dir)
+                       + plot_intervals(summary, out_dir, ci) + plot_improvement(summary, out_dir, ci))
     return rep
 
 

@@ -119,6 +119,9 @@ def test_grid_holds_last_value_and_stops_at_shortest_run():
     # the grid starts where every run has logged something
     late = pd.concat([tidy("a", [0, 10], [1.0, 2.0]), tidy("b", [4, 10], [5.0, 6.0])])
     assert report.on_grid(late, "eval/return", points=3).policy_step.min() == 4
+    # runs that share no range (one's wall time all after the other's end): no grid, not another run's last value
+    apart = pd.concat([tidy("a", [0, 10], [1.0, 2.0]), tidy("b", [20, 30], [5.0, 6.0])])
+    assert report.on_grid(apart, "eval/return", points=3).empty
 
 
 # ---------------------------------------------------------------- statistics
@@ -188,10 +191,11 @@ def test_write_report(results, tmp_path):
     out = tmp_path / "out"
     index = report.write_report(results, out)
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["CartPole-v1__eval-return__policy_step.png", "CartPole-v1__eval-return__seeds.png",
-                    "CartPole-v1__eval-return__wall_time.png", "CartPole-v1__improvement.png",
-                    "CartPole-v1__intervals.png"]
+    # the IQM against policy steps and against wall time: one figure, two panels
+    assert pngs == ["CartPole-v1__eval-return__policy_step__wall_time.png", "CartPole-v1__eval-return__seeds.png",
+                    "CartPole-v1__improvement.png", "CartPole-v1__intervals.png"]
     s = pd.read_csv(out / "summary.csv").set_index("experiment")
+    assert list(s.columns[:2]) == ["env_id", "algo"] and set(s.algo) == {"ppo"}  # configs without algo.name: ppo
     for exp, finals in FINALS.items():
         assert s.loc[exp, "final_mean"] == pytest.approx(np.mean(finals))
         assert s.loc[exp, "final_iqm"] == pytest.approx(np.mean(finals))  # n=3: IQM = mean
@@ -202,11 +206,12 @@ def test_write_report(results, tmp_path):
     runs = pd.read_csv(out / "runs.csv").set_index(["experiment", "run"])
     assert runs.loc[("fast", "seed0"), "state"] == "failed" and runs.loc[("slow", "seed2"), "final"] == 90.0
     page = index.read_text()
-    # shown: each seed, the intervals, the improvement; the IQM curves are the interactive figure's (plotly)
-    assert index == out / "index.html" and page.count("<img") == 3 and "<table" in page
+    # shown: each seed, the IQM against steps and wall time, the intervals, the improvement; and the interactive figure
+    assert index == out / "index.html" and page.count("<img") == 4 and "<table" in page
     assert "<script src='plotly.min.js'></script>" in page and (out / "plotly.min.js").exists()
     assert page.count("class='interactive'") == 1 and "<h2>CartPole-v1</h2>" in page
     assert 'src="CartPole-v1__eval-return__seeds.png"' in page
+    assert 'src="CartPole-v1__eval-return__policy_step__wall_time.png"' in page
     assert "failed: RuntimeError: boom" in page and f"rlkit {rlkit.__version__}" in page and "commit " in page
     assert "last 10% of its policy steps" in page  # the definition of "final", stated
     assert "e+0" not in page  # readable numbers
@@ -238,7 +243,7 @@ def test_run_report_executes_notebook(results):
     out = results / "report"
     assert index == out / "index.html" and index.exists()
     assert (out / "summary.csv").exists()
-    assert (out / "CartPole-v1__eval-return__env_step.png").exists()
+    assert (out / "CartPole-v1__eval-return__env_step__wall_time.png").exists()  # --x: the left panel's
     nb = nbformat.read(out / "report.ipynb", as_version=4)
     assert all(o.get("output_type") != "error" for c in nb.cells for o in c.get("outputs", []))
     # the committed notebook stays clean
