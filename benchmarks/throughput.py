@@ -8,6 +8,8 @@ inside, so load drift on a shared machine hits every case alike. Training SPS is
 / wall second from the final row of the run's metrics.csv (`wall_time` starts when the loop
 starts, so building envs and the model is left out; eval is off, one checkpoint at the end).
 SB3 is timed around `model.learn()` only. Both run with torch.set_num_threads(1), numpy's BLAS on one thread.
+SBX (case 11, when `sbx-rl` is installed: the bench extra) runs in a child process, on one XLA thread and
+on XLA's default threads; its first learn() call, which compiles, is not timed.
 Prints a table and writes results/benchmarks/throughput.csv.
 """
 from __future__ import annotations
@@ -295,6 +297,51 @@ def sb3_offpolicy_sps(name: str, total_steps: int) -> float:
     return sb3_steps_per_second(model, env, total_steps)
 
 
+# SBX (Stable-Baselines3 in JAX) runs in a child process: XLA reads its thread settings when jax is imported
+SBX_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def sbx_offpolicy_sps(name: str, total_steps: int, one_thread: bool = True) -> float:
+    """SBX's SAC / DQN at case 11's settings, learn() timed only; one XLA thread unless one_thread is False."""
+    import json
+    import os
+    import subprocess
+
+    env = {**os.environ, "XLA_FLAGS": SBX_ONE_THREAD if one_thread else "", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, __file__, "--sbx-child", name, str(total_steps)], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["sps"]
+
+
+def sbx_child(name: str, total_steps: int) -> None:
+    import json
+
+    import flax.linen
+    import sbx
+
+    env_id, every, algo = OFFPOLICY[name]
+    env = gym.make(env_id)
+    common = dict(learning_starts=OFFPOLICY_STARTS, batch_size=algo["mini_batch_size"], buffer_size=total_steps,
+                  train_freq=every, gradient_steps=1, seed=0, verbose=0,
+                  policy_kwargs=dict(net_arch=algo["hidden_sizes"], activation_fn=flax.linen.relu))
+    if name == "sac":
+        model = sbx.SAC("MlpPolicy", env, **common)
+    else:
+        model = sbx.DQN("MlpPolicy", env, learning_rate=1e-4, target_update_interval=1000, **common)
+    # JAX compiles the update on its first call: a first learn() past learning_starts is left out of the timing,
+    # so the timed steps all train (the other sides' include OFFPOLICY_STARTS random ones)
+    model.learn(total_timesteps=OFFPOLICY_STARTS + 2 * every)
+    before, start = model.num_timesteps, time.perf_counter()
+    model.learn(total_timesteps=total_steps, reset_num_timesteps=False)
+    print(json.dumps({"sps": (model.num_timesteps - before) / (time.perf_counter() - start)}))
+
+
+def have_sbx() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("sbx") is not None
+
+
 def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
     """(case, name, fn) for every throughput measurement; fn() returns steps per second."""
     q = args.quick
@@ -350,6 +397,10 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
         cases.append(("12 overlap", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, True)))
         if have_sb3:
             cases.append(("11 SB3", what, lambda name=name, steps=steps: sb3_offpolicy_sps(name, steps)))
+        if have_sbx():
+            cases.append(("11 SBX", what, lambda name=name, steps=steps: sbx_offpolicy_sps(name, steps)))
+            cases.append(("11 SBX-mt", what,  # XLA's default threads: every core
+                          lambda name=name, steps=steps: sbx_offpolicy_sps(name, steps, one_thread=False)))
     return [c for c in cases if case_number(c[0]) in args.cases]
 
 
@@ -369,7 +420,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for time to solve")
     parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10,11,12", help="comma-separated subset of cases 1-12")
     parser.add_argument("--out", default="results/benchmarks/throughput.csv")
+    parser.add_argument("--sbx-child", nargs=2, help=argparse.SUPPRESS)  # (name, steps): one SBX timing, as JSON
     args = parser.parse_args(argv)
+    if args.sbx_child:
+        sbx_child(args.sbx_child[0], int(args.sbx_child[1]))
+        return 0
     args.cases = set(args.cases.replace(" ", "").split(","))
     torch.set_num_threads(1)
     threadpoolctl.threadpool_limits(1, user_api="blas")
@@ -404,6 +459,8 @@ def main(argv=None) -> int:
                 "8 rlkit": ("8 SB3", r["name"]),
                 "11 rlkit": ("11 SB3", r["name"]),
                 "12 overlap": ("11 rlkit", r["name"]),
+                "11 SBX": ("11 SB3", r["name"]),
+                "11 SBX-mt": ("11 SB3", r["name"]),
                 # case 10: the kernels' share of rlkit's whole step
                 "10 grad step": ("10 grad step", "params/minatar_breakout.yaml, rlkit's whole gradient step")
                 }.get(r["case"])
