@@ -137,3 +137,28 @@ def test_two_ranks_with_rnd_average_the_predictor_too(tmp_path):
     losses = df[df.metric == "rnd/predictor_loss"]
     assert len(losses) == 7 and (losses.value > 0).all()  # one row per phase after the 128 warm-up steps
     assert (df[df.metric == "rnd/phase_switch"].policy_step == 384).all()
+
+
+@pytest.mark.parametrize("name, params, extra", [
+    ("sac", "params/pendulum_sac.yaml", {"train_every": 8}),
+    ("dqn", "params/cartpole_dqn.yaml", {"train_every": 8, "algo.kwargs.target_update_interval": 64})])
+def test_two_ranks_off_policy_count_exactly_and_stay_replicas(tmp_path, name, params, extra):
+    """Each rank fills its own replay memory and samples it; the gradients are averaged, so the networks stay
+    identical, and gradient_step = W (P + G (n - 1))."""
+    P, G, starts = 3, 2, 64
+    sets = {"total_steps": 256, "parallel.num_threads": 1, "parallel.envs_per_thread": 2, "learning_starts": starts,
+            "algo.per_rank_pretrain_steps": P, "algo.per_rank_gradient_steps": G, "algo.mini_batch_size": 16,
+            "algo.buffer_size": 1000, "algo.hidden_sizes": "[16,16]", "eval.every": 0, "checkpoint_every": 128,
+            **extra}
+    args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+    run = tmp_path / name
+    out = torchrun("-m", "rlkit", "train", params, "--out", str(run), "--no-progress", *args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    status = _status(run)
+    n = len([s for s in range(starts, 257) if s % sets["train_every"] == 0])
+    assert (status["state"], status["world_size"], status["policy_step"]) == ("finished", W, 256)
+    assert status["gradient_step"] == W * (P + G * (n - 1))
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert status["replica_sha256"] == replica_digest(state, name)
+    memories = [r["replay"]["obs"] for r in state["ranks"]]
+    assert memories[0].shape == memories[1].shape and not np.array_equal(*memories)  # each rank's own envs
