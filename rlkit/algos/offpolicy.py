@@ -8,7 +8,9 @@ It owns the replay memory (rlkit/data/replay.py) and the step semantics of docs/
   - train_every must be a multiple of the policy steps of one iteration (W x T x E); PPO's rollout rules do
     not apply.
 A checkpoint may be taken after any iteration: the memory is part of it (algo.kwargs.checkpoint_replay), so a
-resumed run continues exactly as an uninterrupted one.
+resumed run continues exactly as an uninterrupted one. With algo.kwargs.replay_memory_map the memory's arrays are
+files in <run_dir>/replay/rank<r>/ instead (rlkit/data/replay_map.py): the checkpoint holds their small state,
+and an undo journal there keeps the resume exact.
 
 An algorithm is a subclass: its networks and optimizers (`build`), how it explores (`explore`), one gradient
 step (`update_step`), its greedy and sampled evaluation actions (`evaluate_actions`), and its state.
@@ -17,12 +19,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from rlkit.algos.base import Phase, algorithm_keys
 from rlkit.config import ConfigError
-from rlkit.data.replay import ReplayMemory, replay_bytes
+from rlkit.data.replay import ReplayMemory, nbytes, replay_arrays
+from rlkit.data.replay_map import MappedReplayMemory, mapped_bytes
 from rlkit.notices import warn
 from rlkit.runs.distributed import GradientAverager, broadcast_parameters
 from rlkit.steps import make_schedule
@@ -34,6 +40,9 @@ class OffPolicyKeys:
     # the replay memory in the checkpoint, so a resume is exact; false: smaller checkpoints, and a resumed run
     # starts from an empty memory (not what the uninterrupted run would have done)
     checkpoint_replay: bool = True
+    # the memory's arrays memory-mapped in files under <run_dir>/replay/, for memories larger than RAM: the
+    # operating system pages them in and out; checkpoints stay small and a resume stays exact
+    replay_memory_map: bool = False
 
 
 class OffPolicyLearner:
@@ -83,20 +92,41 @@ class OffPolicyLearner:
         """Refuse the action spaces this algorithm has no policy for (one line)."""
 
     @classmethod
+    def replay_arrays(cls, cfg, env_info) -> dict:
+        return replay_arrays(cfg.algo.buffer_size, cfg.num_envs, env_info.obs_shape, env_info.obs_dtype,
+                             env_info.action_shape, cls.action_dtype, cfg.env.max_episode_steps)
+
+    @classmethod
     def replay_bytes(cls, cfg, env_info) -> int:
-        """The replay memory's size, for the memory check before the run (rlkit.loop.guards)."""
-        return replay_bytes(cfg.algo.buffer_size, cfg.num_envs, env_info.obs_shape, env_info.obs_dtype,
-                            env_info.action_shape, cls.action_dtype, cfg.env.max_episode_steps)
+        """The RAM the replay memory takes, for the memory check before the run (rlkit.loop.guards): none of its
+        own when it is memory-mapped (the pages the OS caches are given back under pressure)."""
+        return 0 if algorithm_keys(cfg).replay_memory_map else nbytes(cls.replay_arrays(cfg, env_info))
+
+    @classmethod
+    def replay_file_bytes(cls, cfg, env_info, world_size: int) -> int:
+        """The disk a memory-mapped replay memory takes in the run directory, every rank's (0 in RAM)."""
+        if not algorithm_keys(cfg).replay_memory_map:
+            return 0
+        return world_size * mapped_bytes(cls.replay_arrays(cfg, env_info), journal_chunk(cfg, world_size))
 
     # ------------------------------------------------------------------ the learner
-    def __init__(self, cfg, env_info, device, rng, generator, world_size: int = 1, parts=None):
+    def __init__(self, cfg, env_info, device, rng, generator, world_size: int = 1, parts=None, run_dir=None,
+                 rank: int = 0):
         self.cfg, self.device, self.rng, self.generator = cfg, torch.device(device), rng, generator
         self.keys = algorithm_keys(cfg)
         train_every = self.check_config(cfg, world_size)
         self.check_spaces(cfg, env_info)
         self.schedule = make_schedule(cfg, train_every, 1, self.gradient_steps)
-        self.memory = ReplayMemory(cfg.algo.buffer_size, cfg.num_envs, env_info.obs_shape, env_info.action_shape,
-                                   env_info.obs_dtype, self.action_dtype, cfg.env.max_episode_steps)
+        sizes = (cfg.algo.buffer_size, cfg.num_envs, env_info.obs_shape, env_info.action_shape, env_info.obs_dtype,
+                 self.action_dtype, cfg.env.max_episode_steps)
+        if not self.keys.replay_memory_map:
+            self.memory = ReplayMemory(*sizes)
+        elif run_dir is None:
+            raise ConfigError("'algo.kwargs.replay_memory_map' keeps the replay memory in the run directory, and "
+                              "this learner was built without one; train through rlkit.train or rlkit train")
+        else:  # each rank its own files
+            self.memory = MappedReplayMemory(*sizes, path=Path(run_dir) / "replay" / f"rank{rank}",
+                                             chunk=journal_chunk(cfg, world_size))
         self.sync = {}  # several ranks: a gradient averager per optimizer (replicate)
         self.build(env_info)
         if not self.keys.checkpoint_replay:
@@ -215,6 +245,14 @@ class OffPolicyLearner:
 
     def load_agent_state(self, state: dict) -> None:
         raise NotImplementedError
+
+
+def journal_chunk(cfg, world_size: int) -> int:
+    """Slots the undo journal of a memory-mapped replay memory copies at a time: one checkpoint interval (its
+    iterations, and the two slots a step writes ahead), so one chunk per checkpoint usually."""
+    if not cfg.checkpoint_every:  # a checkpoint at the end only: the journal grows only in a resumed run
+        return 256
+    return math.ceil(cfg.checkpoint_every / (world_size * cfg.num_envs)) + 2
 
 
 def adam(params, lr: float) -> torch.optim.Adam:
