@@ -193,6 +193,23 @@ def test_a_memory_mapped_replay_memory_trains_the_same_rows_and_resumes_exactly(
     assert json.loads((cut / "replay" / "rank0" / "state.json").read_text())["token"] != state["token"]
 
 
+
+def test_each_rank_keeps_its_replay_files_in_the_run_directory(tmp_path):
+    cfg = load_config({"algo": {"name": "dqn", "hidden_sizes": [8], "mini_batch_size": 8,
+                                "kwargs": {"replay_memory_map": True}},
+                       "parallel": {"envs_per_thread": 2}, "train_every": 4, "total_steps": 64})
+    info = probe_env(cfg.env)
+    resolve_env_fields(cfg, info)
+    check_config(cfg, 2)
+    make = lambda **kw: learner_class("dqn")(cfg, info, "cpu", np.random.default_rng(0),  # noqa: E731
+                                             torch.Generator().manual_seed(0), world_size=2, **kw)
+    with pytest.raises(ConfigError, match="'algo.kwargs.replay_memory_map' keeps the replay memory in the run "):
+        make()
+    for rank in (0, 1):
+        make(run_dir=tmp_path, rank=rank).act(np.zeros((2, 4), np.float32), StepCounter(2, 1, 2, 1, 1))
+    assert sorted(p.name for p in (tmp_path / "replay").iterdir()) == ["rank0", "rank1"]
+
+
 def test_dqn_epsilon_in_policy_steps_and_the_double_q_target():
     from torch import nn
 
