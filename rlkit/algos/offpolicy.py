@@ -17,9 +17,8 @@ step (`update_step`), its greedy and sampled evaluation actions (`evaluate_actio
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,8 @@ import torch
 
 from rlkit.algos.base import Phase, algorithm_keys
 from rlkit.config import ConfigError
-from rlkit.data.replay import ReplayMemory, nbytes, replay_arrays
-from rlkit.data.replay_map import MappedReplayMemory, mapped_bytes
+from rlkit.data.replay import ReplayMemory, nbytes, replay_arrays, replay_slots
+from rlkit.data.replay_map import MappedReplayMemory, journal_bytes
 from rlkit.notices import warn
 from rlkit.runs.distributed import GradientAverager, broadcast_parameters
 from rlkit.steps import make_schedule
@@ -107,7 +106,11 @@ class OffPolicyLearner:
         """The disk a memory-mapped replay memory takes in the run directory, every rank's (0 in RAM)."""
         if not algorithm_keys(cfg).replay_memory_map:
             return 0
-        return world_size * mapped_bytes(cls.replay_arrays(cfg, env_info), journal_chunk(cfg, world_size))
+        arrays = cls.replay_arrays(cfg, env_info)
+        # checkpoints at the end only: a run resumed to go further may journal its whole ring before the next
+        journal = journal_bytes(arrays, journal_chunk(cfg, world_size)) if cfg.checkpoint_every else \
+            journal_bytes(arrays, replay_slots(cfg.algo.buffer_size, cfg.num_envs), generations=1)
+        return world_size * (nbytes(arrays) + journal)
 
     # ------------------------------------------------------------------ the learner
     def __init__(self, cfg, env_info, device, rng, generator, world_size: int = 1, parts=None, run_dir=None,

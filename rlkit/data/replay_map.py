@@ -50,24 +50,19 @@ from pathlib import Path
 
 import numpy as np
 
-from rlkit.data.replay import ReplayMemory, nbytes, replay_arrays
+from rlkit.data.replay import ReplayMemory
 
 FIX = "start the run over with --force"
 
 
-def journal_bytes(arrays: dict, chunk: int) -> int:
-    """The most the undo journals take: two generations of at most `chunk` slots and finals rows each, with
-    their int64 indices."""
+def journal_bytes(arrays: dict, chunk: int, generations: int = 2) -> int:
+    """The most the undo journal of a MappedReplayMemory of these arrays takes (one rank): two generations (the
+    module's docstring says why) of at most `chunk` slots and finals rows each, with their int64 indices."""
     per_generation = 0
     for shape, dtype in arrays.values():
         rows = min(chunk, shape[0])
         per_generation += rows * math.prod(shape[1:]) * dtype.itemsize + rows * 8 * shape[1]
-    return 2 * per_generation
-
-
-def mapped_bytes(arrays: dict, chunk: int) -> int:
-    """Disk a MappedReplayMemory of these arrays takes: the files and their journal (one rank)."""
-    return nbytes(arrays) + journal_bytes(arrays, chunk)
+    return generations * per_generation
 
 
 class MappedReplayMemory(ReplayMemory):
