@@ -48,7 +48,7 @@ def arrays(m):
 
 def assert_same_samples(a, b, seed=0):
     for n_step in (1, 3):
-        x, y = a.sample(300, np.random.default_rng(seed), 0.9, n_step), b.sample(300, np.random.default_rng(seed), 0.9, n_step)
+        x, y = (m.sample(300, np.random.default_rng(seed), 0.9, n_step) for m in (a, b))
         assert all(np.array_equal(x[k], y[k]) for k in x)
 
 

@@ -92,7 +92,7 @@ def test_a_memory_mapped_replay_memory_counts_against_the_disk_not_the_ram(tmp_p
     with pytest.raises(ConfigError, match="keep the memory on disk with algo.kwargs.replay_memory_map: true"):
         check_memory(in_ram, info, available=2**30)
     check_replay_disk(in_ram, info, tmp_path / "r", free=0)  # in RAM: no files
-    need = 10**8 // 4 * 4 * (4 * 4 + 8 + 4 + 1 + 1 + 4)  # obs, action, reward, flags, final index; finals and journal on top
+    need = 10**8 * (4 * 4 + 8 + 4 + 1 + 1 + 4)  # obs, action, reward, flags, final index (finals, journal on top)
     check_replay_disk(cfg, info, tmp_path / "r", free=2 * need)
     with pytest.raises(ConfigError, match=r"would take about 3.2 GiB in .*replay, more than the 3.2 GiB free there"):
         check_replay_disk(cfg, info, tmp_path / "r", free=need)
