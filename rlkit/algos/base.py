@@ -35,10 +35,12 @@ class Phase(NamedTuple):
 
 
 class Learner(Protocol):
-    """Built as cls(cfg, env_info, device, rng, generator, world_size=, parts=): cfg the whole Config (already
-    checked by cls.check_config), env_info rlkit.envs.EnvInfo, rng a numpy Generator and generator a torch one
-    (this rank's streams, saved and restored by the loop), parts {"actor", "critic", "loss"} given to
-    rlkit.train (None: built from the config).
+    """Built as cls(cfg, env_info, device, rng, generator, world_size=, parts=, run_dir=, rank=): cfg the whole
+    Config (already checked by cls.check_config), env_info rlkit.envs.EnvInfo, rng a numpy Generator and
+    generator a torch one (this rank's streams, saved and restored by the loop), parts {"actor", "critic",
+    "loss"} given to rlkit.train (None: built from the config), run_dir the run directory and rank this
+    process's rank (for files a learner keeps beside the checkpoint, each rank its own: a memory-mapped replay
+    memory).
 
     Per iteration the loop calls act, steps the envs, calls observe; then, if ready(counter), train(counter);
     it checkpoints only when resumable(). Observations are raw (as the envs return them): normalising them

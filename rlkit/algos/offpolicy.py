@@ -8,7 +8,9 @@ It owns the replay memory (rlkit/data/replay.py) and the step semantics of docs/
   - train_every must be a multiple of the policy steps of one iteration (W x T x E); PPO's rollout rules do
     not apply.
 A checkpoint may be taken after any iteration: the memory is part of it (algo.kwargs.checkpoint_replay), so a
-resumed run continues exactly as an uninterrupted one.
+resumed run continues exactly as an uninterrupted one. With algo.kwargs.replay_memory_map the memory's arrays are
+files in <run_dir>/replay/rank<r>/ instead (rlkit/data/replay_map.py): the checkpoint holds their small state,
+and an undo journal there keeps the resume exact.
 
 Overlap (parallel.overlap: true). A phase runs on a training thread while the envs collect the next train_every
 policy steps (torch's kernels and MuJoCo's step run without the GIL, so the two share the cores). The counts stay
@@ -27,9 +29,11 @@ greedy and sampled evaluation actions (`evaluate_actions`), and its state.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,7 +41,8 @@ import torch
 from rlkit.algos.base import Phase, algorithm_keys
 from rlkit.config import ConfigError
 from rlkit.data.normalize import ObsNormalizer
-from rlkit.data.replay import ReplayMemory, replay_bytes
+from rlkit.data.replay import ReplayMemory, nbytes, replay_arrays, replay_slots
+from rlkit.data.replay_map import MappedReplayMemory, journal_bytes
 from rlkit.notices import warn
 from rlkit.runs.distributed import GradientAverager, broadcast_parameters
 from rlkit.steps import make_schedule
@@ -49,6 +54,9 @@ class OffPolicyKeys:
     # the replay memory in the checkpoint, so a resume is exact; false: smaller checkpoints, and a resumed run
     # starts from an empty memory (not what the uninterrupted run would have done)
     checkpoint_replay: bool = True
+    # the memory's arrays memory-mapped in files under <run_dir>/replay/, for memories larger than RAM: the
+    # operating system pages them in and out; checkpoints stay small and a resume stays exact
+    replay_memory_map: bool = False
 
 
 class OffPolicyLearner:
@@ -106,13 +114,30 @@ class OffPolicyLearner:
         """Refuse the action spaces this algorithm has no policy for (one line)."""
 
     @classmethod
+    def replay_arrays(cls, cfg, env_info) -> dict:
+        return replay_arrays(cfg.algo.buffer_size, cfg.num_envs, env_info.obs_shape, env_info.obs_dtype,
+                             env_info.action_shape, cls.action_dtype, cfg.env.max_episode_steps)
+
+    @classmethod
     def replay_bytes(cls, cfg, env_info) -> int:
-        """The replay memory's size, for the memory check before the run (rlkit.loop.guards)."""
-        return replay_bytes(cfg.algo.buffer_size, cfg.num_envs, env_info.obs_shape, env_info.obs_dtype,
-                            env_info.action_shape, cls.action_dtype, cfg.env.max_episode_steps)
+        """The RAM the replay memory takes, for the memory check before the run (rlkit.loop.guards): none of its
+        own when it is memory-mapped (the pages the OS caches are given back under pressure)."""
+        return 0 if algorithm_keys(cfg).replay_memory_map else nbytes(cls.replay_arrays(cfg, env_info))
+
+    @classmethod
+    def replay_file_bytes(cls, cfg, env_info, world_size: int) -> int:
+        """The disk a memory-mapped replay memory takes in the run directory, every rank's (0 in RAM)."""
+        if not algorithm_keys(cfg).replay_memory_map:
+            return 0
+        arrays = cls.replay_arrays(cfg, env_info)
+        # checkpoints at the end only: a run resumed to go further may journal its whole ring before the next
+        journal = journal_bytes(arrays, journal_chunk(cfg, world_size)) if cfg.checkpoint_every else \
+            journal_bytes(arrays, replay_slots(cfg.algo.buffer_size, cfg.num_envs), generations=1)
+        return world_size * (nbytes(arrays) + journal)
 
     # ------------------------------------------------------------------ the learner
-    def __init__(self, cfg, env_info, device, rng, generator, world_size: int = 1, parts=None):
+    def __init__(self, cfg, env_info, device, rng, generator, world_size: int = 1, parts=None, run_dir=None,
+                 rank: int = 0):
         self.cfg, self.device, self.rng, self.generator = cfg, torch.device(device), rng, generator
         self.keys = algorithm_keys(cfg)
         train_every = self.check_config(cfg, world_size)
@@ -120,8 +145,16 @@ class OffPolicyLearner:
         self.schedule = make_schedule(cfg, train_every, 1, self.gradient_steps)
         self.overlap = cfg.parallel.overlap
         self.ahead = train_every // (world_size * cfg.num_envs) if self.overlap else 0  # slots written during a phase
-        self.memory = ReplayMemory(cfg.algo.buffer_size, cfg.num_envs, env_info.obs_shape, env_info.action_shape,
-                                   env_info.obs_dtype, self.action_dtype, cfg.env.max_episode_steps, self.ahead)
+        sizes = (cfg.algo.buffer_size, cfg.num_envs, env_info.obs_shape, env_info.action_shape, env_info.obs_dtype,
+                 self.action_dtype, cfg.env.max_episode_steps)
+        if not self.keys.replay_memory_map:
+            self.memory = ReplayMemory(*sizes)
+        elif run_dir is None:
+            raise ConfigError("'algo.kwargs.replay_memory_map' keeps the replay memory in the run directory, and "
+                              "this learner was built without one; train through rlkit.train or rlkit train")
+        else:  # each rank its own files
+            self.memory = MappedReplayMemory(*sizes, path=Path(run_dir) / "replay" / f"rank{rank}",
+                                             chunk=journal_chunk(cfg, world_size))
         self.sync = {}  # several ranks: a gradient averager per optimizer (replicate)
         # policy.pt's normaliser: a disabled one (normalize_obs is refused above), so the file keeps the on-policy
         # runs' format and rlkit.load and export pass the observations through unchanged
@@ -301,6 +334,14 @@ class OffPolicyLearner:
 
     def load_agent_state(self, state: dict) -> None:
         raise NotImplementedError
+
+
+def journal_chunk(cfg, world_size: int) -> int:
+    """Slots the undo journal of a memory-mapped replay memory copies at a time: one checkpoint interval (its
+    iterations, and the two slots a step writes ahead), so one chunk per checkpoint usually."""
+    if not cfg.checkpoint_every:  # a checkpoint at the end only: the journal grows only in a resumed run
+        return 256
+    return math.ceil(cfg.checkpoint_every / (world_size * cfg.num_envs)) + 2
 
 
 def adam(params, lr: float) -> torch.optim.Adam:

@@ -101,7 +101,8 @@ class OnPolicyLearner:
         if cfg.algo.loss is not None:
             check_loss(agent, env_info.obs_space)
 
-    def __init__(self, cfg, env_info, device, rng, generator, world_size: int = 1, parts=None):
+    def __init__(self, cfg, env_info, device, rng, generator, world_size: int = 1, parts=None, run_dir=None,
+                 rank: int = 0):
         self.cfg, self.device, self.rng, self.generator = cfg, device, rng, generator
         n = cfg.num_envs
         self.schedule = on_policy_schedule(cfg, world_size)

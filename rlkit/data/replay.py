@@ -26,41 +26,55 @@ def replay_slots(capacity: int, num_envs: int) -> int:
     return max(2, math.ceil(capacity / num_envs))
 
 
-def final_slots(slots: int, episode_limit: int | None, ahead: int = 0) -> int:
+def final_slots(slots: int, episode_limit: int | None) -> int:
     """Side-ring entries per env for truncated episodes' final observations. An episode cut by a time limit of L
     policy steps is L slots long, so a ring of `slots` holds at most slots // L + 1 of them (one more for the
-    slot being written, and room for the `ahead` slots written while a phase samples); without a known limit
-    every slot may need one."""
-    return slots + ahead if not episode_limit else min(slots + ahead, (slots + ahead) // episode_limit + 2)
+    slot being written); without a known limit every slot may need one. A phase sampling a `view` while the
+    envs write needs no more: the view and the slots written meanwhile span slots - 1 slots."""
+    return slots if not episode_limit else min(slots, slots // episode_limit + 2)
+
+
+def replay_arrays(capacity: int, num_envs: int, obs_shape, obs_dtype, action_shape, action_dtype,
+                  episode_limit: int | None) -> dict:
+    """{name: (shape, dtype)} of the arrays a ReplayMemory of these sizes allocates."""
+    slots = replay_slots(capacity, num_envs)
+    shape = (slots, num_envs)
+    return {"obs": ((*shape, *obs_shape), np.dtype(obs_dtype)),
+            "actions": ((*shape, *action_shape), np.dtype(action_dtype)),
+            "rewards": (shape, np.dtype(np.float32)),
+            "terminated": (shape, np.dtype(bool)),
+            "truncated": (shape, np.dtype(bool)),
+            "final_index": (shape, np.dtype(np.int32)),  # where a truncated slot's final observation is in finals
+            "finals": ((final_slots(slots, episode_limit), num_envs, *obs_shape), np.dtype(obs_dtype))}
+
+
+def nbytes(arrays: dict) -> int:
+    return sum(math.prod(shape) * dtype.itemsize for shape, dtype in arrays.values())
 
 
 def replay_bytes(capacity: int, num_envs: int, obs_shape, obs_dtype, action_shape, action_dtype,
-                 episode_limit: int | None, ahead: int = 0) -> int:
+                 episode_limit: int | None) -> int:
     """Bytes a ReplayMemory of these sizes allocates (before it does)."""
-    slots = replay_slots(capacity, num_envs)
-    obs = int(np.prod(obs_shape)) * np.dtype(obs_dtype).itemsize
-    action = int(np.prod(action_shape)) * np.dtype(action_dtype).itemsize
-    per_slot = obs + action + 4 + 1 + 1 + 4  # reward float32, terminated, truncated, final index int32
-    return num_envs * (slots * per_slot + final_slots(slots, episode_limit, ahead) * obs)
+    return nbytes(replay_arrays(capacity, num_envs, obs_shape, obs_dtype, action_shape, action_dtype, episode_limit))
 
 
 class ReplayMemory:
     """A ring of `slots` iterations for num_envs envs; `add` one iteration at a time, `sample` transitions."""
 
     def __init__(self, capacity: int, num_envs: int, obs_shape, action_shape, obs_dtype=np.float32,
-                 action_dtype=np.float32, episode_limit: int | None = None, ahead: int = 0):
+                 action_dtype=np.float32, episode_limit: int | None = None):
         self.slots, self.num_envs = replay_slots(capacity, num_envs), num_envs
-        shape = (self.slots, num_envs)
-        self.obs = np.zeros((*shape, *obs_shape), obs_dtype)
-        self.actions = np.zeros((*shape, *action_shape), action_dtype)
-        self.rewards = np.zeros(shape, np.float32)
-        self.terminated = np.zeros(shape, bool)
-        self.truncated = np.zeros(shape, bool)
-        self.final_index = np.full(shape, -1, np.int32)  # where a truncated slot's final observation is in finals
-        self.finals = np.zeros((final_slots(self.slots, episode_limit, ahead), num_envs, *obs_shape), obs_dtype)
+        self.allocate(replay_arrays(capacity, num_envs, obs_shape, obs_dtype, action_shape, action_dtype,
+                                    episode_limit))
         self.final_pos = np.zeros(num_envs, np.int64)
         self.pos, self.full = 0, False
         self._envs = np.arange(num_envs)
+
+    def allocate(self, arrays: dict) -> None:
+        """The arrays, in RAM (rlkit.data.replay_map keeps them in files)."""
+        for name, (shape, dtype) in arrays.items():
+            setattr(self, name, np.zeros(shape, dtype))
+        self.final_index.fill(-1)
 
     # ------------------------------------------------------------------ writing
     def set_obs(self, obs: np.ndarray) -> None:

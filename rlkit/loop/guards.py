@@ -1,8 +1,9 @@
 """Guards around a run: checks before anything is written, numbers that must stay finite, SIGTERM.
 
-- `preflight(cfg, world_size)`: everything that can be refused without training (the env id and its
-  kwargs, the spaces, the step schedule, the size of the networks, values that would do nothing), so
-  that a bad command line stops before a run directory is touched, `--force` included.
+- `preflight(cfg, world_size, run_dir)`: everything that can be refused without training (the env id and its
+  kwargs, the spaces, the step schedule, the size of the networks and of the replay memory, in RAM or on the
+  run directory's disk, values that would do nothing), so that a bad command line stops before a run
+  directory is touched, `--force` included.
 - `check_env_output`, `check_update`, `check_state`: a nan or inf in an observation, a reward, a loss,
   a gradient norm or a parameter stops the run with `NonFiniteError`, one line naming what and the
   policy step, before it reaches a metric row or the checkpoint (the last good checkpoint is kept).
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,8 +37,9 @@ class NonFiniteError(RuntimeError):
 
 # ---------------------------------------------------------------- before the run
 
-def preflight(cfg: Config, world_size: int = 1):
-    """Resolve and check everything that needs the env but no training; fills cfg's inferred fields.
+def preflight(cfg: Config, world_size: int = 1, run_dir=None):
+    """Resolve and check everything that needs the env but no training; fills cfg's inferred fields. run_dir:
+    where the run will be (None: its disk is not checked; rlkit.train checks it).
 
     Returns the EnvInfo. Raises ConfigError naming the key; writes nothing."""
     from rlkit.algos.base import check_config, learner_class
@@ -60,6 +64,8 @@ def preflight(cfg: Config, world_size: int = 1):
     if not info.has_continuous and a.log_std_init != AlgoConfig.log_std_init:
         warn(f"'algo.log_std_init' ({a.log_std_init}) does nothing: {cfg.env.id} has discrete actions; remove it")
     check_memory(cfg, info)
+    if run_dir is not None:
+        check_replay_disk(cfg, info, run_dir, world_size)
     return info
 
 
@@ -126,10 +132,38 @@ def check_replay_memory(cfg: Config, info, available: int | None, networks: int)
     if available is not None and need + networks > available:
         raise ConfigError(f"'algo.buffer_size' ({a.buffer_size}): the replay memory would take about "
                           f"{need / 2**30:.1f} GiB, more than the {(available - networks) / 2**30:.1f} GiB this machine "
-                          f"has free besides the networks; lower algo.buffer_size")
+                          f"has free besides the networks; lower algo.buffer_size, or keep the memory on disk "
+                          f"with algo.kwargs.replay_memory_map: true")
     if available is not None and need > available / 2:
         warn(f"'algo.buffer_size' ({a.buffer_size}): the replay memory takes about {need / 2**30:.1f} GiB, more than "
              f"half of the {available / 2**30:.1f} GiB this machine has free")
+
+
+def check_replay_disk(cfg: Config, info, run_dir, world_size: int = 1, free: int | None = None) -> None:
+    """A memory-mapped replay memory (algo.kwargs.replay_memory_map) takes disk, not RAM: refused when its files
+    (every rank's, with their undo journal) exceed the free space of the run directory's filesystem. Files an
+    earlier attempt left in <run_dir>/replay count as free: a resume reuses them, a new start replaces them."""
+    from rlkit.algos.base import learner_class
+
+    size = getattr(learner_class(cfg.algo.name), "replay_file_bytes", None)
+    need = size(cfg, info, world_size) if size is not None else 0
+    if not need:
+        return
+    folder = Path(run_dir) / "replay"
+    free = free_disk(folder) if free is None else free
+    if need > free:
+        raise ConfigError(f"'algo.kwargs.replay_memory_map': the replay memory's files would take about "
+                          f"{need / 2**30:.1f} GiB in {folder}, more than the {free / 2**30:.1f} GiB free there; free "
+                          f"disk space, choose a run directory on a larger disk (--out), or lower algo.buffer_size")
+
+
+def free_disk(folder: Path) -> int:
+    """Bytes free on folder's filesystem (it need not exist yet), plus those its files already hold."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    held = sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
+    return shutil.disk_usage(existing).free + held
 
 
 # ---------------------------------------------------------------- during the run

@@ -51,7 +51,7 @@ def train(config, run_dir=None, *, overrides=None, resume=False, force=False, pr
     run_dir = Path(run_dir) if run_dir else default_run_dir(config, cfg.seed)
     with process_group(cfg.device) as ranks, stop_on_sigterm():
         resolve_device(cfg.device)
-        info = preflight(cfg, ranks.world_size)
+        info = preflight(cfg, ranks.world_size, run_dir)
         rank0 = ranks.rank == 0
         lock = RunLock(run_dir) if rank0 else None
         ranks.on_rank0(lambda: lock.acquire())
@@ -175,7 +175,8 @@ class Trainer:
         self.envs, self.evaluator = _make_envs(cfg, info, rank)
         self.learner = learner_class(cfg.algo.name)(cfg, info, self.device, self.rng, self.generator,
                                                     world_size=world_size,
-                                                    parts={"actor": actor, "critic": critic, "loss": loss})
+                                                    parts={"actor": actor, "critic": critic, "loss": loss},
+                                                    run_dir=self.run_dir, rank=rank)
         self.obs = self.envs.reset()
         self.episodes = Episodes(n, info.true_returns)  # episode/return: the game's score (rlkit/envs/make.py)
         self.wall_offset = 0.0  # wall time of earlier sessions of a resumed run

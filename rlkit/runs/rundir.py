@@ -11,11 +11,13 @@ import fcntl
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 OWNED_FILES = ("config.yaml", "metrics.csv", "status.json", "checkpoint.pt")  # train.ipynb belongs to the runner
+OWNED_DIRS = ("replay",)  # a memory-mapped replay memory's files (rlkit/data/replay_map.py)
 LOCK_FILE = ".lock"
 
 
@@ -149,7 +151,7 @@ def prepare(run_dir: Path, resume: bool, force: bool, total_steps: int | None = 
     """Decide what to do with run_dir (locked by the caller, the config already validated); return True when
     the run should resume from its checkpoint.
 
-    - force: delete the run's files and start over (resume is ignored).
+    - force: delete the run's files (and its replay/ folder) and start over (resume is ignored).
     - resume: continue from checkpoint.pt; a finished run continues only to a larger total_steps. Without a
       checkpoint the run starts over, and rows an earlier attempt wrote are moved to metrics.csv.1 (.2, ...)
       so that metrics.csv never mixes two histories; `say` is told so in one line.
@@ -162,6 +164,8 @@ def prepare(run_dir: Path, resume: bool, force: bool, total_steps: int | None = 
     if force:
         for name in OWNED_FILES:
             (run_dir / name).unlink(missing_ok=True)
+        for name in OWNED_DIRS:
+            shutil.rmtree(run_dir / name, ignore_errors=True)
         return False
     if status.get("state") == "finished":
         done = status.get("policy_step")

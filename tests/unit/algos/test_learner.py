@@ -23,7 +23,7 @@ class ReplayStandIn:
     def check_parts(cls, cfg, env_info):
         pass
 
-    def __init__(self, cfg, env_info, device, rng, generator, world_size=1, parts=None):
+    def __init__(self, cfg, env_info, device, rng, generator, world_size=1, parts=None, run_dir=None, rank=0):
         self.cfg, self.rng, self.stored, self.phases = cfg, rng, 0, 0
         self.n = cfg.num_envs
 

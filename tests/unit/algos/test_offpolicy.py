@@ -1,6 +1,9 @@
 """The off-policy learner's step semantics (random below learning_starts, every transition stored, a phase
 every train_every policy steps at or past learning_starts, P updates in the first and G after), its rules,
 and DQN and SAC through the loop: metrics, the replay memory in the checkpoint, an exact resume."""
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -189,6 +192,58 @@ def test_without_the_replay_memory_in_the_checkpoint_a_warning_says_resume_is_no
                 overrides={**TINY, **extra, "algo.kwargs.checkpoint_replay": False})
     assert "resumed run starts from an empty memory" in capsys.readouterr().err
     assert load_checkpoint(run / "checkpoint.pt")["replay"] is None
+
+
+
+def test_a_memory_mapped_replay_memory_trains_the_same_rows_and_resumes_exactly(tmp_path):
+    """algo.kwargs.replay_memory_map: the rows of the memory in RAM; a checkpoint without the arrays; a run
+    stopped well after a checkpoint taken past the ring's wrap resumes exactly (the undo journal gave the
+    overwritten slots back); a resume whose files are missing or another run's fails in one line; --force
+    makes new ones."""
+    params, extra = CASES["dqn"]
+    overrides = {**TINY, **extra, "algo.buffer_size": 160}  # 40 slots of 4 envs: full at policy step 160
+    mapped = {**overrides, "algo.kwargs.replay_memory_map": True}
+    ram = train(params, tmp_path / "ram", overrides=overrides, progress=False)
+    full = train(params, tmp_path / "full", overrides=mapped, progress=False)
+    assert learned_rows(full).equals(learned_rows(ram))
+    state = load_checkpoint(full / "checkpoint.pt")["replay"]
+    assert state["mapped"] and state["full"] and "obs" not in state
+    assert np.load(full / "replay" / "rank0" / "obs.npy", mmap_mode="r").shape == (40, 4, 4)
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):  # the checkpoint at 200 (pos 10 of a full ring), then 25 more iterations
+        train(params, cut, overrides=mapped, progress=False, callbacks=[stop_at(300)])
+    assert list((cut / "replay" / "rank0" / "undo" / "0").iterdir())  # slots written at the checkpoint were journaled
+    train(params, cut, overrides=mapped, resume=True, progress=False)
+    assert learned_rows(cut).equals(learned_rows(full))
+
+    longer = {**mapped, "total_steps": 480}
+    shutil.rmtree(cut / "replay")
+    with pytest.raises(ValueError, match="replay memory's files are missing") as e:
+        train(params, cut, overrides=longer, resume=True, progress=False)
+    assert "\n" not in str(e.value) and "--force" in str(e.value)
+    shutil.copytree(full / "replay", cut / "replay")
+    with pytest.raises(ValueError, match="holds another run's replay memory"):
+        train(params, cut, overrides=longer, resume=True, progress=False)
+    train(params, cut, overrides=mapped, force=True, progress=False)
+    assert learned_rows(cut).equals(learned_rows(full))
+    assert json.loads((cut / "replay" / "rank0" / "state.json").read_text())["token"] != state["token"]
+
+
+
+def test_each_rank_keeps_its_replay_files_in_the_run_directory(tmp_path):
+    cfg = load_config({"algo": {"name": "dqn", "hidden_sizes": [8], "mini_batch_size": 8,
+                                "kwargs": {"replay_memory_map": True}},
+                       "parallel": {"envs_per_thread": 2}, "train_every": 4, "total_steps": 64})
+    info = probe_env(cfg.env)
+    resolve_env_fields(cfg, info)
+    check_config(cfg, 2)
+    make = lambda **kw: learner_class("dqn")(cfg, info, "cpu", np.random.default_rng(0),  # noqa: E731
+                                             torch.Generator().manual_seed(0), world_size=2, **kw)
+    with pytest.raises(ConfigError, match="'algo.kwargs.replay_memory_map' keeps the replay memory in the run "):
+        make()
+    for rank in (0, 1):
+        make(run_dir=tmp_path, rank=rank).act(np.zeros((2, 4), np.float32), StepCounter(2, 1, 2, 1, 1))
+    assert sorted(p.name for p in (tmp_path / "replay").iterdir()) == ["rank0", "rank1"]
 
 
 def test_dqn_epsilon_in_policy_steps_and_the_double_q_target():

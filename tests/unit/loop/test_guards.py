@@ -8,7 +8,7 @@ import torch
 
 import faultenvs  # noqa: F401 - registers the misbehaving envs
 from rlkit import ConfigError, load_config, train
-from rlkit.loop.guards import NonFiniteError, check_memory, estimate_memory
+from rlkit.loop.guards import NonFiniteError, check_memory, check_replay_disk, estimate_memory
 from rlkit.runs.checkpoint import load_checkpoint
 from rlkit.runs.metrics import read_metrics
 from rundirs import CARTPOLE, cli, one_line, status  # noqa: F401 (cli is a fixture)
@@ -64,6 +64,48 @@ def test_networks_too_large_for_memory_are_refused_at_once(tmp_path, cli, capsys
     out = cli("train", CARTPOLE, "--set", "algo.hidden_sizes=[64, 100000000000]", "--out", str(tmp_path / "r"))
     assert out.returncode == 2 and one_line(out) and "'algo.hidden_sizes'" in out.stderr, out.stderr
     assert time.monotonic() - t0 < 60 and not (tmp_path / "r").exists()
+
+
+
+def test_a_memory_mapped_replay_memory_counts_against_the_disk_not_the_ram(tmp_path, monkeypatch):
+    """algo.kwargs.replay_memory_map: RAM counts only what stays in memory; the files (and their undo journal)
+    must fit in the free space of the run directory's filesystem, where files an earlier attempt left in
+    <run_dir>/replay count as free (a resume reuses them, --force deletes them)."""
+    from collections import namedtuple
+
+    from rlkit.algos.base import check_config, learner_class
+    from rlkit.envs.make import probe_env, resolve_env_fields
+    mapped = {"algo": {"name": "dqn", "buffer_size": 10**13, "kwargs": {"replay_memory_map": True}}, "total_steps": 100}
+    with pytest.raises(ConfigError) as e:
+        train(mapped, tmp_path / "r", progress=False)
+    assert "\n" not in str(e.value) and not (tmp_path / "r").exists()
+    assert str(e.value).startswith("'algo.kwargs.replay_memory_map': the replay memory's files would take about ")
+    assert "lower algo.buffer_size" in str(e.value)
+
+    cfg = load_config({**mapped, "algo": {**mapped["algo"], "buffer_size": 10**8}})
+    info = probe_env(cfg.env)
+    resolve_env_fields(cfg, info)
+    check_config(cfg)
+    check_memory(cfg, info, available=2**30)  # 10^8 CartPole transitions (3.6 GiB) on disk: no RAM of their own
+    in_ram = load_config({**mapped, "algo": {"name": "dqn", "buffer_size": 10**8}})
+    resolve_env_fields(in_ram, info)
+    with pytest.raises(ConfigError, match="keep the memory on disk with algo.kwargs.replay_memory_map: true"):
+        check_memory(in_ram, info, available=2**30)
+    check_replay_disk(in_ram, info, tmp_path / "r", free=0)  # in RAM: no files
+    need = 10**8 * (4 * 4 + 8 + 4 + 1 + 1 + 4)  # obs, action, reward, flags, final index (finals, journal on top)
+    check_replay_disk(cfg, info, tmp_path / "r", free=2 * need)
+    with pytest.raises(ConfigError, match=r"would take about 3.2 GiB in .*replay, more than the 3.2 GiB free there"):
+        check_replay_disk(cfg, info, tmp_path / "r", free=need)
+    with pytest.raises(ConfigError):  # two ranks: twice the files
+        check_replay_disk(cfg, info, tmp_path / "r", world_size=2, free=int(1.5 * need))
+    exact = learner_class("dqn").replay_file_bytes(cfg, info, 1)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr("rlkit.loop.guards.shutil.disk_usage", lambda path: usage(0, 0, exact - 2**20))
+    with pytest.raises(ConfigError):
+        check_replay_disk(cfg, info, tmp_path / "r")
+    (tmp_path / "r" / "replay" / "rank0").mkdir(parents=True)
+    (tmp_path / "r" / "replay" / "rank0" / "obs.npy").write_bytes(b"\1" * 2**21)  # an earlier attempt's: free
+    check_replay_disk(cfg, info, tmp_path / "r")
 
 
 def test_values_that_do_nothing(tmp_path, tiny, capfd):
