@@ -210,8 +210,15 @@ def check_update(stats: dict, policy_step: int, modules) -> None:
             raise NonFiniteError(f"non-finite {kind} {name} ({value}) in the training phase at policy step "
                                  f"{policy_step}; the run stopped and its last checkpoint is kept: lower the "
                                  "learning rates (algo.actor_lr, algo.critic_lr) or algo.max_grad_norm, or check the rewards")
+    named = list(_parameters(modules))
     with torch.no_grad():
-        for name, p in _parameters(modules):
+        # one reduction for all: a tensor's norm is nan or inf exactly when it holds a nan or inf (or overflows,
+        # which the per-tensor look below tells apart); a check per tensor per phase cost more than a small
+        # network's gradient step
+        norms = torch._foreach_norm([p for _, p in named]) if named else []
+        if not named or bool(torch.isfinite(torch.stack(norms)).all()):
+            return
+        for name, p in named:
             if not bool(torch.isfinite(p).all()):
                 raise NonFiniteError(f"non-finite parameter {name} after the training phase at policy step "
                                      f"{policy_step}; the run stopped and its last checkpoint is kept: lower the "
