@@ -398,17 +398,18 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
     for name, steps, what in (("sac", sac_steps, "SAC Hopper-v5, 256-256, batch 256, 1 gradient step / policy step"),
                               ("dqn", dqn_steps, "DQN CartPole-v1, 256-256, batch 128, train every 4")):
         cases.append(("11 rlkit", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps)))
-        # case 12: the same run with parallel.overlap (a phase on its own thread while the env steps)
-        cases.append(("12 overlap", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, True)))
         if have_sb3:
             cases.append(("11 SB3", what, lambda name=name, steps=steps: sb3_offpolicy_sps(name, steps)))
         if have_sbx():  # (SBX's rows: case 11 only)
             cases.append(("11 SBX", what, lambda name=name, steps=steps: sbx_offpolicy_sps(name, steps)))
             cases.append(("11 SBX-mt", what,  # XLA's default threads: every core
                           lambda name=name, steps=steps: sbx_offpolicy_sps(name, steps, one_thread=False)))
-    what = "DQN LatencyCartPole (0.5 ms a step), 256-256, batch 128, train every 4"
-    cases += [("12 overlap", what, lambda: rlkit_offpolicy_sps("dqn-latency", dqn_steps, True)),
-              ("12 serial", what, lambda: rlkit_offpolicy_sps("dqn-latency", dqn_steps))]
+    # case 12: parallel.overlap (a phase on its own thread while the envs step) against the serial loop
+    for name, steps, what in (("sac", sac_steps, "SAC Hopper-v5, case 11's settings"),
+                              ("dqn", dqn_steps, "DQN CartPole-v1, case 11's settings"),
+                              ("dqn-latency", dqn_steps, "DQN LatencyCartPole (0.5 ms a step), case 11's settings")):
+        cases += [("12 serial", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps)),
+                  ("12 overlap", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, True))]
     return [c for c in cases if case_number(c[0]) in args.cases]
 
 
@@ -466,7 +467,7 @@ def main(argv=None) -> int:
                 "7 grad step": ("7 grad step", "zoo sizes, rlkit/algos/ppo_numpy.py (numpy)"),
                 "8 rlkit": ("8 SB3", r["name"]),
                 "11 rlkit": ("11 SB3", r["name"]),
-                "12 overlap": ("11 rlkit", r["name"]) if ("11 rlkit", r["name"]) in by_key else ("12 serial", r["name"]),
+                "12 overlap": ("12 serial", r["name"]),
                 "11 SBX": ("11 SB3", r["name"]),
                 "11 SBX-mt": ("11 SB3", r["name"]),
                 # case 10: the kernels' share of rlkit's whole step
@@ -477,7 +478,7 @@ def main(argv=None) -> int:
             r["ratio"] = statistics.median(a / b for a, b in pairs)
             r["ratio_to"] = {"3 SB3": "SB3", "4 scaling": "thread T=1", "6 RND": "PPO", "7 grad step": "fused",
                              "8 SB3": "SB3", "10 grad step": "whole step", "11 SB3": "SB3",
-                             "11 rlkit": "serial", "12 serial": "serial"}[base[0]]
+                             "12 serial": "serial"}[base[0]]
         raw = ("8 raw env", f"one {MUJOCO_ID}, random actions")
         if r["case"] == "8 rlkit" and " 1 env " in r["name"] and raw in by_key:  # the one-env limit, per rep too
             r["of_raw"] = statistics.median(a / b for a, b in zip(samples[r["case"], r["name"]], samples[raw]))

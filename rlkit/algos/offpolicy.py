@@ -365,9 +365,10 @@ def load_modules(modules: dict, state: dict) -> None:
 
 
 @torch.no_grad()
-def polyak(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
-    """target <- tau source + (1 - tau) target (tau 1: a copy)."""
-    t, s = list(target.parameters()), list(source.parameters())
+def polyak(target, source, tau: float) -> None:
+    """target <- tau source + (1 - tau) target (tau 1: a copy); modules, or their parameter lists (SAC calls it
+    every gradient step: walking the modules for their parameters each time costs more than the lerp)."""
+    t, s = [list(m.parameters()) if isinstance(m, torch.nn.Module) else m for m in (target, source)]
     if tau == 1.0:
         torch._foreach_copy_(t, s)
     else:

@@ -78,9 +78,14 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n, 1, out_dim))
         for w in self.weight.data:  # orthogonal, as rlkit.nn.networks.init_layer
             nn.init.orthogonal_(w, gain)
+        # a batched matmul with a vector side (the Q head's one output) runs several times slower on the CPU than
+        # one plain matmul per network (measured in docs/algorithms.md, "Throughput"): those layers loop
+        self.batched = min(in_dim, out_dim) >= 8
 
     def forward(self, x):
-        return torch.baddbmm(self.bias, x, self.weight)
+        if self.batched:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.stack([torch.addmm(b, xi, w) for b, xi, w in zip(self.bias, x, self.weight)])
 
 
 class TwinQ(nn.Module):
@@ -159,6 +164,7 @@ class SAC(OffPolicyLearner):
         self.actor = actor.to(self.device)
         self.critic = TwinQ(env_info.obs_space, self.action_dim, a).to(self.device)
         self.target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_params, self.target_params = list(self.critic.parameters()), list(self.target.parameters())
         self.log_alpha = torch.tensor(math.log(k.alpha), device=self.device, requires_grad=k.tune_alpha)
         self.target_entropy = -float(self.action_dim) if k.target_entropy is None else k.target_entropy
         self.actor_params = list(self.actor.parameters())
@@ -208,7 +214,7 @@ class SAC(OffPolicyLearner):
             p.grad = g
         self.synced("actor")
         self.actor_opt.step()
-        polyak(self.target, self.critic, self.keys.tau)
+        polyak(self.target_params, self.critic_params, self.keys.tau)
         return {**stats, **critic_stats, **actor_stats, "sac/alpha": alpha, "sac/entropy": -logp.detach().mean()}
 
     def modules(self) -> list:
