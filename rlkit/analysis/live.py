@@ -14,12 +14,26 @@ import time
 from pathlib import Path
 
 RETURN, EVAL = "episode/return", "eval/return"
-# the small panels under the return: one quantity each, so an early spike of one cannot flatten another; the
-# value loss spans orders of magnitude (hundreds at the start, under one later), so its axis is logarithmic
-DIAGNOSTICS = {"policy loss": ("loss/policy",), "value loss": ("loss/value",), "approx. KL": ("ppo/approx_kl",),
-               "entropy": ("loss/entropy",)}
-LOG_SCALE = {"value loss"}
-PLOTTED = (RETURN, EVAL, *(m for ms in DIAGNOSTICS.values() for m in ms))
+# the small panels under the return, the algorithm's own: one quantity each, so an early spike of one cannot
+# flatten another. The first two are its losses. Value losses span orders of magnitude (hundreds at the start,
+# under one later), and so do SAC's temperature and DQN's TD loss: their axes are logarithmic
+DIAGNOSTICS = {
+    "ppo": {"policy loss": ("loss/policy",), "value loss": ("loss/value",), "approx. KL": ("ppo/approx_kl",),
+            "entropy": ("loss/entropy",)},
+    "sac": {"critic loss": ("loss/critic",), "actor loss": ("loss/actor",), "alpha": ("sac/alpha",),
+            "entropy": ("sac/entropy",)},
+    "dqn": {"TD loss": ("loss/q",), "mean Q": ("dqn/q",), "epsilon": ("dqn/epsilon",)},
+}
+LOG_SCALE = {"value loss", "critic loss", "alpha", "TD loss"}
+PLOTTED = (RETURN, EVAL, *{m for panels in DIAGNOSTICS.values() for ms in panels.values() for m in ms})
+
+
+def panels_for(series: dict) -> dict:
+    """The diagnostic panels of the algorithm whose metrics the series hold (PPO's, A2C's: the on-policy ones)."""
+    for algo in ("sac", "dqn"):
+        if any(name.startswith(f"{algo}/") and len(series.get(name, ((), ()))[0]) for name in series):
+            return DIAGNOSTICS[algo]
+    return DIAGNOSTICS["ppo"]
 SMOOTH = 20  # episodes in the trailing mean of the plotted episode/return
 
 
@@ -50,7 +64,8 @@ def learning_curves(series: dict, x: str = "policy_step", title: str | None = No
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     fig = Figure(figsize=(9, 5.2), dpi=90, layout="constrained")
-    grid = fig.add_gridspec(2, len(DIAGNOSTICS), height_ratios=[1.7, 1])
+    diagnostics = panels_for(series)
+    grid = fig.add_gridspec(2, len(diagnostics), height_ratios=[1.7, 1])
     top = fig.add_subplot(grid[0, :])
     xs, ys = (np.asarray(v, dtype=float) for v in series.get(RETURN, ([], [])))
     if len(xs):
@@ -66,7 +81,7 @@ def learning_curves(series: dict, x: str = "policy_step", title: str | None = No
         top.legend(fontsize=7, loc="lower right")
     if title:
         top.set_title(title, fontsize=9, wrap=True)
-    for i, (name, metrics) in enumerate(DIAGNOSTICS.items()):
+    for i, (name, metrics) in enumerate(diagnostics.items()):
         ax = fig.add_subplot(grid[1, i], sharex=top)
         for m in metrics:
             mx, my = series.get(m, ([], []))
@@ -138,7 +153,8 @@ class LivePlot:
 
     def has_returns(self) -> bool:
         """Enough to draw: two episode returns and one training phase's losses, or an evaluation."""
-        losses = any(self.series[m][0] for m in DIAGNOSTICS["policy loss"] + DIAGNOSTICS["value loss"])
+        losses = any(self.series[m][0] for panels in DIAGNOSTICS.values() for ms in list(panels.values())[:2]
+                     for m in ms)
         return (len(self.series[RETURN][0]) >= 2 and losses) or bool(self.series[EVAL][0])
 
     def figure(self):

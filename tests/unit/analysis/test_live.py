@@ -36,6 +36,27 @@ def test_an_early_value_spike_does_not_flatten_the_rest():
         assert box.x0 <= extent.x0 and extent.x1 <= box.x1, ax.get_title()
 
 
+@pytest.mark.parametrize("params, panels", [
+    ("params/pendulum_sac.yaml", ["critic loss (log)", "actor loss", "alpha (log)", "entropy"]),
+    ("params/cartpole_dqn.yaml", ["TD loss (log)", "mean Q", "epsilon"])])
+def test_off_policy_runs_show_their_own_diagnostics(tmp_path, params, panels):
+    """A SAC or DQN run's curves show its own losses and statistics, each panel drawn, none 'not logged yet'."""
+    from rlkit import train
+
+    run = train(params, tmp_path / "run", progress=False,
+                overrides={"total_steps": 1200, "learning_starts": 200, "eval.every": 600, "algo.hidden_sizes": [16]})
+    fig = live.run_curves(run)
+    drawn = {ax.get_title(): ax for ax in fig.axes[1:]}
+    assert list(drawn) == panels
+    assert all(ax.lines and not ax.texts for ax in drawn.values())
+    plot = LivePlot()  # the live plot draws once the run's first two panels have points
+    plot({"policy_step": 8}, {"episode/return": 10.0})
+    plot({"policy_step": 16}, {"episode/return": 12.0})
+    first = next(m for name, ms in live.DIAGNOSTICS[params.split("_")[-1][:3]].items() for m in ms)
+    plot({"policy_step": 300}, {first: 0.5})
+    assert plot.has_returns()
+
+
 def test_nothing_is_drawn_before_there_is_a_curve_and_losses():
     plot = LivePlot()
     plot({"policy_step": 8}, {"episode/return": 10.0})
