@@ -39,3 +39,18 @@ def test_a_killed_learning_check_takes_its_seeds_with_it(tmp_path):
         script.wait()
     assert wait_for(lambda: not any(alive(w) for w in workers), 10), "seeds still training after the script died"
     assert not (tmp_path / "results/benchmarks/learning_cartpole.csv").exists()  # no unfinished seed reported
+
+
+def test_the_overlap_case_measures_both_loops_side_by_side(tmp_path):
+    """throughput.py case 12 (a smoke run: --quick numbers mean nothing): a serial and an overlap row per run,
+    each overlap row with its ratio to the serial one."""
+    import pandas as pd
+
+    out = tmp_path / "throughput.csv"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/throughput.py"), "--quick", "--reps", "1",
+                           "--cases", "12", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.read_csv(out)
+    assert sorted(rows.case) == ["12 overlap"] * 3 + ["12 serial"] * 3
+    overlap = rows[rows.case == "12 overlap"]
+    assert (overlap.value > 0).all() and (overlap.ratio > 0).all() and (overlap.ratio_to == "serial").all()
