@@ -13,8 +13,9 @@ files in <run_dir>/replay/rank<r>/ instead (rlkit/data/replay_map.py): the check
 and an undo journal there keeps the resume exact.
 
 Overlap (parallel.overlap: true). A phase runs on a training thread while the envs collect the next train_every
-policy steps (torch's kernels and MuJoCo's step run without the GIL, so the two share the cores). The counts stay
-exact: the loop waits for a phase to finish (`settle`) before it starts the next one, and before it evaluates,
+policy steps. torch's kernels run without the GIL, and so does an env that waits, so the two can share the
+cores; where both run Python they take turns on the GIL instead (docs/algorithms.md has the measurements). The
+counts stay exact: the loop waits for a phase to finish (`settle`) before it starts the next one, and before it evaluates,
 checkpoints or ends, so the envs are never more than one phase ahead and the learner never ahead of them.
 Three things keep the run deterministic, though not equal to the serial run: the envs act with a copy of the
 acting network taken when the phase starts (`behaviour`: a policy one phase older than the serial loop's), with
