@@ -15,8 +15,8 @@ and an undo journal there keeps the resume exact.
 Overlap (parallel.overlap: true). A phase runs on a training thread while the envs collect the next train_every
 policy steps. torch's kernels run without the GIL, and so does an env that waits, so the two can share the
 cores; where both run Python they take turns on the GIL instead (docs/algorithms.md has the measurements). The
-counts stay exact: the loop waits for a phase to finish (`settle`) before it starts the next one, and before it evaluates,
-checkpoints or ends, so the envs are never more than one phase ahead and the learner never ahead of them.
+counts stay exact: the loop waits for a phase to finish (`settle`) before it starts the next one, and before it
+evaluates, checkpoints or ends, so the envs are never more than one phase ahead and the learner never ahead of them.
 Three things keep the run deterministic, though not equal to the serial run: the envs act with a copy of the
 acting network taken when the phase starts (`behaviour`: a policy one phase older than the serial loop's), with
 random streams of their own, and the phase samples a view of the memory fixed when it starts that leaves out
@@ -98,8 +98,8 @@ class OffPolicyLearner:
                               "are not ordered yet): set parallel.overlap: false, or run one rank")
         ahead = train_every // per_iteration if p.overlap else 0
         if p.overlap and a.buffer_size < 2 * (ahead + 1) * cfg.num_envs:
-            raise ConfigError(f"'algo.buffer_size' ({a.buffer_size}) is too small for parallel.overlap: a phase samples "
-                              f"while the envs write the next train_every steps ({train_every}); make it at least "
+            raise ConfigError(f"'algo.buffer_size' ({a.buffer_size}) is too small for parallel.overlap: a phase "
+                              f"samples while the envs write the next train_every steps ({train_every}); make it at least "
                               f"{2 * (ahead + 1) * cfg.num_envs}")
         if a.mini_batch_size > a.buffer_size:
             raise ConfigError(f"'algo.mini_batch_size' ({a.mini_batch_size}) must be <= 'algo.buffer_size' "
