@@ -78,6 +78,10 @@ class Learner(Protocol):
     def close(self) -> None:
         """Optional: free what the learner started (threads)."""
 
+    # Optional: true when phases come every few policy steps (off-policy): the loop then averages their metrics
+    # into its log_every rows (rlkit/loop/phase_means.py) instead of writing a row per phase.
+    average_phases: bool
+
     def resumable(self) -> bool:
         """A checkpoint taken now resumes exactly (on-policy: between rollouts)."""
 

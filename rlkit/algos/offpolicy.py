@@ -20,8 +20,10 @@ evaluates, checkpoints or ends, so the envs are never more than one phase ahead 
 Three things keep the run deterministic, though not equal to the serial run: the envs act with a copy of the
 acting network taken when the phase starts (`behaviour`: a policy one phase older than the serial loop's), with
 random streams of their own, and the phase samples a view of the memory fixed when it starts that leaves out
-the slots the envs write meanwhile (rlkit/data/replay.py, `view`). A phase's row is logged when it has finished,
-at the policy step the loop has reached by then.
+the slots the envs write meanwhile (rlkit/data/replay.py, `view`). A phase is counted when it has finished.
+
+Metrics: the phases' losses and statistics are averaged into the loop's log_every rows (`average_phases`,
+rlkit/loop/phase_means.py), not a row per phase.
 
 An algorithm is a subclass: its networks and optimizers (`build`), the network that acts (`acting_network`,
 which `build` and rlkit.load both call), how it explores (`explore`), one gradient step (`update_step`), its
@@ -68,6 +70,7 @@ class OffPolicyLearner:
     train_iterations = 1  # train_every when the params file leaves it out: this many iterations
     gradient_steps = 1  # per_rank_gradient_steps when the params file leaves it out
     action_dtype = np.float32
+    average_phases = True  # a phase every few policy steps: the loop averages them into its log_every rows
 
     # ------------------------------------------------------------------ checks before the run
     @classmethod

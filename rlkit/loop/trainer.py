@@ -25,6 +25,7 @@ from rlkit.loop.evaluate import Evaluator
 from rlkit.loop.progress import ProgressBar
 from rlkit.notices import note
 from rlkit.loop.guards import Terminated, check_env_output, check_state, check_update, preflight, stop_on_sigterm
+from rlkit.loop.phase_means import PhaseMeans
 from rlkit.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlkit.runs.distributed import check_replicas, digest, gather_to_rank0, process_group, rank_seed
 from rlkit.runs.metrics import MetricsWriter, count_rows
@@ -184,6 +185,8 @@ class Trainer:
         self.metrics = MetricsWriter(self.run_dir / "metrics.csv") if rank == 0 else None  # rank 0 writes
         self.progress = ProgressBar(cfg.total_steps) if progress else None  # a callback on the logged rows
         self.update_path = None  # the update's code path as last written to status.json
+        # off-policy phases (every few policy steps) are averaged into the log_every rows (rlkit/loop/phase_means.py)
+        self.phase_means = PhaseMeans() if getattr(self.learner, "average_phases", False) else None
         if world_size > 1:
             self._join_ranks()
 
@@ -258,6 +261,9 @@ class Trainer:
         self.record_update_path()
         # the phase's wall seconds: with perf/sps, how a run's time splits between collecting and learning
         seconds = phase.seconds if phase.seconds is not None else time.perf_counter() - start
+        if self.phase_means is not None:
+            self.phase_means.add({**phase.metrics, **phase.hook_metrics}, phase.updates, seconds)
+            return
         self.log({**phase.metrics, "steps/replay_ratio": c.replay_ratio, "perf/update_seconds": seconds,
                   **phase.hook_metrics})
 
@@ -290,6 +296,10 @@ class Trainer:
         # no steps since the last row (the run's last row, right after a logged one): no speed to measure, not 0
         speed = {"perf/sps": (step - mark_step) / max(now - mark_time, 1e-9)} if step > mark_step else {}
         self.sps_mark = (now, step)
+        phases = self.phase_means.pop() if self.phase_means is not None else {}
+        if phases:  # the phases since the last row, averaged, before the replay ratio as a phase's row has it
+            seconds = phases.pop("perf/update_seconds")
+            self.log({**phases, "steps/replay_ratio": self.counter.replay_ratio, "perf/update_seconds": seconds})
         self.log({**speed, "steps/iteration": self.counter.iteration, "steps/update": self.counter.update})
         self.last["log"] = step
 
@@ -322,6 +332,8 @@ class Trainer:
             **self.learner.local_state_dict(),
         }
         state = {**self.learner.state_dict(), **local, "last": dict(self.last)}
+        if self.phase_means is not None:  # the phases not yet in a row: the resumed run writes the same rows
+            state["phase_means"] = self.phase_means.state_dict()
         status = {}
         if self.world_size > 1:
             status["replica_sha256"] = replica_digest(state, self.cfg.algo.name)
@@ -361,6 +373,8 @@ class Trainer:
         self.episodes.returns[:], self.episodes.lengths[:] = state["episode_return"], state["episode_length"]
         self.episodes.last_return = state["last_return"]
         self.last, self.wall_offset = dict(state["last"]), state["wall_time"]
+        if self.phase_means is not None and "phase_means" in state:
+            self.phase_means.load_state_dict(state["phase_means"])
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = MetricsWriter(self.run_dir / "metrics.csv", keep_rows=state["metrics_rows"])

@@ -186,6 +186,26 @@ def test_train_and_resume_exactly_with_the_replay_memory(tmp_path, name, overlap
         assert read_metrics(serial / "metrics.csv").gradient_step.max() == df.gradient_step.max()
 
 
+def test_phases_are_averaged_into_the_log_rows_and_a_resume_between_rows_writes_the_same_rows(tmp_path):
+    """A phase every 8 policy steps, a row every 100: one row of losses per log row, not one per phase. A run
+    stopped after a checkpoint taken between two rows (at 252) resumes from it, the phases not yet written
+    included, and writes the uninterrupted run's rows."""
+    params, extra = CASES["dqn"]
+    overrides = {**TINY, **extra, "checkpoint_every": 50}
+    full = train(params, tmp_path / "full", overrides=overrides, progress=False)
+    df = read_metrics(full / "metrics.csv")
+    losses, seconds = df[df.metric == "loss/q"], df[df.metric == "perf/update_seconds"]
+    assert list(losses.policy_step) == list(seconds.policy_step) == [100, 200, 300, 400]
+    assert df.gradient_step.max() == 2 * ((400 - 40) // 8 + 1)  # every phase counted (40, 48, ..., 400), not a row each
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        train(params, cut, overrides=overrides, progress=False, callbacks=[stop_at(280)])
+    state = load_checkpoint(cut / "checkpoint.pt")
+    assert 250 <= state["counter"]["policy_step"] < 300 and state["phase_means"]["updates"] > 0
+    train(params, cut, overrides=overrides, resume=True, progress=False)
+    assert learned_rows(cut).equals(learned_rows(full))
+
+
 def test_without_the_replay_memory_in_the_checkpoint_a_warning_says_resume_is_not_exact(tmp_path, capsys):
     params, extra = CASES["dqn"]
     run = train(params, tmp_path / "r", progress=False,
