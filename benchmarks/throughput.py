@@ -1,7 +1,8 @@
 """Throughput benchmark: raw env limit, rlkit vs Stable-Baselines3 PPO, thread scaling, time to solve, RND cost,
-off-policy (SAC, DQN) against SB3, and with parallel.overlap against without.
+off-policy (SAC, DQN) against SB3, with parallel.overlap against without, and their gradient step against its
+matmul floor.
 
-    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6,7,8,9,10,11,12]
+    .venv/bin/python benchmarks/throughput.py [--quick] [--reps 3] [--seeds 5] [--cases 1,2,3,4,5,6,7,8,9,10,11,12,13]
 
 Every throughput figure is the median of --reps runs; the rep loop is outside and the cases
 inside, so load drift on a shared machine hits every case alike. Training SPS is policy steps
@@ -286,6 +287,54 @@ def rlkit_offpolicy_sps(name: str, total_steps: int, overlap: bool = False) -> f
     return last.policy_step / last.wall_time
 
 
+def offpolicy_update_us(name: str, floor: bool, steps: int) -> float:
+    """Case 13: microseconds of one gradient step of case 11's SAC or DQN (update_step on a batch the learner
+    samples from its replay memory), or its matmul floor: the step's floating-point operations, counted by
+    torch's FlopCounterMode, over the best rate of a 256x256x256 matmul on one thread. What the floor leaves
+    out of the step is what any implementation can still save (dispatch, autograd, the optimizer, the small
+    ops); no implementation runs these matmuls in less."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from rlkit.algos.base import check_config, learner_class
+    from rlkit.config import load_config
+    from rlkit.envs.make import probe_env, resolve_env_fields
+    from rlkit.steps import StepCounter
+
+    env_id, every, algo = OFFPOLICY[name]
+    cfg = load_config({"total_steps": 10_000, "learning_starts": 0, "train_every": every, "env": {"id": env_id},
+                       "parallel": {"num_threads": 1, "envs_per_thread": 1},
+                       "algo": {"name": name, "per_rank_gradient_steps": 1, "buffer_size": 1_000, **algo}})
+    info = probe_env(cfg.env)
+    resolve_env_fields(cfg, info)
+    check_config(cfg, 1)
+    learner = learner_class(name)(cfg, info, "cpu", np.random.default_rng(0), torch.Generator().manual_seed(0))
+    counter, rng = StepCounter(1, 1, 1), np.random.default_rng(1)
+    obs = rng.normal(size=(1, *info.obs_shape)).astype(np.float32)
+    for _ in range(2 * algo["mini_batch_size"]):  # transitions for the batches: their values do not change the cost
+        learner.act(obs, counter)
+        counter.step_iteration()
+        obs = rng.normal(size=obs.shape).astype(np.float32)
+        learner.observe(obs, np.ones(1, np.float32), np.zeros(1, bool), np.zeros(1, bool), obs, counter)
+    batch = learner.sample()
+    if floor:
+        with FlopCounterMode(display=False) as flops:
+            learner.update_step(batch)
+        x, w = torch.randn(256, 256), torch.randn(256, 256)
+        best = float("inf")
+        for _ in range(20):
+            start = time.perf_counter()
+            for _ in range(50):
+                x @ w
+            best = min(best, (time.perf_counter() - start) / 50)
+        return flops.get_total_flops() / (2 * 256**3 / best) * 1e6
+    for _ in range(10):  # warm-up
+        learner.update_step(batch)
+    start = time.perf_counter()
+    for _ in range(steps):
+        learner.update_step(batch)
+    return (time.perf_counter() - start) / steps * 1e6
+
+
 def sb3_offpolicy_sps(name: str, total_steps: int) -> float:
     """SB3's SAC / DQN at the same settings, timed around learn() only."""
     import stable_baselines3 as sb3
@@ -420,6 +469,12 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
     for name, steps, what in runs:
         cases += [("12 serial", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps)),
                   ("12 overlap", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, True))]
+    # case 13: case 11's gradient step, and the time its matmuls alone take at this CPU's matmul rate
+    for name, what in (("sac", "SAC Hopper-v5, case 11's settings"), ("dqn", "DQN CartPole-v1, case 11's settings")):
+        if name == "sac" and not have_mujoco():
+            continue
+        cases += [("13 update", what, lambda name=name: offpolicy_update_us(name, False, 30 if q else 500)),
+                  ("13 floor", what, lambda name=name: offpolicy_update_us(name, True, 0))]
     return [c for c in cases if case_number(c[0]) in args.cases]
 
 
@@ -428,8 +483,8 @@ def case_number(case: str) -> str:
 
 
 def unit(case: str) -> str:
-    """Cases 7 and 10 time one gradient step; the others count policy steps per second."""
-    return "us/step" if case_number(case) in ("7", "10") else "steps/s"
+    """Cases 7, 10 and 13 time one gradient step; the others count policy steps per second."""
+    return "us/step" if case_number(case) in ("7", "10", "13") else "steps/s"
 
 
 def main(argv=None) -> int:
@@ -437,7 +492,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small step counts: a smoke test, not a measurement")
     parser.add_argument("--reps", type=int, default=3, help="runs per throughput figure (median reported)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for time to solve")
-    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10,11,12", help="comma-separated subset of cases 1-12")
+    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10,11,12,13", help="comma-separated subset of cases 1-13")
     parser.add_argument("--out", default="results/benchmarks/throughput.csv")
     parser.add_argument("--sbx-child", nargs=2, help=argparse.SUPPRESS)  # (name, steps): one SBX timing, as JSON
     args = parser.parse_args(argv)

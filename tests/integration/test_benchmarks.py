@@ -58,3 +58,22 @@ def test_the_overlap_case_measures_both_loops_side_by_side(tmp_path):
         set(rows.name)
     overlap = rows[rows.case == "12 overlap"]
     assert (overlap.value > 0).all() and (overlap.ratio > 0).all() and (overlap.ratio_to == "serial").all()
+
+
+def test_the_floor_case_puts_each_gradient_step_above_its_matmuls(tmp_path):
+    """throughput.py case 13: per algorithm an update row and a floor row (its matmuls at this CPU's matmul
+    rate), the floor above zero and below the step that contains those matmuls."""
+    import importlib.util
+
+    import pandas as pd
+
+    out = tmp_path / "throughput.csv"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/throughput.py"), "--quick", "--reps", "1",
+                           "--cases", "13", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.read_csv(out)
+    runs = 2 if importlib.util.find_spec("mujoco") else 1  # SAC on Hopper needs the mujoco extra
+    assert sorted(rows.case) == ["13 floor"] * runs + ["13 update"] * runs
+    for _, pair in rows.groupby("name"):
+        floor, update = (pair[pair.case == f"13 {kind}"].value.item() for kind in ("floor", "update"))
+        assert 0 < floor < update
