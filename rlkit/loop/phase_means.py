@@ -12,7 +12,7 @@ from __future__ import annotations
 class PhaseMeans:
     def __init__(self):
         self.sums: dict[str, float] = {}
-        self.updates = 0
+        self.weights: dict[str, int] = {}  # per metric: a metric some phases lack is the mean of those that have it
         self.seconds = 0.0
 
     def add(self, metrics: dict, updates: int, seconds: float) -> None:
@@ -20,20 +20,20 @@ class PhaseMeans:
         weight = max(updates, 1)
         for name, value in metrics.items():
             self.sums[name] = self.sums.get(name, 0.0) + float(value) * weight
-        self.updates += weight
+            self.weights[name] = self.weights.get(name, 0) + weight
         self.seconds += seconds
 
     def pop(self) -> dict:
         """The row of the phases added since the last pop ({} if none), and a fresh start."""
-        if not self.updates:
+        if not self.weights:
             return {}
-        row = {name: total / self.updates for name, total in self.sums.items()}
+        row = {name: total / self.weights[name] for name, total in self.sums.items()}
         row["perf/update_seconds"] = self.seconds
         self.__init__()
         return row
 
     def state_dict(self) -> dict:
-        return {"sums": dict(self.sums), "updates": self.updates, "seconds": self.seconds}
+        return {"sums": dict(self.sums), "weights": dict(self.weights), "seconds": self.seconds}
 
     def load_state_dict(self, state: dict) -> None:
-        self.sums, self.updates, self.seconds = dict(state["sums"]), state["updates"], state["seconds"]
+        self.sums, self.weights, self.seconds = dict(state["sums"]), dict(state["weights"]), state["seconds"]

@@ -201,7 +201,7 @@ def test_phases_are_averaged_into_the_log_rows_and_a_resume_between_rows_writes_
     with pytest.raises(KeyboardInterrupt):
         train(params, cut, overrides=overrides, progress=False, callbacks=[stop_at(280)])
     state = load_checkpoint(cut / "checkpoint.pt")
-    assert 250 <= state["counter"]["policy_step"] < 300 and state["phase_means"]["updates"] > 0
+    assert 250 <= state["counter"]["policy_step"] < 300 and state["phase_means"]["weights"]["loss/q"] > 0
     train(params, cut, overrides=overrides, resume=True, progress=False)
     assert learned_rows(cut).equals(learned_rows(full))
 
