@@ -110,14 +110,16 @@ def run_all(page, url: str, notebook: str, timeout_s: float = 240) -> None:
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         clicks += 1
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and prompts.first.inner_text().strip() in ("[ ]:", ""):
+        while time.monotonic() < deadline and prompts.first.text_content().strip() in ("[ ]:", ""):
             time.sleep(0.25)
-        if prompts.first.inner_text().strip() not in ("[ ]:", ""):
+        if prompts.first.text_content().strip() not in ("[ ]:", ""):
             break
     deadline = time.monotonic() + timeout_s
     stalled = None
     while True:  # every code cell shows an execution count "[n]:", none the busy "[*]:"
-        texts = [t.strip() for t in prompts.all_inner_texts()]
+        # textContent, not innerText: Lab leaves cells far outside the view unrendered (content-visibility), and
+        # innerText reads an unrendered prompt as "" however long it has shown its count
+        texts = [t.strip() for t in prompts.all_text_contents()]
         if texts and all(t.startswith("[") and t[1:-2].isdigit() for t in texts):
             break
         assert time.monotonic() < deadline, f"{notebook}: cells did not finish: {texts}"
@@ -238,13 +240,13 @@ def test_kernel_interrupt_is_one_line_and_run_all_resumes(lab, browser):
     training = page.locator(f"{PANEL} .jp-CodeCell").nth(1)
     prompts = page.locator(f"{PANEL} .jp-CodeCell .jp-InputPrompt")
     deadline = time.monotonic() + 180
-    while prompts.first.inner_text().strip() in ("[ ]:", ""):  # a click while the kernel connects runs nothing
+    while prompts.first.text_content().strip() in ("[ ]:", ""):  # a click while the kernel connects runs nothing
         assert time.monotonic() < deadline, "Run All never started"
         accept_dialogs(page)
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         wait = time.monotonic() + 30  # give the click time to show before taking it for lost
-        while time.monotonic() < wait and prompts.first.inner_text().strip() in ("[ ]:", ""):
+        while time.monotonic() < wait and prompts.first.text_content().strip() in ("[ ]:", ""):
             time.sleep(0.5)
     while "steps/s" not in training.inner_text():  # the bar has moved: training is under way
         assert time.monotonic() < deadline, f"training never started: {training.inner_text()[-500:]}"
