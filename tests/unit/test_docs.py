@@ -68,6 +68,25 @@ def test_the_readme_is_read_in_five_minutes():
     assert len(lines) <= 250, f"README.md has {len(lines)} lines; move detail into docs/ (at most 250)"
 
 
+def test_every_params_file_has_a_row_in_the_readme_presets():
+    """The README's presets table is where a reader looks for what a params file reaches; a preset added
+    without a row (or a row naming a file that is gone) is caught here. A row may name a file and its `_rnd`
+    twin as "`name.yaml`, `_rnd`"."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Presets", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    named = set()
+    for row in rows:
+        first = row.split("|")[1]
+        files = re.findall(r"`([\w.]+\.yaml)`", first)
+        named.update(files)
+        if "`_rnd`" in first:
+            named.update(f.replace(".yaml", "_rnd.yaml") for f in files)
+    on_disk = {p.name for p in (ROOT / "params").glob("*.yaml")}
+    assert not on_disk - named, f"params files without a row in README.md's presets: {sorted(on_disk - named)}"
+    assert not named - on_disk, f"README.md's presets name files not in params/: {sorted(named - on_disk)}"
+
+
 def make_recipe(target: str) -> list:
     """The commands of a Makefile target, variables expanded from the Makefile's own assignments."""
     text = (ROOT / "Makefile").read_text()
