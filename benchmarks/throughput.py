@@ -274,8 +274,19 @@ LATENCY_KWARGS = {LATENCY_ID: {"delay_s": 0.0005}}
 OFFPOLICY_STARTS = 100
 
 
-def rlkit_offpolicy_sps(name: str, total_steps: int, overlap: bool = False) -> float:
+COMPILED = set()  # the algorithms whose compiled step this process has warmed up
+
+
+def rlkit_offpolicy_sps(name: str, total_steps: int, overlap: bool = False, compile: bool = False) -> float:
+    """rlkit's SAC / DQN at case 11's settings; compile: algo.kwargs.compile, after one untimed short run that
+    fills torch's compile caches (as SBX's first learn() is left out), so that a timed run's own compile is
+    the short one of a warm cache."""
     env_id, every, algo = OFFPOLICY[name]
+    if compile:
+        algo = {**algo, "kwargs": {**algo.get("kwargs", {}), "compile": True}}
+        if name not in COMPILED:
+            COMPILED.add(name)
+            rlkit_offpolicy_sps(name, OFFPOLICY_STARTS + 4 * every, overlap, compile)
     cfg = {"total_steps": total_steps, "torch_threads": 1, "checkpoint_every": 0, "eval": {"every": 0},
            "learning_starts": OFFPOLICY_STARTS, "train_every": every,
            "env": {"id": env_id, "kwargs": LATENCY_KWARGS.get(env_id, {})},
@@ -287,12 +298,12 @@ def rlkit_offpolicy_sps(name: str, total_steps: int, overlap: bool = False) -> f
     return last.policy_step / last.wall_time
 
 
-def offpolicy_update_us(name: str, floor: bool, steps: int) -> float:
+def offpolicy_update_us(name: str, floor: bool, steps: int, compile: bool = False) -> float:
     """Case 13: microseconds of one gradient step of case 11's SAC or DQN (update_step on a batch the learner
     samples from its replay memory), or its matmul floor: the step's floating-point operations, counted by
     torch's FlopCounterMode, over the best rate of a 256x256x256 matmul on one thread. What the floor leaves
     out of the step is what any implementation can still save (dispatch, autograd, the optimizer, the small
-    ops); no implementation runs these matmuls in less."""
+    ops); no implementation runs these matmuls in less. compile: algo.kwargs.compile (the warm-up compiles)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from rlkit.algos.base import check_config, learner_class
@@ -303,7 +314,8 @@ def offpolicy_update_us(name: str, floor: bool, steps: int) -> float:
     env_id, every, algo = OFFPOLICY[name]
     cfg = load_config({"total_steps": 10_000, "learning_starts": 0, "train_every": every, "env": {"id": env_id},
                        "parallel": {"num_threads": 1, "envs_per_thread": 1},
-                       "algo": {"name": name, "per_rank_gradient_steps": 1, "buffer_size": 1_000, **algo}})
+                       "algo": {"name": name, "per_rank_gradient_steps": 1, "buffer_size": 1_000, **algo,
+                                "kwargs": {**algo.get("kwargs", {}), "compile": compile}}})
     info = probe_env(cfg.env)
     resolve_env_fields(cfg, info)
     check_config(cfg, 1)
@@ -453,6 +465,8 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
     for name, steps, what in (("sac", sac_steps, "SAC Hopper-v5, 256-256, batch 256, 1 gradient step / policy step"),
                               ("dqn", dqn_steps, "DQN CartPole-v1, 256-256, batch 128, train every 4")):
         cases.append(("11 rlkit", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps)))
+        cases.append(("11 rlkit-c", what,  # algo.kwargs.compile: the gradient step compiled
+                      lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, compile=True)))
         if have_sb3:
             cases.append(("11 SB3", what, lambda name=name, steps=steps: sb3_offpolicy_sps(name, steps)))
         if have_sbx():  # (SBX's rows: case 11 only)
@@ -474,6 +488,7 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
         if name == "sac" and not have_mujoco():
             continue
         cases += [("13 update", what, lambda name=name: offpolicy_update_us(name, False, 30 if q else 500)),
+                  ("13 update-c", what, lambda name=name: offpolicy_update_us(name, False, 30 if q else 500, True)),
                   ("13 floor", what, lambda name=name: offpolicy_update_us(name, True, 0))]
     return [c for c in cases if case_number(c[0]) in args.cases]
 
@@ -532,6 +547,8 @@ def main(argv=None) -> int:
                 "7 grad step": ("7 grad step", "zoo sizes, rlkit/algos/ppo_numpy.py (numpy)"),
                 "8 rlkit": ("8 SB3", r["name"]),
                 "11 rlkit": ("11 SB3", r["name"]),
+                "11 rlkit-c": ("11 SB3", r["name"]),
+                "13 update-c": ("13 update", r["name"]),
                 "12 overlap": ("12 serial", r["name"]),
                 "11 SBX": ("11 SB3", r["name"]),
                 "11 SBX-mt": ("11 SB3", r["name"]),
@@ -543,7 +560,10 @@ def main(argv=None) -> int:
             r["ratio"] = statistics.median(a / b for a, b in pairs)
             r["ratio_to"] = {"3 SB3": "SB3", "4 scaling": "thread T=1", "6 RND": "PPO", "7 grad step": "fused",
                              "8 SB3": "SB3", "10 grad step": "whole step", "11 SB3": "SB3",
-                             "12 serial": "serial"}[base[0]]
+                             "12 serial": "serial", "13 update": "eager"}[base[0]]
+        sbx = ("11 SBX", r["name"])
+        if r["case"] in ("11 rlkit", "11 rlkit-c") and sbx in by_key:  # rlkit's steps/s over SBX's, per rep
+            r["of_sbx"] = statistics.median(a / b for a, b in zip(samples[r["case"], r["name"]], samples[sbx]))
         raw = ("8 raw env", f"one {MUJOCO_ID}, random actions")
         if r["case"] == "8 rlkit" and " 1 env " in r["name"] and raw in by_key:  # the one-env limit, per rep too
             r["of_raw"] = statistics.median(a / b for a, b in zip(samples[r["case"], r["name"]], samples[raw]))
@@ -575,12 +595,12 @@ def main(argv=None) -> int:
                      "value": statistics.median(walls),
                      "samples": " ".join(f"{w:.1f}@{s:.0f}" for w, s in solved)})
 
-    table = pd.DataFrame(rows, columns=["case", "name", "value", "unit", "ratio", "ratio_to", "of_raw", "runs",
-                                       "samples"])
+    table = pd.DataFrame(rows, columns=["case", "name", "value", "unit", "ratio", "ratio_to", "of_raw", "of_sbx",
+                                       "runs", "samples"])
     with pd.option_context("display.max_colwidth", 80, "display.width", 200):
         print(table.drop(columns="samples").to_string(index=False, na_rep="", formatters={
             "value": lambda v: f"{v:,.1f}" if v < 1000 else f"{v:,.0f}", "ratio": lambda v: "" if pd.isna(v) else f"{v:.2f}",
-            "of_raw": lambda v: "" if pd.isna(v) else f"{v:.0%}"}))
+            "of_raw": lambda v: "" if pd.isna(v) else f"{v:.0%}", "of_sbx": lambda v: "" if pd.isna(v) else f"{v:.2f}"}))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)

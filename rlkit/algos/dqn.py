@@ -157,13 +157,9 @@ class DQN(OffPolicyLearner):
         if crossed(counter.policy_step - self.schedule.train_every, counter.policy_step, self.keys.target_update_interval):
             polyak(self.target_net, self.q_net, self.keys.tau)
 
-    def update_step(self, batch: dict) -> dict:
+    def one_gradient_step(self, batch: dict) -> dict:
         loss, stats = td_loss(self.q_net, self.target_net, batch, self.keys.double_q)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.synced("q")
-        stats["dqn/grad_norm"] = nn.utils.clip_grad_norm_(self.q_net.parameters(), self.cfg.algo.max_grad_norm)
-        self.optimizer.step()
+        stats["dqn/grad_norm"] = self.optimize("q", loss, self.optimizer, self.cfg.algo.max_grad_norm)
         return stats
 
     def modules(self) -> list:
@@ -172,8 +168,8 @@ class DQN(OffPolicyLearner):
     def targets(self) -> list:
         return [(self.target_net, self.q_net)]
 
-    def trained_parameters(self) -> dict:
-        return {"q": list(self.q_net.parameters())}
+    def optimizers(self) -> dict:
+        return {"q": self.optimizer}
 
     def phase_metrics(self, counter) -> dict:
         return {"dqn/epsilon": self.epsilon(counter.policy_step)}

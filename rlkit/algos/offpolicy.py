@@ -60,6 +60,10 @@ class OffPolicyKeys:
     # the memory's arrays memory-mapped in files under <run_dir>/replay/, for memories larger than RAM: the
     # operating system pages them in and out; checkpoints stay small and a resume stays exact
     replay_memory_map: bool = False
+    # the whole gradient step (losses, gradients, Adam, target average) compiled by torch.compile into one
+    # program, from the same code: faster on the CPU, a compile of some seconds when the run starts, and
+    # equal to the eager step up to float rounding (docs/algorithms.md, "Compiled gradient step")
+    compile: bool = False
 
 
 class OffPolicyLearner:
@@ -96,6 +100,9 @@ class OffPolicyLearner:
                 f"'train_every' ({train_every}) must be a multiple of the policy steps of one iteration, ranks x "
                 f"parallel.num_threads x parallel.envs_per_thread ({world_size} x {p.num_threads} x "
                 f"{p.envs_per_thread} = {per_iteration}); set it to {lower} or {lower + per_iteration}")
+        if algorithm_keys(cfg).compile and world_size > 1:
+            raise ConfigError("'algo.kwargs.compile' runs on one rank (the ranks' gradient averaging is not part of a "
+                              "compiled step): set algo.kwargs.compile: false, or run one rank")
         if p.overlap and world_size > 1:
             raise ConfigError("'parallel.overlap' runs on one rank only (its phases and the ranks' gradient averaging "
                               "are not ordered yet): set parallel.overlap: false, or run one rank")
@@ -164,6 +171,7 @@ class OffPolicyLearner:
         # runs' format and rlkit.load and export pass the observations through unchanged
         self.obs_norm = ObsNormalizer(env_info.obs_shape, enabled=False)
         self.build(env_info)
+        self.gradient_step = self.compiled_gradient_step() if self.keys.compile else self.one_gradient_step
         # what the envs act with: the learner's own network and streams, or (overlap) a copy and streams of their own
         self.act_rng, self.act_generator, self.behaviour = rng, generator, self.acting_module()
         self.pool, self.in_flight = None, None
@@ -267,6 +275,46 @@ class OffPolicyLearner:
         if name in self.sync:
             self.sync[name]()
 
+    # ------------------------------------------------------------------ the gradient step
+    def update_step(self, batch: dict) -> dict:
+        """One gradient step on a sampled batch; returns {metric: 0-dim tensor}. The step's random draws come
+        from self.generator here, outside the step, so that the compiled step is a function of its inputs."""
+        return self.gradient_step(batch, *self.random_draws(batch))
+
+    def random_draws(self, batch: dict) -> tuple:
+        """The random tensors one gradient step uses (SAC: the actor's Gaussian noise), drawn in a fixed order."""
+        return ()
+
+    def optimize(self, name: str, loss: torch.Tensor, optimizer: torch.optim.Adam, max_grad_norm=None):
+        """One step of `optimizer` on the gradient of `loss` for its parameters (only those: the gradients of other
+        networks the loss went through are not computed); clipped to max_grad_norm when given, after the ranks'
+        average. Returns the gradient's norm before clipping, or None."""
+        params = optimizer.param_groups[0]["params"]
+        for p, g in zip(params, torch.autograd.grad(loss, params)):
+            p.grad = g
+        self.synced(name)
+        norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm) if max_grad_norm is not None else None
+        adam_step(optimizer)
+        return norm
+
+    def compiled_gradient_step(self):
+        """one_gradient_step compiled by torch.compile (algo.kwargs.compile): one program per run, traced from the
+        same code, the gradients included (dynamo's trace_autograd_ops) and Adam through torch's functional form
+        (adam_step), since Optimizer.step ends a compiled graph. The optimizers' state is created up front, as
+        their first step would, so that the traced program sees it."""
+        for optimizer in self.optimizers().values():
+            init_adam_state(optimizer)
+        # torch.compile keeps its programs on the function's code, one per learner it has seen (each guarded on
+        # that learner's objects) and falls back to eager after a few: a new learner drops the old learners'
+        # programs (a learner still running recompiles once), so a process can train one run after another
+        torch._dynamo.eval_frame.remove_from_cache(type(self).one_gradient_step)
+        compiled = torch.compile(self.one_gradient_step)
+
+        def gradient_step(*args):
+            with torch._dynamo.config.patch(trace_autograd_ops=True):
+                return compiled(*args)
+        return gradient_step
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         return {"agent": self.agent_state()}
@@ -313,8 +361,9 @@ class OffPolicyLearner:
         """Exploration actions from `behaviour` and the act_* streams."""
         raise NotImplementedError
 
-    def update_step(self, batch: dict) -> dict:
-        """One gradient step on a sampled batch; returns {metric: 0-dim tensor}."""
+    def one_gradient_step(self, batch: dict, *draws) -> dict:
+        """One gradient step on a sampled batch and its random draws (random_draws); returns {metric: 0-dim
+        tensor}. Every optimizer step goes through `optimize`, so that the step also runs compiled."""
         raise NotImplementedError
 
     def evaluate_actions(self, obs: np.ndarray, generator=None) -> np.ndarray:
@@ -329,9 +378,13 @@ class OffPolicyLearner:
         """(target network, the network it follows) pairs."""
         return []
 
+    def optimizers(self) -> dict:
+        """{name: optimizer} (the names `optimize` is called with)."""
+        raise NotImplementedError
+
     def trained_parameters(self) -> dict:
         """{optimizer name: its parameters}."""
-        raise NotImplementedError
+        return {name: opt.param_groups[0]["params"] for name, opt in self.optimizers().items()}
 
     def agent_state(self) -> dict:
         raise NotImplementedError
@@ -356,6 +409,37 @@ def adam(params, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, ValueError):
         return torch.optim.Adam(params, lr=lr)
+
+
+def adam_step(optimizer: torch.optim.Adam) -> None:
+    """optimizer.step() on its parameters' .grad; inside torch.compile, the same update through torch's functional
+    Adam (torch.optim.adam.adam, its foreach form) on the optimizer's own state and settings, because
+    Optimizer.step ends a compiled graph."""
+    if not torch.compiler.is_compiling():
+        optimizer.step()
+        return
+    from torch.optim.adam import adam as functional_adam
+    group = optimizer.param_groups[0]
+    params = group["params"]
+    states = [optimizer.state[p] for p in params]
+    with torch.no_grad():
+        functional_adam(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                        [s["exp_avg_sq"] for s in states], [], [s["step"] for s in states], foreach=True,
+                        capturable=True, amsgrad=group["amsgrad"], beta1=group["betas"][0], beta2=group["betas"][1],
+                        lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
+                        maximize=group["maximize"])
+
+
+def init_adam_state(optimizer: torch.optim.Adam) -> None:
+    """The state Adam creates at its first step (a step count of 0, zero moments), created now by Adam's own
+    initialisation; the state of a loaded checkpoint replaces it as ever."""
+    group = optimizer.param_groups[0]
+    params = [p for p in group["params"] if p.grad is None]
+    for p in params:  # Adam initialises the state of the parameters that have a gradient
+        p.grad = torch.zeros_like(p)
+    optimizer._init_group(group, [], [], [], [], [], [])
+    for p in params:
+        p.grad = None
 
 
 def load_modules(modules: dict, state: dict) -> None:

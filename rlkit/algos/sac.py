@@ -54,10 +54,12 @@ class SquashedGaussianActor(nn.Module):
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         return mean, log_std
 
-    def sample(self, obs, generator=None):
-        """(tanh(u), log pi(tanh(u) | obs)) with u ~ N(mean, std) reparameterised (its gradient flows)."""
+    def sample(self, obs, generator=None, noise=None):
+        """(tanh(u), log pi(tanh(u) | obs)) with u = mean + std * noise reparameterised (its gradient flows); noise
+        is a standard normal draw from generator, or the one given (a gradient step's, drawn outside it)."""
         mean, log_std = self(obs)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+        if noise is None:
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device)
         u = mean + log_std.exp() * noise
         # log N(u) - sum log(1 - tanh(u)^2), the correction in its stable form 2 (log 2 - u - softplus(-2u))
         logp = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -114,11 +116,11 @@ class TwinQ(nn.Module):
         return self.head(x).squeeze(-1)
 
 
-def critic_loss(sac: "SAC", batch: dict, alpha):
+def critic_loss(sac: "SAC", batch: dict, alpha, next_noise):
     """0.5 sum over the twins of (Q_i(s, a) - y)^2, y = r + discount (min_i Q_target_i(s', a') - alpha log pi(a'|s')),
-    a' ~ pi(s'): SAC's one critic loss (discount gamma, 0 where the episode terminated)."""
+    a' ~ pi(s') drawn with next_noise: SAC's one critic loss (discount gamma, 0 where the episode terminated)."""
     with torch.no_grad():
-        next_actions, next_logp = sac.actor.sample(batch["next_obs"], sac.generator)
+        next_actions, next_logp = sac.actor.sample(batch["next_obs"], noise=next_noise)
         next_q = sac.target(batch["next_obs"], next_actions).min(0).values - alpha * next_logp
         target = batch["rewards"] + batch["discounts"] * next_q
     q = sac.critic(batch["obs"], batch["actions"])  # [2, B]
@@ -191,29 +193,25 @@ class SAC(OffPolicyLearner):
         actions = self.actor.mode(obs) if generator is None else self.actor.sample(obs, generator)[0]
         return actions.cpu().numpy()
 
-    def update_step(self, batch: dict) -> dict:
+    def random_draws(self, batch: dict) -> tuple:
+        """The actor's standard normal noise for the batch's observations and for its next observations."""
+        shape = (len(batch["obs"]), self.action_dim)
+        return tuple(torch.randn(shape, generator=self.generator, device=self.device) for _ in range(2))
+
+    def one_gradient_step(self, batch: dict, noise, next_noise) -> dict:
         """SB3's order: the temperature, the critics (with the new temperature), the actor (on the new critics),
-        then the targets."""
-        actions, logp = self.actor.sample(batch["obs"], self.generator)
+        then the targets. Each optimizer steps on the gradient of its own parameters only (`optimize`): the
+        actor's loss goes through the critics, whose weight gradients would be computed for nothing."""
+        actions, logp = self.actor.sample(batch["obs"], noise=noise)
         stats = {}
         if self.alpha_opt is not None:
             loss, stats = alpha_loss(self.log_alpha, logp, self.target_entropy)
-            self.alpha_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.synced("alpha")
-            self.alpha_opt.step()
+            self.optimize("alpha", loss, self.alpha_opt)
         alpha = self.log_alpha.detach().exp()
-        loss, critic_stats = critic_loss(self, batch, alpha)
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.synced("critic")
-        self.critic_opt.step()
+        loss, critic_stats = critic_loss(self, batch, alpha, next_noise)
+        self.optimize("critic", loss, self.critic_opt)
         loss, actor_stats = actor_loss(self, batch["obs"], actions, logp, alpha)
-        # the actor's gradients only: the critics' weight gradients would be computed for nothing
-        for p, g in zip(self.actor_params, torch.autograd.grad(loss, self.actor_params)):
-            p.grad = g
-        self.synced("actor")
-        self.actor_opt.step()
+        self.optimize("actor", loss, self.actor_opt)
         polyak(self.target_params, self.critic_params, self.keys.tau)
         return {**stats, **critic_stats, **actor_stats, "sac/alpha": alpha, "sac/entropy": -logp.detach().mean()}
 
@@ -223,9 +221,9 @@ class SAC(OffPolicyLearner):
     def targets(self) -> list:
         return [(self.target, self.critic)]
 
-    def trained_parameters(self) -> dict:
-        params = {"actor": list(self.actor.parameters()), "critic": list(self.critic.parameters())}
-        return {**params, "alpha": [self.log_alpha]} if self.alpha_opt is not None else params
+    def optimizers(self) -> dict:
+        optimizers = {"actor": self.actor_opt, "critic": self.critic_opt}
+        return {**optimizers, "alpha": self.alpha_opt} if self.alpha_opt is not None else optimizers
 
     def replicate(self, world_size: int) -> None:
         super().replicate(world_size)

@@ -166,10 +166,12 @@ def stop_at(step):
     return stop
 
 
-@pytest.mark.parametrize("name, overlap", [("dqn", False), ("sac", False), ("dqn", True), ("sac", True)])
-def test_train_and_resume_exactly_with_the_replay_memory(tmp_path, name, overlap):
+@pytest.mark.parametrize("name, overlap, compile", [("dqn", False, False), ("sac", False, False), ("dqn", True, False),
+                                                   ("sac", True, False), ("sac", True, True)])
+def test_train_and_resume_exactly_with_the_replay_memory(tmp_path, name, overlap, compile):
+    """compile: the gradient step compiled (algo.kwargs.compile), here on overlap's training thread."""
     params, extra = CASES[name]
-    overrides = {**TINY, **extra, "parallel.overlap": overlap}
+    overrides = {**TINY, **extra, "parallel.overlap": overlap, "algo.kwargs.compile": compile}
     full = train(params, tmp_path / "full", overrides=overrides, progress=False)
     df = read_metrics(full / "metrics.csv")
     assert {f"{name}/q" if name == "dqn" else "sac/alpha", "steps/replay_ratio", "eval/return"} <= set(df.metric)
