@@ -286,7 +286,7 @@ def rlkit_offpolicy_sps(name: str, total_steps: int, overlap: bool = False, comp
         algo = {**algo, "kwargs": {**algo.get("kwargs", {}), "compile": True}}
         if name not in COMPILED:
             COMPILED.add(name)
-            rlkit_offpolicy_sps(name, OFFPOLICY_STARTS + 4 * every, overlap, compile)
+            rlkit_offpolicy_sps(name, 400, overlap, compile)  # (its replay memory holds a batch: 256 rows)
     cfg = {"total_steps": total_steps, "torch_threads": 1, "checkpoint_every": 0, "eval": {"every": 0},
            "learning_starts": OFFPOLICY_STARTS, "train_every": every,
            "env": {"id": env_id, "kwargs": LATENCY_KWARGS.get(env_id, {})},
