@@ -10,7 +10,9 @@ inside, so load drift on a shared machine hits every case alike. Training SPS is
 starts, so building envs and the model is left out; eval is off, one checkpoint at the end).
 SB3 is timed around `model.learn()` only. Both run with torch.set_num_threads(1), numpy's BLAS on one thread.
 SBX (case 11, when `sbx-rl` is installed: the bench extra) runs in a child process, on one XLA thread and
-on XLA's default threads; its first learn() call, which compiles, is not timed.
+on XLA's default threads; its first learn() call, which compiles, is not timed. rlkit's case 11 rows are timed
+from the log row a quarter into the run to its end, so that its random steps and, with algo.kwargs.compile,
+its compile are left out.
 Prints a table and writes results/benchmarks/throughput.csv.
 """
 from __future__ import annotations
@@ -274,28 +276,27 @@ LATENCY_KWARGS = {LATENCY_ID: {"delay_s": 0.0005}}
 OFFPOLICY_STARTS = 100
 
 
-COMPILED = set()  # the algorithms whose compiled step this process has warmed up
-
-
-def rlkit_offpolicy_sps(name: str, total_steps: int, overlap: bool = False, compile: bool = False) -> float:
-    """rlkit's SAC / DQN at case 11's settings; compile: algo.kwargs.compile, after one untimed short run that
-    fills torch's compile caches (as SBX's first learn() is left out), so that a timed run's own compile is
-    the short one of a warm cache."""
+def rlkit_offpolicy_sps(name: str, total_steps: int, overlap: bool = False, compile: bool = False,
+                        after: int = 0) -> float:
+    """rlkit's SAC / DQN at case 11's settings (compile: algo.kwargs.compile), policy steps per second of the
+    training loop; after: from the log row at that policy step to the end, leaving out the start of the run,
+    where the random steps and the compiled step's compile are (as SBX's compile is left out)."""
     env_id, every, algo = OFFPOLICY[name]
     if compile:
         algo = {**algo, "kwargs": {**algo.get("kwargs", {}), "compile": True}}
-        if name not in COMPILED:
-            COMPILED.add(name)
-            rlkit_offpolicy_sps(name, 400, overlap, compile)  # (its replay memory holds a batch: 256 rows)
     cfg = {"total_steps": total_steps, "torch_threads": 1, "checkpoint_every": 0, "eval": {"every": 0},
-           "learning_starts": OFFPOLICY_STARTS, "train_every": every,
+           "learning_starts": OFFPOLICY_STARTS, "train_every": every, **({"log_every": after} if after else {}),
            "env": {"id": env_id, "kwargs": LATENCY_KWARGS.get(env_id, {})},
            "parallel": {"num_threads": 1, "envs_per_thread": 1, "overlap": overlap},
            "algo": {"name": name.split("-")[0], "per_rank_gradient_steps": 1, "buffer_size": total_steps, **algo}}
     with tempfile.TemporaryDirectory() as out:
         run = rlkit.train(cfg, Path(out) / "run", progress=False, force=True)
-        last = read_metrics(run / "metrics.csv").iloc[-1]
-    return last.policy_step / last.wall_time
+        rows = read_metrics(run / "metrics.csv")
+    last, first = rows.iloc[-1], rows[rows.policy_step >= after].iloc[0]
+    if not after:
+        return last.policy_step / last.wall_time
+    assert first.policy_step == after, first.policy_step
+    return (last.policy_step - first.policy_step) / (last.wall_time - first.wall_time)
 
 
 def offpolicy_update_us(name: str, floor: bool, steps: int, compile: bool = False) -> float:
@@ -464,9 +465,10 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
     sac_steps, dqn_steps = (300, 2_000) if q else (2_000, 10_000)
     for name, steps, what in (("sac", sac_steps, "SAC Hopper-v5, 256-256, batch 256, 1 gradient step / policy step"),
                               ("dqn", dqn_steps, "DQN CartPole-v1, 256-256, batch 128, train every 4")):
-        cases.append(("11 rlkit", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps)))
+        # rlkit's rows from the first quarter of the run on: its random steps and the compile left out
+        cases.append(("11 rlkit", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, after=steps // 4)))
         cases.append(("11 rlkit-c", what,  # algo.kwargs.compile: the gradient step compiled
-                      lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, compile=True)))
+                      lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, compile=True, after=steps // 4)))
         if have_sb3:
             cases.append(("11 SB3", what, lambda name=name, steps=steps: sb3_offpolicy_sps(name, steps)))
         if have_sbx():  # (SBX's rows: case 11 only)
