@@ -25,9 +25,11 @@ the slots the envs write meanwhile (rlkit/data/replay.py, `view`). A phase is co
 Metrics: the phases' losses and statistics are averaged into the loop's log_every rows (`average_phases`,
 rlkit/loop/phase_means.py), not a row per phase.
 
-An algorithm is a subclass: its networks and optimizers (`build`), the network that acts (`acting_network`,
-which `build` and rlkit.load both call), how it explores (`explore`), one gradient step (`update_step`), its
-greedy and sampled evaluation actions (`evaluate_actions`), and its state.
+An algorithm is a subclass: its networks and optimizers (`build`, `optimizers`), the network that acts
+(`acting_network`, which `build` and rlkit.load both call), how it explores (`explore`), one gradient step
+(`one_gradient_step`, with its random draws from `random_draws`, every optimizer step through `optimize`, so
+that algo.kwargs.compile can compile it), its greedy and sampled evaluation actions (`evaluate_actions`), and
+its state.
 """
 from __future__ import annotations
 
