@@ -1,7 +1,8 @@
 # Two entry points (see README): `make run` trains the default suite and writes the report;
 # `make test` runs the test suite; its browser test drives Debian's chromium, which `make browser` installs
-# with apt when it is missing (as root; otherwise it says in one line what to run). Both create the
-# virtualenv .venv on first use.
+# with apt when it is missing, and its tests of algo.kwargs.compile need a C++ compiler, which `make compiler`
+# installs the same way (as root; otherwise each says in one line what to run). Both create the virtualenv
+# .venv on first use.
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -13,7 +14,7 @@ EXTRAS ?=
 SUITE  ?= params/cartpole.yaml params/acrobot.yaml params/pendulum.yaml params/mountaincar.yaml params/mountaincar_rnd.yaml \
           params/sparse_mountaincar.yaml params/sparse_mountaincar_rnd.yaml
 
-.PHONY: install run test browser full lab clean-venv
+.PHONY: install run test browser compiler full lab clean-venv
 
 install: $(VENV)/.installed
 	@if [ -n "$(EXTRAS)" ]; then $(PY) -m pip install -q -e ".[$(EXTRAS)]"; fi
@@ -38,7 +39,7 @@ full: install
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: install browser
+test: install browser compiler
 	$(PY) -m pytest -q
 
 # Debian's chromium for the browser test (apt, never a browser download); a fresh Debian machine as root
@@ -51,6 +52,18 @@ browser:
 	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	    else \
 	        echo "make: the browser test needs Debian's chromium at $(CHROMIUM): run 'sudo apt-get install chromium', then make test again" >&2; \
+	        exit 2; \
+	    fi; \
+	fi
+
+# g++ for torch.compile (algo.kwargs.compile builds its CPU kernels with it), from apt like chromium
+compiler:
+	@if ! command -v g++ >/dev/null 2>&1 && [ -z "$${CXX:-}" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	        echo "make: installing Debian's g++ for torch.compile's tests (apt-get install g++)"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null; \
+	    else \
+	        echo "make: the tests of algo.kwargs.compile need a C++ compiler: run 'sudo apt-get install g++', then make test again" >&2; \
 	        exit 2; \
 	    fi; \
 	fi

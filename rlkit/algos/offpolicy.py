@@ -64,7 +64,7 @@ class OffPolicyKeys:
     replay_memory_map: bool = False
     # the whole gradient step (losses, gradients, Adam, target average) compiled by torch.compile into one
     # program, from the same code: faster on the CPU, a compile of some seconds when the run starts, and
-    # equal to the eager step up to float rounding (docs/algorithms.md, "Compiled gradient step")
+    # equal to the eager step up to float rounding (docs/algorithms.md, "A compiled gradient step")
     compile: bool = False
 
 
@@ -102,9 +102,8 @@ class OffPolicyLearner:
                 f"'train_every' ({train_every}) must be a multiple of the policy steps of one iteration, ranks x "
                 f"parallel.num_threads x parallel.envs_per_thread ({world_size} x {p.num_threads} x "
                 f"{p.envs_per_thread} = {per_iteration}); set it to {lower} or {lower + per_iteration}")
-        if algorithm_keys(cfg).compile and world_size > 1:
-            raise ConfigError("'algo.kwargs.compile' runs on one rank (the ranks' gradient averaging is not part of a "
-                              "compiled step): set algo.kwargs.compile: false, or run one rank")
+        if algorithm_keys(cfg).compile:
+            check_compile(world_size)
         if p.overlap and world_size > 1:
             raise ConfigError("'parallel.overlap' runs on one rank only (its phases and the ranks' gradient averaging "
                               "are not ordered yet): set parallel.overlap: false, or run one rank")
@@ -411,6 +410,21 @@ def adam(params, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, ValueError):
         return torch.optim.Adam(params, lr=lr)
+
+
+def check_compile(world_size: int) -> None:
+    """algo.kwargs.compile's needs, before the run: one rank, and the C++ compiler torch.compile builds its
+    kernels with (a missing one would otherwise fail at the first gradient step, in many lines)."""
+    if world_size > 1:
+        raise ConfigError("'algo.kwargs.compile' runs on one rank (the ranks' gradient averaging is not part of a "
+                          "compiled step): set algo.kwargs.compile: false, or run one rank")
+    from torch._inductor.cpp_builder import get_cpp_compiler
+    try:
+        get_cpp_compiler()
+    except Exception as e:  # noqa: BLE001 -- inductor raises several kinds; any means no usable compiler
+        raise ConfigError(f"'algo.kwargs.compile' needs a C++ compiler for torch.compile, and none was found "
+                          f"({type(e).__name__}): install one (Debian: apt-get install g++; or set CXX), or set "
+                          "algo.kwargs.compile: false") from None
 
 
 def adam_step(optimizer: torch.optim.Adam) -> None:

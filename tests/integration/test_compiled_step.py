@@ -167,3 +167,15 @@ def test_compile_on_several_ranks_is_refused_in_one_line():
     with pytest.raises(ConfigError, match="'algo.kwargs.compile' runs on one rank") as e:
         check_config(load_config({"algo": {"name": "sac", "kwargs": {"compile": True}}}), 2)
     assert "\n" not in str(e.value)
+
+
+def test_without_a_cpp_compiler_compile_is_refused_in_one_line(monkeypatch):
+    import torch._inductor.cpp_builder as builder
+
+    def no_compiler():
+        raise RuntimeError("Failed to find C++ compiler. Please specify via CXX environment variable.")
+    monkeypatch.setattr(builder, "get_cpp_compiler", no_compiler)
+    with pytest.raises(ConfigError, match="'algo.kwargs.compile' needs a C\\+\\+ compiler") as e:
+        check_config(load_config({"algo": {"name": "dqn", "kwargs": {"compile": True}}}))
+    assert "\n" not in str(e.value) and "apt-get install g++" in str(e.value)
+    check_config(load_config({"algo": {"name": "dqn"}}))  # without the key, no compiler is asked for
