@@ -77,8 +77,11 @@ def train(config, run_dir=None, *, overrides=None, resume=False, force=False, pr
                     (run_dir / "config.yaml").write_text(cfg.to_yaml())
                 trainer.run()
             except BaseException as e:
+                interrupt = interrupt_behind(e)
                 if rank0:
-                    write_status(run_dir, state="failed", error=_describe(e), **trainer.counters())
+                    write_status(run_dir, state="failed", error=_describe(interrupt or e), **trainer.counters())
+                if interrupt is not None:  # what the callers' Ctrl-C handling (CLI, notebook, tune) catches
+                    raise interrupt from None
                 raise
             finally:
                 trainer.close()
@@ -90,6 +93,15 @@ def train(config, run_dir=None, *, overrides=None, resume=False, force=False, pr
 
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def interrupt_behind(e: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C behind `e`, if it is one that landed inside a numba-compiled call: numba's dispatcher then
+    raises SystemError ("... returned a result with an exception set"), caused by a SystemError of its own,
+    caused by the KeyboardInterrupt. None for anything else."""
+    while isinstance(e, SystemError):
+        e = e.__cause__ or e.__context__
+    return e if isinstance(e, KeyboardInterrupt) else None
 
 
 def _describe(e: BaseException) -> str:

@@ -88,7 +88,25 @@ def test_the_progress_bar_shows_one_speed_and_a_smoothed_return(capsys):
     bar.close()
 
 
-def test_an_interrupt_in_the_notebook_is_one_line_and_resumable(tmp_path, monkeypatch, capsys, tiny):
+def interrupt_inside_numba():
+    """Kernel > Interrupt landing inside a numba-compiled call, for real: numba's dispatcher raises a SystemError
+    caused by the KeyboardInterrupt, not the KeyboardInterrupt."""
+    import _thread
+    import threading
+
+    from rlkit.nn.numpy_mlp import _categorical_sample
+    logits, uniform = np.zeros((1, 2), np.float32), np.full(1, 0.5, np.float32)
+    threading.Timer(0.05, _thread.interrupt_main).start()  # arrives while the loop is (nearly always) in the call
+    while True:
+        _categorical_sample(logits, uniform)
+
+
+def raise_interrupt():
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", [raise_interrupt, interrupt_inside_numba])
+def test_an_interrupt_in_the_notebook_is_one_line_and_resumable(tmp_path, monkeypatch, capsys, tiny, where):
     from rlkit.experiments.notebook import train_in_notebook
     from rlkit.config import load_config
 
@@ -97,7 +115,7 @@ def test_an_interrupt_in_the_notebook_is_one_line_and_resumable(tmp_path, monkey
     def interrupt(self, counters, metrics):
         calls.append(counters["policy_step"])
         if counters["policy_step"] >= 384:
-            raise KeyboardInterrupt
+            where()
 
     monkeypatch.setattr(LivePlot, "__call__", interrupt)
     cfg = load_config("params/cartpole.yaml", tiny)
