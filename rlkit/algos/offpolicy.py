@@ -173,6 +173,9 @@ class OffPolicyLearner:
         self.obs_norm = ObsNormalizer(env_info.obs_shape, enabled=False)
         self.build(env_info)
         self.gradient_step = self.compiled_gradient_step() if self.keys.compile else self.one_gradient_step
+        # status.json's and the run summary's word on what computes the gradients
+        self.update_path = "compiled: torch.compile of the gradient step as written (algo.kwargs.compile)" \
+            if self.keys.compile else "autograd"
         # what the envs act with: the learner's own network and streams, or (overlap) a copy and streams of their own
         self.act_rng, self.act_generator, self.behaviour = rng, generator, self.acting_module()
         self.pool, self.in_flight = None, None

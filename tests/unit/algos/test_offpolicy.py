@@ -177,6 +177,8 @@ def test_train_and_resume_exactly_with_the_replay_memory(tmp_path, name, overlap
     assert {f"{name}/q" if name == "dqn" else "sac/alpha", "steps/replay_ratio", "eval/return"} <= set(df.metric)
     state = load_checkpoint(full / "checkpoint.pt")
     assert state["replay"]["obs"].shape[1] == 4 and state["replay"]["pos"] == 100 % 250
+    path = json.loads((full / "status.json").read_text())["update_path"]
+    assert path.startswith("compiled: torch.compile") if compile else path == "autograd", path
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):  # after the checkpoint at 200
         train(params, cut, overrides=overrides, progress=False, callbacks=[stop_at(300)])
