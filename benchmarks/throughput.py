@@ -9,8 +9,10 @@ inside, so load drift on a shared machine hits every case alike. Training SPS is
 / wall second from the final row of the run's metrics.csv (`wall_time` starts when the loop
 starts, so building envs and the model is left out; eval is off, one checkpoint at the end).
 SB3 is timed around `model.learn()` only. Both run with torch.set_num_threads(1), numpy's BLAS on one thread.
-SBX (case 11, when `sbx-rl` is installed: the bench extra) runs in a child process, on one XLA thread and
-on XLA's default threads; its first learn() call, which compiles, is not timed. rlkit's case 11 rows are timed
+SBX (case 11, when `sbx-rl` is installed: the bench extra) runs in a child process, on one core and on every
+core; its first learn() call, which compiles, is not timed. Case 11's other rows run on one core too
+(`on_one_core`): XLA's thread flags do not keep its matmuls on one thread, so only the CPU affinity gives every
+side the same one core. rlkit's case 11 rows are timed
 from the log row a quarter into the run to its end, so that its random steps and, with algo.kwargs.compile,
 its compile are left out.
 Prints a table and writes results/benchmarks/throughput.csv.
@@ -369,7 +371,10 @@ SBX_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_thread
 
 
 def sbx_offpolicy_sps(name: str, total_steps: int, one_thread: bool = True) -> float:
-    """SBX's SAC / DQN at case 11's settings, learn() timed only; one XLA thread unless one_thread is False."""
+    """SBX's SAC / DQN at case 11's settings, learn() timed only; XLA's one-thread flags unless one_thread is
+    False (they do not stop its matmuls from using a second core: case 11 pins the child to one core, which it
+    inherits, with on_one_core). Prints the child's CPU time over its wall time, which tells how many cores it
+    used."""
     import json
     import os
     import subprocess
@@ -377,7 +382,24 @@ def sbx_offpolicy_sps(name: str, total_steps: int, one_thread: bool = True) -> f
     env = {**os.environ, "XLA_FLAGS": SBX_ONE_THREAD if one_thread else "", "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, __file__, "--sbx-child", name, str(total_steps)], env=env, check=True,
                          capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["sps"]
+    result = json.loads(out.strip().splitlines()[-1])
+    print(f"    SBX {name}: {result['cpu_per_wall']:.2f} CPU seconds per wall second in learn()", flush=True)
+    return result["sps"]
+
+
+def on_one_core(fn):
+    """fn, run with this thread (and so the threads and child processes it starts) on one core, the first this
+    process may use; the affinity is restored after."""
+    import os
+
+    def pinned():
+        cores = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(cores)})
+        try:
+            return fn()
+        finally:
+            os.sched_setaffinity(0, cores)
+    return pinned
 
 
 def sbx_child(name: str, total_steps: int) -> None:
@@ -398,9 +420,10 @@ def sbx_child(name: str, total_steps: int) -> None:
     # JAX compiles the update on its first call: a first learn() past learning_starts is left out of the timing,
     # so the timed steps all train (the other sides' include OFFPOLICY_STARTS random ones)
     model.learn(total_timesteps=OFFPOLICY_STARTS + 2 * every)
-    before, start = model.num_timesteps, time.perf_counter()
+    before, start, cpu = model.num_timesteps, time.perf_counter(), time.process_time()
     model.learn(total_timesteps=total_steps, reset_num_timesteps=False)
-    print(json.dumps({"sps": (model.num_timesteps - before) / (time.perf_counter() - start)}))
+    wall = time.perf_counter() - start
+    print(json.dumps({"sps": (model.num_timesteps - before) / wall, "cpu_per_wall": (time.process_time() - cpu) / wall}))
 
 
 def have_mujoco() -> bool:
@@ -465,15 +488,17 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
     sac_steps, dqn_steps = (300, 2_000) if q else (2_000, 10_000)
     for name, steps, what in (("sac", sac_steps, "SAC Hopper-v5, 256-256, batch 256, 1 gradient step / policy step"),
                               ("dqn", dqn_steps, "DQN CartPole-v1, 256-256, batch 128, train every 4")):
-        # rlkit's rows from the first quarter of the run on: its random steps and the compile left out
-        cases.append(("11 rlkit", what, lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, after=steps // 4)))
-        cases.append(("11 rlkit-c", what,  # algo.kwargs.compile: the gradient step compiled
-                      lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, compile=True, after=steps // 4)))
+        # every row on one core but SBX-mt; rlkit's rows from the first quarter of the run on: its random steps and
+        # the compile left out
+        cases.append(("11 rlkit", what, on_one_core(
+            lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, after=steps // 4))))
+        cases.append(("11 rlkit-c", what, on_one_core(  # algo.kwargs.compile: the gradient step compiled
+            lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, compile=True, after=steps // 4))))
         if have_sb3:
-            cases.append(("11 SB3", what, lambda name=name, steps=steps: sb3_offpolicy_sps(name, steps)))
+            cases.append(("11 SB3", what, on_one_core(lambda name=name, steps=steps: sb3_offpolicy_sps(name, steps))))
         if have_sbx():  # (SBX's rows: case 11 only)
-            cases.append(("11 SBX", what, lambda name=name, steps=steps: sbx_offpolicy_sps(name, steps)))
-            cases.append(("11 SBX-mt", what,  # XLA's default threads: every core
+            cases.append(("11 SBX", what, on_one_core(lambda name=name, steps=steps: sbx_offpolicy_sps(name, steps))))
+            cases.append(("11 SBX-mt", what,  # XLA's default threads on every core
                           lambda name=name, steps=steps: sbx_offpolicy_sps(name, steps, one_thread=False)))
     # case 12: parallel.overlap (a phase on its own thread while the envs step) against the serial loop
     runs = [("dqn", dqn_steps, "DQN CartPole-v1, case 11's settings"),
