@@ -9,8 +9,8 @@ inside, so load drift on a shared machine hits every case alike. Training SPS is
 / wall second from the final row of the run's metrics.csv (`wall_time` starts when the loop
 starts, so building envs and the model is left out; eval is off, one checkpoint at the end).
 SB3 is timed around `model.learn()` only. Both run with torch.set_num_threads(1), numpy's BLAS on one thread.
-SBX (case 11, when `sbx-rl` is installed: the bench extra) runs in a child process, on one core and on every
-core; its first learn() call, which compiles, is not timed. Case 11's other rows run on one core too
+SBX (cases 11 and 13, when `sbx-rl` is installed: the bench extra) runs in a child process, on one core and (case
+11) on every core; its first learn() call, which compiles, is not timed. Case 11's other rows run on one core too
 (`on_one_core`): XLA's thread flags do not keep its matmuls on one thread, so only the CPU affinity gives every
 side the same one core. rlkit's case 11 rows are timed
 from the log row a quarter into the run to its end, so that its random steps and, with algo.kwargs.compile,
@@ -375,16 +375,27 @@ def sbx_offpolicy_sps(name: str, total_steps: int, one_thread: bool = True) -> f
     False (they do not stop its matmuls from using a second core: case 11 pins the child to one core, which it
     inherits, with on_one_core). Prints the child's CPU time over its wall time, which tells how many cores it
     used."""
+    result = sbx_run(name, total_steps, "learn", one_thread)
+    print(f"    SBX {name}: {result['cpu_per_wall']:.2f} CPU seconds per wall second in learn()", flush=True)
+    return result["sps"]
+
+
+def sbx_update_us(name: str, steps: int) -> float:
+    """Case 13's SBX row: microseconds of one SBX gradient step, train() with its batch sampling, at case 11's
+    settings (call it on one core: on_one_core)."""
+    return sbx_run(name, steps, "update", True)["us"]
+
+
+def sbx_run(name: str, steps: int, mode: str, one_thread: bool) -> dict:
+    """One SBX timing (sbx_child) in a child process, as a dict."""
     import json
     import os
     import subprocess
 
     env = {**os.environ, "XLA_FLAGS": SBX_ONE_THREAD if one_thread else "", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, __file__, "--sbx-child", name, str(total_steps)], env=env, check=True,
+    out = subprocess.run([sys.executable, __file__, "--sbx-child", name, str(steps), mode], env=env, check=True,
                          capture_output=True, text=True).stdout
-    result = json.loads(out.strip().splitlines()[-1])
-    print(f"    SBX {name}: {result['cpu_per_wall']:.2f} CPU seconds per wall second in learn()", flush=True)
-    return result["sps"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def on_one_core(fn):
@@ -402,7 +413,9 @@ def on_one_core(fn):
     return pinned
 
 
-def sbx_child(name: str, total_steps: int) -> None:
+def sbx_child(name: str, total_steps: int, mode: str) -> None:
+    """mode learn: policy steps per second of learn() for total_steps; update: microseconds per train() call of
+    one gradient step, total_steps of them (after the same first learn())."""
     import json
 
     import flax.linen
@@ -420,6 +433,14 @@ def sbx_child(name: str, total_steps: int) -> None:
     # JAX compiles the update on its first call: a first learn() past learning_starts is left out of the timing,
     # so the timed steps all train (the other sides' include OFFPOLICY_STARTS random ones)
     model.learn(total_timesteps=OFFPOLICY_STARTS + 2 * every)
+    if mode == "update":  # train() syncs: it records its losses with .item()
+        for _ in range(10):
+            model.train(gradient_steps=1, batch_size=algo["mini_batch_size"])
+        start = time.perf_counter()
+        for _ in range(total_steps):
+            model.train(gradient_steps=1, batch_size=algo["mini_batch_size"])
+        print(json.dumps({"us": (time.perf_counter() - start) / total_steps * 1e6}))
+        return
     before, start, cpu = model.num_timesteps, time.perf_counter(), time.process_time()
     model.learn(total_timesteps=total_steps, reset_num_timesteps=False)
     wall = time.perf_counter() - start
@@ -517,6 +538,8 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
         cases += [("13 update", what, lambda name=name: offpolicy_update_us(name, False, 30 if q else 500)),
                   ("13 update-c", what, lambda name=name: offpolicy_update_us(name, False, 30 if q else 500, True)),
                   ("13 floor", what, lambda name=name: offpolicy_update_us(name, True, 0))]
+        if have_sbx():  # SBX's gradient step on one core, its sampling included as update_step's is
+            cases.append(("13 SBX", what, on_one_core(lambda name=name: sbx_update_us(name, 30 if q else 500))))
     return [c for c in cases if case_number(c[0]) in args.cases]
 
 
@@ -536,10 +559,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for time to solve")
     parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10,11,12,13", help="comma-separated subset of cases 1-13")
     parser.add_argument("--out", default="results/benchmarks/throughput.csv")
-    parser.add_argument("--sbx-child", nargs=2, help=argparse.SUPPRESS)  # (name, steps): one SBX timing, as JSON
+    parser.add_argument("--sbx-child", nargs=3, help=argparse.SUPPRESS)  # (name, steps, mode): one SBX timing, as JSON
     args = parser.parse_args(argv)
     if args.sbx_child:
-        sbx_child(args.sbx_child[0], int(args.sbx_child[1]))
+        sbx_child(args.sbx_child[0], int(args.sbx_child[1]), args.sbx_child[2])
         return 0
     args.cases = set(args.cases.replace(" ", "").split(","))
     torch.set_num_threads(1)
@@ -576,6 +599,8 @@ def main(argv=None) -> int:
                 "11 rlkit": ("11 SB3", r["name"]),
                 "11 rlkit-c": ("11 SB3", r["name"]),
                 "13 update-c": ("13 update", r["name"]),
+                # SBX's gradient step over rlkit's compiled one: above 1, rlkit's is the faster
+                "13 SBX": ("13 update-c", r["name"]),
                 "12 overlap": ("12 serial", r["name"]),
                 "11 SBX": ("11 SB3", r["name"]),
                 "11 SBX-mt": ("11 SB3", r["name"]),
@@ -587,7 +612,7 @@ def main(argv=None) -> int:
             r["ratio"] = statistics.median(a / b for a, b in pairs)
             r["ratio_to"] = {"3 SB3": "SB3", "4 scaling": "thread T=1", "6 RND": "PPO", "7 grad step": "fused",
                              "8 SB3": "SB3", "10 grad step": "whole step", "11 SB3": "SB3",
-                             "12 serial": "serial", "13 update": "eager"}[base[0]]
+                             "12 serial": "serial", "13 update": "eager", "13 update-c": "compiled"}[base[0]]
         sbx = ("11 SBX", r["name"])
         if r["case"] in ("11 rlkit", "11 rlkit-c") and sbx in by_key:  # rlkit's steps/s over SBX's, per rep
             r["of_sbx"] = statistics.median(a / b for a, b in zip(samples[r["case"], r["name"]], samples[sbx]))

@@ -61,9 +61,9 @@ def test_the_overlap_case_measures_both_loops_side_by_side(tmp_path):
 
 
 def test_the_floor_case_puts_each_gradient_step_above_its_matmuls(tmp_path):
-    """throughput.py case 13: per algorithm an update row, the same step compiled (algo.kwargs.compile) and a
-    floor row (its matmuls at this CPU's matmul rate), the floor above zero and below both steps that contain
-    those matmuls."""
+    """throughput.py case 13: per algorithm an update row, the same step compiled (algo.kwargs.compile), a
+    floor row (its matmuls at this CPU's matmul rate) and, with SBX installed, SBX's step; the floor above zero
+    and below every step that contains those matmuls."""
     import importlib.util
 
     import pandas as pd
@@ -74,8 +74,12 @@ def test_the_floor_case_puts_each_gradient_step_above_its_matmuls(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = pd.read_csv(out)
     runs = 2 if importlib.util.find_spec("mujoco") else 1  # SAC on Hopper needs the mujoco extra
-    assert sorted(rows.case) == ["13 floor"] * runs + ["13 update"] * runs + ["13 update-c"] * runs
+    sbx = runs if importlib.util.find_spec("sbx") else 0  # SBX's row: the bench extra
+    assert sorted(rows.case) == ["13 SBX"] * sbx + ["13 floor"] * runs + ["13 update"] * runs + ["13 update-c"] * runs
     for _, group in rows.groupby("name"):
         floor, update, compiled = (group[group.case == f"13 {kind}"].value.item() for kind in ("floor", "update", "update-c"))
         assert 0 < floor < min(update, compiled)
         assert group[group.case == "13 update-c"].ratio_to.item() == "eager"
+        if sbx:  # SBX's step runs the same matmuls
+            assert group[group.case == "13 SBX"].value.item() > floor
+            assert group[group.case == "13 SBX"].ratio_to.item() == "compiled"
