@@ -227,9 +227,11 @@ class OffPolicyLearner:
     def run_phase(self, n: int, view, extra: dict) -> Phase:
         start = time.perf_counter()
         stats = [self.update_step(self.sample(view)) for _ in range(n)]
-        # one stack per metric at the end: no Python float per metric per step
-        metrics = {k: float(torch.stack([s[k] for s in stats]).float().mean()) for k in stats[0]}
-        return Phase(n, {**metrics, **extra}, seconds=time.perf_counter() - start)
+        # the means of every metric from one [steps, metrics] tensor, turned into Python floats at once: a phase
+        # runs every few policy steps, and a reduction and a conversion per metric added up
+        names = list(stats[0])
+        means = torch.stack([torch.stack([s[k].float() for k in names]) for s in stats]).mean(0).tolist()
+        return Phase(n, {**dict(zip(names, means)), **extra}, seconds=time.perf_counter() - start)
 
     def settle(self) -> Phase | None:
         """The phase on the training thread, once it has finished (its error raised here); None if none runs."""

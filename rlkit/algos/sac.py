@@ -54,13 +54,16 @@ class SquashedGaussianActor(nn.Module):
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         return mean, log_std
 
-    def sample(self, obs, generator=None, noise=None):
+    def sample(self, obs, generator=None, noise=None, with_logp: bool = True):
         """(tanh(u), log pi(tanh(u) | obs)) with u = mean + std * noise reparameterised (its gradient flows); noise
-        is a standard normal draw from generator, or the one given (a gradient step's, drawn outside it)."""
+        is a standard normal draw from generator, or the one given (a gradient step's, drawn outside it).
+        with_logp False: (tanh(u), None), the same action without the log-probability acting has no use for."""
         mean, log_std = self(obs)
         if noise is None:
             noise = torch.randn(mean.shape, generator=generator, device=mean.device)
         u = mean + log_std.exp() * noise
+        if not with_logp:
+            return torch.tanh(u), None
         # log N(u) - sum log(1 - tanh(u)^2), the correction in its stable form 2 (log 2 - u - softplus(-2u))
         logp = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         logp = logp - (2 * (LOG_2 - u - nn.functional.softplus(-2 * u))).sum(-1)
@@ -182,7 +185,8 @@ class SAC(OffPolicyLearner):
 
     @torch.inference_mode()
     def explore(self, obs: np.ndarray, counter) -> np.ndarray:
-        return self.behaviour.sample(torch.as_tensor(obs, device=self.device), self.act_generator)[0].cpu().numpy()
+        obs = torch.as_tensor(obs, device=self.device)
+        return self.behaviour.sample(obs, self.act_generator, with_logp=False)[0].cpu().numpy()
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         return self.scaler(actions)
@@ -190,7 +194,7 @@ class SAC(OffPolicyLearner):
     @torch.inference_mode()
     def evaluate_actions(self, obs: np.ndarray, generator=None) -> np.ndarray:
         obs = torch.as_tensor(obs, device=self.device)
-        actions = self.actor.mode(obs) if generator is None else self.actor.sample(obs, generator)[0]
+        actions = self.actor.mode(obs) if generator is None else self.actor.sample(obs, generator, with_logp=False)[0]
         return actions.cpu().numpy()
 
     def random_draws(self, batch: dict) -> tuple:
