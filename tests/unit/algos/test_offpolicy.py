@@ -308,3 +308,27 @@ def test_images_and_dicts_go_through_the_same_encoders(name, obs, action):
     nets = learner.modules()
     assert any(isinstance(m, torch.nn.Conv2d) for net in nets for m in net.modules())  # algo.network auto: a CNN
     assert all(torch.isfinite(p).all() for net in nets for p in net.parameters())
+
+
+def test_sac_actor_log_probability_is_the_tanh_gaussian_one_and_acting_draws_the_same_action():
+    """SquashedGaussianActor.sample: log pi of tanh(u) equals torch.distributions' tanh-transformed Normal, and
+    with_logp=False (acting) returns the same action from the same stream, without a log-probability."""
+    import gymnasium as gym
+
+    from rlkit.algos.sac import SquashedGaussianActor
+    from rlkit.config import AlgoConfig
+
+    torch.manual_seed(0)
+    actor = SquashedGaussianActor(gym.spaces.Box(-1, 1, (5,), np.float32), 3, AlgoConfig(hidden_sizes=[16, 16]))
+    obs = torch.randn(64, 5)
+    with torch.no_grad():
+        actions, logp = actor.sample(obs, torch.Generator().manual_seed(1))
+        acted, none = actor.sample(obs, torch.Generator().manual_seed(1), with_logp=False)
+        mean, log_std = actor(obs)
+    assert none is None and torch.equal(acted, actions)
+    squashed = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mean, log_std.exp()), [torch.distributions.TanhTransform(cache_size=1)])
+    # the reference's tanh inverse loses precision near +-1: compare where the actions are clear of it
+    clear = actions.abs().max(-1).values < 0.99
+    assert clear.sum() > 32
+    assert torch.allclose(logp[clear], squashed.log_prob(actions).sum(-1)[clear], atol=1e-4)
