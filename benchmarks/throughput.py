@@ -517,7 +517,7 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
             lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, compile=True, after=steps // 4))))
         if have_sb3:
             cases.append(("11 SB3", what, on_one_core(lambda name=name, steps=steps: sb3_offpolicy_sps(name, steps))))
-        if have_sbx():  # (SBX's rows: case 11 only)
+        if have_sbx():  # (SBX's rows: case 11, and its step in case 13)
             cases.append(("11 SBX", what, on_one_core(lambda name=name, steps=steps: sbx_offpolicy_sps(name, steps))))
             cases.append(("11 SBX-mt", what,  # XLA's default threads on every core
                           lambda name=name, steps=steps: sbx_offpolicy_sps(name, steps, one_thread=False)))
