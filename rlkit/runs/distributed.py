@@ -73,6 +73,11 @@ def process_group(device: str):
         return
     owner = not dist.is_initialized()
     if owner:
+        # torch.distributed.nn's functions take `group=group.WORLD` as a default argument. Imported after the group
+        # exists (torch.optim imports it on its first optimizer), those defaults keep the group alive past
+        # destroy_process_group, and its gloo worker threads past the interpreter's shutdown, where a worker
+        # releasing a finished collective's tensors may abort the process. Imported first, the defaults are None.
+        import torch.distributed.nn  # noqa: F401
         if uses_cuda(device) and torch.cuda.is_available():  # (without CUDA the trainer names the config error)
             torch.cuda.set_device(ranks.local_rank)
             dist.init_process_group("cpu:gloo,cuda:nccl", device_id=torch.device("cuda", ranks.local_rank))

@@ -162,3 +162,26 @@ def test_two_ranks_off_policy_count_exactly_and_stay_replicas(tmp_path, name, pa
     assert status["replica_sha256"] == replica_digest(state, name)
     memories = [r["replay"]["obs"] for r in state["ranks"]]
     assert memories[0].shape == memories[1].shape and not np.array_equal(*memories)  # each rank's own envs
+
+
+def test_the_process_group_and_its_threads_end_with_the_run(tmp_path):
+    """An optimizer built inside the group (as every learner does) must not keep the group alive: its gloo worker
+    threads are gone when `process_group` exits, so none is left to race the interpreter's shutdown."""
+    script = tmp_path / "group.py"
+    script.write_text("""
+import os
+import torch
+from rlkit.runs.distributed import process_group
+
+def threads():
+    return [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+
+with process_group("cpu") as ranks:
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(3))])
+    inside = threads()
+print(f"rank {ranks.rank}: inside {'pt_gloo_runloop' in inside}, after {'pt_gloo_runloop' in threads()}")
+""")
+    out = torchrun(str(script))
+    assert out.returncode == 0, out.stderr[-3000:]
+    for rank in range(W):
+        assert f"rank {rank}: inside True, after False" in out.stdout, out.stdout
