@@ -121,16 +121,16 @@ class ReplayMemory:
             raise ValueError(f"the replay memory holds {stored} steps per env, fewer than n_step ({n_step})")
         t = (start + rng.integers(0, per_env, batch_size)) % self.slots
         env = rng.integers(0, self.num_envs, batch_size)
-        reward = np.zeros(batch_size, np.float32)
-        discount = np.ones(batch_size, np.float32)
-        alive = np.ones(batch_size, bool)  # the episode has not ended within the steps summed so far
-        last = t.copy()  # the slot whose step ends the sum
-        for j in range(n_step):
+        # the sum's first step is every sampled slot's own (a phase samples every few policy steps, so the
+        # one-step sum, the common case, is a handful of array operations)
+        reward, discount = self.rewards[t, env], np.full(batch_size, gamma, np.float32)
+        last = t  # the slot whose step ends the sum
+        for j in range(1, n_step):
+            alive = ~(self.terminated[last, env] | self.truncated[last, env])  # not ended within the sum so far
             tj = (t + j) % self.slots
-            reward += np.where(alive, discount * self.rewards[tj, env], 0.0)
+            reward = reward + np.where(alive, discount * self.rewards[tj, env], 0.0)
             last = np.where(alive, tj, last)
             discount = np.where(alive, discount * gamma, discount)
-            alive &= ~(self.terminated[tj, env] | self.truncated[tj, env])
         terminated, truncated = self.terminated[last, env], self.truncated[last, env] & ~self.terminated[last, env]
         next_obs = self.obs[(last + 1) % self.slots, env]
         if truncated.any():
