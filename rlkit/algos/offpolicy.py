@@ -230,7 +230,7 @@ class OffPolicyLearner:
         # the means of every metric from one [steps, metrics] tensor, turned into Python floats at once: a phase
         # runs every few policy steps, and a reduction and a conversion per metric added up
         names = list(stats[0])
-        means = torch.stack([torch.stack([s[k].float() for k in names]) for s in stats]).mean(0).tolist()
+        means = torch.stack([s[k] for s in stats for k in names]).float().view(n, len(names)).mean(0).tolist()
         return Phase(n, {**dict(zip(names, means)), **extra}, seconds=time.perf_counter() - start)
 
     def settle(self) -> Phase | None:
