@@ -4,8 +4,8 @@
 
 Prints per seed the best and final eval/return and the wall time as each seed finishes, then how many
 seeds reached the threshold by total_steps and the median final; writes
-results/benchmarks/learning_<experiment>.csv after every seed (so a stopped check keeps the seeds it
-finished), with the git commit it ran at; seeds already in that CSV from an earlier invocation stay (the
+results/benchmarks/learning_<experiment>[__<key>=<value> for each --set].csv after every seed (so a stopped
+check keeps the seeds it finished), with the git commit it ran at; seeds already in that CSV from an earlier invocation stay (the
 summary covers them all), and a seed run again replaces its row. --out keeps the run directories (metrics.csv of every seed).
 """
 from __future__ import annotations
@@ -65,7 +65,8 @@ def main(argv=None):
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
     seeds, overrides, name, commit, dest = setup(args)
-    csv = dest / f"learning_{name}.csv"
+    # one CSV per params file and --set overrides: a check of other settings never replaces this one's rows
+    csv = dest / f"learning_{name}{''.join(f'__{o}' for o in sorted(args.overrides))}.csv"
     # seeds run earlier (another invocation, e.g. --seeds 0-2 then 3-4) stay in the CSV; these seeds replace theirs
     kept = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["seed"])
     kept = kept[~kept.seed.isin(seeds)]

@@ -279,13 +279,12 @@ OFFPOLICY_STARTS = 100
 
 
 def rlkit_offpolicy_sps(name: str, total_steps: int, overlap: bool = False, compile: bool = False,
-                        after: int = 0) -> float:
-    """rlkit's SAC / DQN at case 11's settings (compile: algo.kwargs.compile), policy steps per second of the
+                        after: int = 0, precision: str = "32-true") -> float:
+    """rlkit's SAC / DQN at case 11's settings (compile, precision: algo.kwargs'), policy steps per second of the
     training loop; after: from the log row at that policy step to the end, leaving out the start of the run,
     where the random steps and the compiled step's compile are (as SBX's compile is left out)."""
     env_id, every, algo = OFFPOLICY[name]
-    if compile:
-        algo = {**algo, "kwargs": {**algo.get("kwargs", {}), "compile": True}}
+    algo = {**algo, "kwargs": {**algo.get("kwargs", {}), "compile": compile, "precision": precision}}
     cfg = {"total_steps": total_steps, "torch_threads": 1, "checkpoint_every": 0, "eval": {"every": 0},
            "learning_starts": OFFPOLICY_STARTS, "train_every": every, **({"log_every": after} if after else {}),
            "env": {"id": env_id, "kwargs": LATENCY_KWARGS.get(env_id, {})},
@@ -301,12 +300,14 @@ def rlkit_offpolicy_sps(name: str, total_steps: int, overlap: bool = False, comp
     return (last.policy_step - first.policy_step) / (last.wall_time - first.wall_time)
 
 
-def offpolicy_update_us(name: str, floor: bool, steps: int, compile: bool = False) -> float:
+def offpolicy_update_us(name: str, floor: bool, steps: int, compile: bool = False,
+                        precision: str = "32-true") -> float:
     """Case 13: microseconds of one gradient step of case 11's SAC or DQN (update_step on a batch the learner
     samples from its replay memory), or its matmul floor: the step's floating-point operations, counted by
     torch's FlopCounterMode, over the best rate of a 256x256x256 matmul on one thread. What the floor leaves
     out of the step is what any implementation can still save (dispatch, autograd, the optimizer, the small
-    ops); no implementation runs these matmuls in less. compile: algo.kwargs.compile (the warm-up compiles)."""
+    ops); no implementation runs these matmuls in less (in float32). compile, precision: algo.kwargs' (the
+    warm-up compiles)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from rlkit.algos.base import check_config, learner_class
@@ -318,7 +319,7 @@ def offpolicy_update_us(name: str, floor: bool, steps: int, compile: bool = Fals
     cfg = load_config({"total_steps": 10_000, "learning_starts": 0, "train_every": every, "env": {"id": env_id},
                        "parallel": {"num_threads": 1, "envs_per_thread": 1},
                        "algo": {"name": name, "per_rank_gradient_steps": 1, "buffer_size": 1_000, **algo,
-                                "kwargs": {**algo.get("kwargs", {}), "compile": compile}}})
+                                "kwargs": {**algo.get("kwargs", {}), "compile": compile, "precision": precision}}})
     info = probe_env(cfg.env)
     resolve_env_fields(cfg, info)
     check_config(cfg, 1)
@@ -515,6 +516,9 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
             lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, after=steps // 4))))
         cases.append(("11 rlkit-c", what, on_one_core(  # algo.kwargs.compile: the gradient step compiled
             lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, compile=True, after=steps // 4))))
+        cases.append(("11 rlkit-bf", what, on_one_core(  # and algo.kwargs.precision: bf16-mixed
+            lambda name=name, steps=steps: rlkit_offpolicy_sps(name, steps, compile=True, after=steps // 4,
+                                                               precision="bf16-mixed"))))
         if have_sb3:
             cases.append(("11 SB3", what, on_one_core(lambda name=name, steps=steps: sb3_offpolicy_sps(name, steps))))
         if have_sbx():  # (SBX's rows: case 11, and its step in case 13)
@@ -537,6 +541,8 @@ def throughput_cases(args, have_sb3: bool) -> list[tuple[str, str, callable]]:
             continue
         cases += [("13 update", what, lambda name=name: offpolicy_update_us(name, False, 30 if q else 500)),
                   ("13 update-c", what, lambda name=name: offpolicy_update_us(name, False, 30 if q else 500, True)),
+                  ("13 update-bf", what, lambda name=name: offpolicy_update_us(name, False, 30 if q else 500, True,
+                                                                             "bf16-mixed")),
                   ("13 floor", what, lambda name=name: offpolicy_update_us(name, True, 0))]
         if have_sbx():  # SBX's gradient step on one core, its sampling included as update_step's is
             cases.append(("13 SBX", what, on_one_core(lambda name=name: sbx_update_us(name, 30 if q else 500))))
@@ -598,7 +604,9 @@ def main(argv=None) -> int:
                 "8 rlkit": ("8 SB3", r["name"]),
                 "11 rlkit": ("11 SB3", r["name"]),
                 "11 rlkit-c": ("11 SB3", r["name"]),
+                "11 rlkit-bf": ("11 SB3", r["name"]),
                 "13 update-c": ("13 update", r["name"]),
+                "13 update-bf": ("13 update", r["name"]),
                 # SBX's gradient step over rlkit's compiled one: above 1, rlkit's is the faster
                 "13 SBX": ("13 update-c", r["name"]),
                 "12 overlap": ("12 serial", r["name"]),
@@ -614,7 +622,7 @@ def main(argv=None) -> int:
                              "8 SB3": "SB3", "10 grad step": "whole step", "11 SB3": "SB3",
                              "12 serial": "serial", "13 update": "eager", "13 update-c": "compiled"}[base[0]]
         sbx = ("11 SBX", r["name"])
-        if r["case"] in ("11 rlkit", "11 rlkit-c") and sbx in by_key:  # rlkit's steps/s over SBX's, per rep
+        if r["case"] in ("11 rlkit", "11 rlkit-c", "11 rlkit-bf") and sbx in by_key:  # rlkit's steps/s over SBX's, per rep
             r["of_sbx"] = statistics.median(a / b for a, b in zip(samples[r["case"], r["name"]], samples[sbx]))
         raw = ("8 raw env", f"one {MUJOCO_ID}, random actions")
         if r["case"] == "8 rlkit" and " 1 env " in r["name"] and raw in by_key:  # the one-env limit, per rep too

@@ -37,6 +37,7 @@ class DQNKeys(OffPolicyKeys):
     n_step: int = 1  # rewards summed over n steps before the bootstrap
 
     def __post_init__(self):
+        super().__post_init__()
         for key, ok, rule in (
                 ("learning_rate", self.learning_rate > 0, "> 0"),
                 ("target_update_interval", self.target_update_interval >= 1, ">= 1"),

@@ -34,6 +34,7 @@ its state.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,19 @@ class OffPolicyKeys:
     # program, from the same code: faster on the CPU, a compile of some seconds when the run starts, and
     # equal to the eager step up to float rounding (docs/algorithms.md, "A compiled gradient step")
     compile: bool = False
+    # "bf16-mixed": the gradient step under torch.autocast to bfloat16 (its matmuls in bfloat16, the parameters,
+    # Adam and the losses' float32 inputs as ever): about twice the matmul rate on CPUs with bfloat16
+    # instructions, at bfloat16's 3 significant digits in the networks' outputs (docs/algorithms.md, "Mixed
+    # precision"); "32-true": float32 throughout
+    precision: str = "32-true"
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"'algo.kwargs.precision' must be one of {', '.join(PRECISIONS)}, got "
+                              f"{self.precision!r}")
+
+
+PRECISIONS = ("32-true", "bf16-mixed")
 
 
 class OffPolicyLearner:
@@ -172,10 +186,12 @@ class OffPolicyLearner:
         # runs' format and rlkit.load and export pass the observations through unchanged
         self.obs_norm = ObsNormalizer(env_info.obs_shape, enabled=False)
         self.build(env_info)
-        self.gradient_step = self.compiled_gradient_step() if self.keys.compile else self.one_gradient_step
+        self.gradient_step = self.compiled_gradient_step() if self.keys.compile else self.step_function()
         # status.json's and the run summary's word on what computes the gradients
         self.update_path = "compiled: torch.compile of the gradient step as written (algo.kwargs.compile)" \
             if self.keys.compile else "autograd"
+        if self.keys.precision != "32-true":
+            self.update_path += f", {self.keys.precision} (algo.kwargs.precision)"
         # what the envs act with: the learner's own network and streams, or (overlap) a copy and streams of their own
         self.act_rng, self.act_generator, self.behaviour = rng, generator, self.acting_module()
         self.pool, self.in_flight = None, None
@@ -287,6 +303,12 @@ class OffPolicyLearner:
         from self.generator here, outside the step, so that the compiled step is a function of its inputs."""
         return self.gradient_step(batch, *self.random_draws(batch))
 
+    def step_function(self):
+        """one_gradient_step, under bfloat16 autocast with algo.kwargs.precision bf16-mixed."""
+        if self.keys.precision == "32-true":
+            return self.one_gradient_step
+        return in_bf16(self.one_gradient_step, self.device.type)
+
     def random_draws(self, batch: dict) -> tuple:
         """The random tensors one gradient step uses (SAC: the actor's Gaussian noise), drawn in a fixed order."""
         return ()
@@ -313,8 +335,10 @@ class OffPolicyLearner:
         # torch.compile keeps its programs on the function's code, one per learner it has seen (each guarded on
         # that learner's objects) and falls back to eager after a few: a new learner drops the old learners'
         # programs (a learner still running recompiles once), so a process can train one run after another
-        torch._dynamo.eval_frame.remove_from_cache(type(self).one_gradient_step)
-        compiled = torch.compile(self.one_gradient_step)
+        step = self.step_function()
+        for function in (type(self).one_gradient_step, step):  # the step's code, and its bf16 wrapper's
+            torch._dynamo.eval_frame.remove_from_cache(function)
+        compiled = torch.compile(step)
 
         def gradient_step(*args):
             with torch._dynamo.config.patch(trace_autograd_ops=True):
@@ -415,6 +439,17 @@ def adam(params, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, ValueError):
         return torch.optim.Adam(params, lr=lr)
+
+
+def in_bf16(step, device_type: str):
+    """step under torch.autocast to bfloat16. Autocast's cache of the parameters' bfloat16 copies stays off: a
+    cached copy would outlive the optimizer's in-place update, and a later loss in the same step (SAC's actor,
+    on the critics just updated) would see the parameters before it."""
+    @functools.wraps(step)
+    def in_bf16_step(*args):
+        with torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=False):
+            return step(*args)
+    return in_bf16_step
 
 
 def check_compile(world_size: int) -> None:

@@ -36,6 +36,7 @@ class SACKeys(OffPolicyKeys):
     target_entropy: float | None = None  # None: -dim(A)
 
     def __post_init__(self):
+        super().__post_init__()
         for key, ok, rule in (("tau", 0 < self.tau <= 1, "in (0, 1]"), ("alpha_lr", self.alpha_lr > 0, "> 0"),
                               ("alpha", self.alpha > 0, "> 0")):
             if not ok:
