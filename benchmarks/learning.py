@@ -48,6 +48,12 @@ def setup(args):
             Path(args.config).stem, git_commit(), dest)
 
 
+def results_csv(dest: Path, name: str, overrides: list[str]) -> Path:
+    """One CSV per params file and set of --set overrides (in any order): a check at other settings never
+    replaces this one's rows."""
+    return dest / f"learning_{name}{''.join(f'__{o}' for o in sorted(set(overrides)))}.csv"
+
+
 def seed_pool(jobs: int) -> ProcessPoolExecutor:
     """A process per seed, each killed with this script (a killed script must not leave its seeds training)."""
     from rlkit.experiments.launch import die_with_parent
@@ -65,11 +71,7 @@ def main(argv=None):
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
     seeds, overrides, name, commit, dest = setup(args)
-    # one CSV per params file and --set overrides: a check of other settings never replaces this one's rows
-    csv = dest / f"learning_{name}{''.join(f'__{o}' for o in sorted(args.overrides))}.csv"
-    # seeds run earlier (another invocation, e.g. --seeds 0-2 then 3-4) stay in the CSV; these seeds replace theirs
-    kept = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["seed"])
-    kept = kept[~kept.seed.isin(seeds)]
+    csv = results_csv(dest, name, args.overrides)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, seed_pool(args.jobs) as pool:
         out = args.out or tmp
@@ -83,6 +85,10 @@ def main(argv=None):
             rows.append(r)
             print(f"{name} seed {r['seed']}: final {r['final']:.4g}, best {r['best']:.4g}, "
                   f"first over {r['first_step_over']}, {r['wall_s']:.0f} s", flush=True)
+            # seeds of other invocations (run earlier, e.g. --seeds 0-2 then 3-4, or running beside this one) stay,
+            # read again before each write; these seeds replace theirs
+            kept = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["seed"])
+            kept = kept[~kept.seed.isin(seeds)]
             table = pd.concat([kept, pd.DataFrame(rows)]) if len(kept) else pd.DataFrame(rows)
             table.sort_values("seed").to_csv(csv, index=False)
     table = table.sort_values("seed")

@@ -41,6 +41,18 @@ def test_a_killed_learning_check_takes_its_seeds_with_it(tmp_path):
     assert not list(tmp_path.glob("results/benchmarks/learning_*.csv"))  # no unfinished seed reported
 
 
+def test_a_learning_check_at_other_settings_keeps_its_own_csv():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learning", REPO / "benchmarks/learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning)
+    csv = lambda *overrides: learning.results_csv(Path("results"), "pendulum_sac", list(overrides))  # noqa: E731
+    assert csv() == Path("results/learning_pendulum_sac.csv")
+    assert csv("a=1", "b=2") == csv("b=2", "a=1") == Path("results/learning_pendulum_sac__a=1__b=2.csv")
+    assert len({csv(), csv("a=1"), csv("a=2"), csv("a=1", "b=2")}) == 4
+
+
 def test_the_overlap_case_measures_both_loops_side_by_side(tmp_path):
     """throughput.py case 12 (a smoke run: --quick numbers mean nothing): a serial and an overlap row per run,
     each overlap row with its ratio to the serial one."""
