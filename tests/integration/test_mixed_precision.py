@@ -61,6 +61,12 @@ def test_the_actors_loss_sees_the_critics_just_updated(monkeypatch):
     assert not torch.equal(seen["q"], q_of(before))
 
 
+def test_the_run_says_its_step_runs_in_bf16():
+    """status.json's and the run summary's update_path."""
+    assert learner("dqn", False, precision="bf16-mixed").update_path == "autograd, bf16-mixed (algo.kwargs.precision)"
+    assert learner("dqn", False).update_path == "autograd"
+
+
 def test_an_unknown_precision_is_refused_in_one_line():
     with pytest.raises(ConfigError, match="'algo.kwargs.precision' must be one of 32-true, bf16-mixed, got 'bf16'") \
             as e:
