@@ -5,8 +5,8 @@
 Prints per seed the best and final eval/return and the wall time as each seed finishes, then how many
 seeds reached the threshold by total_steps and the median final; writes
 results/benchmarks/learning_<experiment>[__<key>=<value> for each --set].csv after every seed (so a stopped
-check keeps the seeds it finished), with the git commit it ran at; seeds already in that CSV from an earlier invocation stay (the
-summary covers them all), and a seed run again replaces its row. --out keeps the run directories (metrics.csv of every seed).
+check keeps the seeds it finished), with the git commit it ran at; seeds already in that CSV from another
+invocation stay (the summary covers them all), and a seed run again replaces its row. --out keeps the run directories (metrics.csv of every seed).
 """
 from __future__ import annotations
 

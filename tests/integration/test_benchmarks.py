@@ -74,8 +74,9 @@ def test_the_overlap_case_measures_both_loops_side_by_side(tmp_path):
 
 def test_the_floor_case_puts_each_gradient_step_above_its_matmuls(tmp_path):
     """throughput.py case 13: per algorithm an update row, the same step compiled (algo.kwargs.compile), and
-    compiled in bf16-mixed (algo.kwargs.precision), a floor row (its matmuls at this CPU's matmul rate) and, with SBX installed, SBX's step; the floor above zero
-    and below every step that contains those matmuls."""
+    compiled in bf16-mixed (algo.kwargs.precision), a floor row (its matmuls at this CPU's matmul rate) and,
+    with SBX installed, SBX's step; the floor above zero and below every float32 step that contains those
+    matmuls."""
     import importlib.util
 
     import pandas as pd

@@ -2,8 +2,8 @@
 
 bfloat16 keeps 8 bits of mantissa, so a bf16-mixed learner cannot train float32's weights bit for bit; what
 these tests hold it to: the key changes the arithmetic (the weights are not float32's), the training stays
-near float32's (a tenth of how far the steps move the weights, as vectors), the compiled step trains what the eager
-bf16 step trains, and every loss of a step sees the parameters as the step's earlier updates left them.
+near float32's (a tenth of how far the steps move the weights, as vectors), the compiled step trains what the
+eager bf16 step trains, and every loss of a step sees the parameters as the step's earlier updates left them.
 """
 import copy
 
@@ -16,22 +16,27 @@ from rlkit.algos import sac
 from rlkit.algos.base import check_config
 
 
+@pytest.fixture(scope="module")
+def eager():
+    """Each algorithm's weights after the eager steps, in float32 and in bf16-mixed (trained once for the module)."""
+    return {name: {"fp32": trained_weights(name, False), "bf16": trained_weights(name, False, precision="bf16-mixed")}
+            for name in ("sac", "dqn")}
+
+
 @pytest.mark.parametrize("name", ["sac", "dqn"])
-def test_bf16_mixed_changes_the_arithmetic_and_stays_near_float32(name):
+def test_bf16_mixed_changes_the_arithmetic_and_stays_near_float32(name, eager):
     initial = weights(learner(name, False))
-    fp32 = trained_weights(name, False)
-    bf16 = trained_weights(name, False, precision="bf16-mixed")
+    fp32, bf16 = eager[name]["fp32"], eager[name]["bf16"]
     moved, off = float((fp32 - initial).norm()), float((bf16 - fp32).norm())
     assert off > 1e-6, f"bf16-mixed trained float32's weights ({off} apart): the step did not run in bfloat16"
     assert off < moved / 10, f"bf16-mixed {off} from float32, where {STEPS} steps move the weights {moved}"
 
 
 @pytest.mark.parametrize("name", ["sac", "dqn"])
-def test_the_compiled_bf16_step_trains_what_the_eager_bf16_step_trains(name):
-    eager = trained_weights(name, False, precision="bf16-mixed")
+def test_the_compiled_bf16_step_trains_what_the_eager_bf16_step_trains(name, eager):
     compiled = trained_weights(name, True, precision="bf16-mixed")
-    fp32 = trained_weights(name, False)
-    off, apart = float((compiled - eager).norm()), float((eager - fp32).norm())
+    fp32, bf16 = eager[name]["fp32"], eager[name]["bf16"]
+    off, apart = float((compiled - bf16).norm()), float((bf16 - fp32).norm())
     # the compiled kernels round to bfloat16 at other points than eager's: a bound, well inside bf16's own
     # distance from float32
     assert off < apart / 2, f"compiled bf16 {off} from eager bf16, which is {apart} from float32"
