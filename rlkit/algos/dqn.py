@@ -20,7 +20,7 @@ from torch import nn
 from rlkit.algos.base import algorithm_keys
 from rlkit.algos.offpolicy import OffPolicyKeys, OffPolicyLearner, adam, load_modules, polyak
 from rlkit.config import ConfigError
-from rlkit.nn.networks import build_network, distribution
+from rlkit.nn.networks import Float32Linear, build_network, distribution
 from rlkit.steps import crossed
 
 
@@ -106,7 +106,8 @@ class DQN(OffPolicyLearner):
         """(the Q-network, the map of its indices to the Discrete space's, from its start): what build() trains
         and rlkit.load rebuilds."""
         space, epsilon = env_info.action_space, algorithm_keys(cfg).epsilon_end
-        q_net = QNetwork(build_network(env_info.obs_space, int(space.n), cfg.algo, out_gain=1.0), int(space.n), epsilon)
+        q_net = QNetwork(build_network(env_info.obs_space, int(space.n), cfg.algo, out_gain=1.0, out_layer=Float32Linear),
+                         int(space.n), epsilon)
         return q_net, distribution(space, cfg.algo)[1]  # the one place an action space's offset is read
 
     def build(self, env_info) -> None:

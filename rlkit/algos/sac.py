@@ -20,7 +20,8 @@ from torch import nn
 
 from rlkit.algos.offpolicy import OffPolicyKeys, OffPolicyLearner, adam, load_modules, polyak
 from rlkit.config import ConfigError
-from rlkit.nn.networks import ACTIVATIONS, ActionScaler, build_network, encoder, network_kind
+from rlkit.nn.networks import ACTIVATIONS, ActionScaler, Float32Linear, build_network, encoder, in_float32, \
+    network_kind
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # the actor's log std, squashed into this range (CleanRL's)
 LOG_2 = math.log(2.0)
@@ -48,7 +49,7 @@ class SquashedGaussianActor(nn.Module):
 
     def __init__(self, obs_space, action_dim: int, algo):
         super().__init__()
-        self.net = build_network(obs_space, 2 * action_dim, algo, out_gain=0.01)
+        self.net = build_network(obs_space, 2 * action_dim, algo, out_gain=0.01, out_layer=Float32Linear)
 
     def forward(self, obs):
         mean, log_std = self.net(obs).chunk(2, -1)
@@ -78,8 +79,9 @@ class EnsembleLinear(nn.Module):
     """n independent linear layers applied to n batches at once: x [n, B, in] -> [n, B, out] in one batched
     matmul (the twin critics' layers: half the calls of two separate networks)."""
 
-    def __init__(self, n: int, in_dim: int, out_dim: int, gain: float):
+    def __init__(self, n: int, in_dim: int, out_dim: int, gain: float, float32_output: bool = False):
         super().__init__()
+        self.float32_output = float32_output  # the Q head's: float32 under autocast too (rlkit.nn.networks.in_float32)
         self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
         self.bias = nn.Parameter(torch.zeros(n, 1, out_dim))
         for w in self.weight.data:  # orthogonal, as rlkit.nn.networks.init_layer
@@ -89,6 +91,9 @@ class EnsembleLinear(nn.Module):
         self.batched = min(in_dim, out_dim) >= 8
 
     def forward(self, x):
+        return in_float32(self.matmul, x) if self.float32_output else self.matmul(x)
+
+    def matmul(self, x):
         if self.batched:
             return torch.baddbmm(self.bias, x, self.weight)
         return torch.stack([torch.addmm(b, xi, w) for b, xi, w in zip(self.bias, x, self.weight)])
@@ -108,7 +113,7 @@ class TwinQ(nn.Module):
         sizes, layers = [width + action_dim, *algo.hidden_sizes], []
         for i, o in zip(sizes, sizes[1:]):
             layers += [EnsembleLinear(2, i, o, math.sqrt(2)), ACTIVATIONS[algo.activation]()]
-        self.head = nn.Sequential(*layers, EnsembleLinear(2, sizes[-1], 1, 1.0))
+        self.head = nn.Sequential(*layers, EnsembleLinear(2, sizes[-1], 1, 1.0, float32_output=True))
         self.shared_input = all(len(e) == 0 for e in self.encoders)  # vectors: one [obs, action] for both
 
     def forward(self, obs, actions):

@@ -42,13 +42,32 @@ def init_layer(layer, gain: float):
     return layer
 
 
-def mlp_layers(in_dim: int, hidden: list, out_dim: int, activation: str, out_gain: float) -> list[nn.Module]:
+def mlp_layers(in_dim: int, hidden: list, out_dim: int, activation: str, out_gain: float,
+               out_layer=nn.Linear) -> list[nn.Module]:
     layers, last = [], in_dim
     for h in hidden:
         layers += [init_layer(nn.Linear(last, h), math.sqrt(2)), ACTIVATIONS[activation]()]
         last = h
-    layers.append(init_layer(nn.Linear(last, out_dim), out_gain))
+    layers.append(init_layer(out_layer(last, out_dim), out_gain))
     return layers
+
+
+def in_float32(fn, x: torch.Tensor):
+    """fn(x) computed in float32 even under torch.autocast (algo.kwargs.precision: bf16-mixed), else fn(x) as ever.
+    For the off-policy networks' output layers: a TD error is a small difference of two large outputs, and
+    bfloat16's 8-bit mantissa rounds a Q-value near 300 to a multiple of 2 where the rewards are near 3. The
+    output layers are the networks' smallest, so keeping them in float32 costs little."""
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return fn(x.float())
+    return fn(x)
+
+
+class Float32Linear(nn.Linear):
+    """nn.Linear whose output keeps float32's precision under autocast (in_float32); the same weights and names."""
+
+    def forward(self, x):
+        return in_float32(super().forward, x)
 
 
 # ---------------------------------------------------------------- observations -> features
@@ -194,12 +213,13 @@ def encoder(obs_space: gym.Space, kind: str, algo) -> tuple[list[nn.Module], int
     return [*scale, *flatten], int(np.prod(shape))
 
 
-def build_network(obs_space: gym.Space, out_dim: int, algo, out_gain: float) -> nn.Sequential:
-    """encoder -> hidden layers (algo.hidden_sizes; none after the CNN's dense layer) -> out_dim outputs."""
+def build_network(obs_space: gym.Space, out_dim: int, algo, out_gain: float, out_layer=nn.Linear) -> nn.Sequential:
+    """encoder -> hidden layers (algo.hidden_sizes; none after the CNN's dense layer) -> out_dim outputs (an
+    out_layer: Float32Linear for the off-policy networks)."""
     kind = network_kind(obs_space, algo.network)
     layers, width = encoder(obs_space, kind, algo)
     hidden = algo.hidden_sizes if kind == "mlp" else []
-    return nn.Sequential(*layers, *mlp_layers(width, hidden, out_dim, algo.activation, out_gain))
+    return nn.Sequential(*layers, *mlp_layers(width, hidden, out_dim, algo.activation, out_gain, out_layer))
 
 
 # ---------------------------------------------------------------- features -> actions

@@ -66,6 +66,23 @@ def test_the_actors_loss_sees_the_critics_just_updated(monkeypatch):
     assert not torch.equal(seen["q"], q_of(before))
 
 
+@pytest.mark.parametrize("name", ["sac", "dqn"])
+def test_the_networks_outputs_keep_float32_precision(name):
+    """The output layers compute in float32 under bf16-mixed (rlkit.nn.networks.in_float32): in bfloat16 a Q-value
+    near 300 would be rounded to a multiple of 2, where a TD error is a difference of two of them and the rewards
+    are near 3. The Q head's bias is set near 300 here, and its outputs must not all lie on bfloat16's grid."""
+    agent = learner(name, False, precision="bf16-mixed")
+    batch = agent.sample()
+    head = agent.q_net[-1] if name == "dqn" else agent.critic.head[-1]
+    with torch.no_grad():
+        head.bias.fill_(300.3)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        q = agent.q_net(batch["obs"]) if name == "dqn" else agent.critic(batch["obs"], batch["actions"])
+        outputs = [q, *(agent.actor(batch["obs"]) if name == "sac" else ())]  # SAC's actor: mean, log std
+    assert [o.dtype for o in outputs] == [torch.float32] * len(outputs)
+    assert (q - q.bfloat16().float()).abs().max() > 0.01, "the Q-values are bfloat16's, rounded to steps of 2"
+
+
 def test_the_run_says_its_step_runs_in_bf16():
     """status.json's and the run summary's update_path."""
     assert learner("dqn", False, precision="bf16-mixed").update_path == "autograd, bf16-mixed (algo.kwargs.precision)"
