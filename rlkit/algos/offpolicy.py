@@ -67,10 +67,10 @@ class OffPolicyKeys:
     # program, from the same code: faster on the CPU, a compile of some seconds when the run starts, and
     # equal to the eager step up to float rounding (docs/algorithms.md, "A compiled gradient step")
     compile: bool = False
-    # "bf16-mixed": the gradient step under torch.autocast to bfloat16 (its matmuls in bfloat16, the parameters,
-    # Adam and the losses' float32 inputs as ever): about twice the matmul rate on CPUs with bfloat16
-    # instructions, at bfloat16's 3 significant digits in the networks' outputs (docs/algorithms.md, "Mixed
-    # precision"); "32-true": float32 throughout
+    # "bf16-mixed": the gradient step under torch.autocast to bfloat16 (its hidden layers' matmuls in bfloat16;
+    # the output layers, the parameters, Adam and the losses' inputs in float32): about twice the matmul rate on
+    # CPUs with bfloat16 instructions, at bfloat16's 3 significant digits in the hidden features
+    # (docs/algorithms.md, "Mixed precision"); "32-true": float32 throughout
     precision: str = "32-true"
 
     def __post_init__(self):
