@@ -1,6 +1,8 @@
 """What a person reads in the live notebook: the curves' panels and ticks, the progress bar's one speed, the
 whole history of a resumed run, and an interrupt that is one line."""
 import json
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -97,8 +99,19 @@ def interrupt_inside_numba():
     from rlkit.nn.numpy_mlp import _categorical_sample
     logits, uniform = np.zeros((1, 2), np.float32), np.full(1, 0.5, np.float32)
     threading.Timer(0.05, _thread.interrupt_main).start()  # arrives while the loop is (nearly always) in the call
-    while True:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         _categorical_sample(logits, uniform)
+    raise AssertionError("no interrupt arrived in 30 s")
+
+
+@pytest.fixture
+def sigint_handled():
+    """Python's own SIGINT handler, as in a kernel: a process started in the background of a shell inherits SIGINT
+    ignored, and then _thread.interrupt_main does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def raise_interrupt():
@@ -106,7 +119,8 @@ def raise_interrupt():
 
 
 @pytest.mark.parametrize("where", [raise_interrupt, interrupt_inside_numba])
-def test_an_interrupt_in_the_notebook_is_one_line_and_resumable(tmp_path, monkeypatch, capsys, tiny, where):
+def test_an_interrupt_in_the_notebook_is_one_line_and_resumable(tmp_path, monkeypatch, capsys, tiny, where,
+                                                                sigint_handled):
     from rlkit.experiments.notebook import train_in_notebook
     from rlkit.config import load_config
 
