@@ -17,7 +17,6 @@ import optuna
 import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_notebook
-from conftest import take_ctrl_c
 from test_runner import CARTPOLE, ROOT
 
 import rlkit
@@ -155,7 +154,7 @@ def test_ctrl_c_stops_parallel_trials_and_records_them(tmp_path):
             f"seeds=[0], jobs=2, overrides={EVAL!r}, results_dir={str(tmp_path)!r}, notebook={str(nb)!r}, "
             f"kernel_name='python3', pruner='none')")
     proc = subprocess.Popen([sys.executable, "-c", call], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=take_ctrl_c)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs = [tmp_path / "cartpole_tune" / f"trial00{k}" / "seed0" for k in (0, 1)]
     deadline = time.monotonic() + 120
     while not all((r / "metrics.csv").exists() and "100," in (r / "metrics.csv").read_text() for r in runs):
