@@ -1,5 +1,4 @@
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -12,13 +11,6 @@ for folder in (Path(__file__).parent, Path(__file__).parent / "support"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-def take_ctrl_c():
-    """subprocess.Popen's preexec_fn for a child that a test interrupts: SIGINT back to its default, as in a
-    terminal. A suite started as a background job of a non-interactive shell inherits SIGINT ignored, and Python
-    then never installs its Ctrl-C handler, so the child would never see the test's SIGINT."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
 
 # A run small enough for a unit test: 2 threads x 2 envs, 64-step batches, a few updates.
 TINY = {

@@ -19,7 +19,7 @@ import time
 import pytest
 
 import faultenvs  # noqa: F401 - registers Hang-v0 for the resumes in this process
-from conftest import ROOT, learned_rows, take_ctrl_c
+from conftest import ROOT, learned_rows
 from rlkit import train
 from rlkit.runs.rundir import RunLock
 
@@ -40,7 +40,14 @@ def start(run, *args, overrides=SLOW):
     if "--resume" not in args:
         cmd += [CARTPOLE, "--out", str(run), *sets(overrides)]
     return subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=take_ctrl_c)
+                            preexec_fn=_take_ctrl_c)
+
+
+def _take_ctrl_c():
+    """In the child before it execs: SIGINT back to its default, as in a terminal. A suite started as a
+    background job of a non-interactive shell inherits SIGINT ignored, and Python then never installs its
+    Ctrl-C handler, so the Ctrl-C tests would time out."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(proc, timeout=120):
