@@ -90,7 +90,7 @@ class AlgoConfig:
     rnd_hidden_sizes: list = field(default_factory=lambda: [64, 64])  # vector obs: target MLP; predictor adds 2 layers
     rnd_output_dim: int = 64  # feature size of target and predictor (paper: 512 for Atari's CNN)
     # Step-denominated hyper-parameters (docs/design.md, "Steps").
-    per_rank_gradient_steps: int | None = None  # default k_epochs * ceil(batch_size / mini_batch_size)
+    per_rank_gradient_steps: int | None = None  # PPO: k_epochs * ceil(batch_size / mini_batch_size); SAC, DQN: 1
     per_rank_pretrain_steps: int | None = None  # the same, first training phase only
     # The usual PPO knobs.
     ent_coef: float = 0.0
@@ -104,7 +104,7 @@ class AlgoConfig:
     normalize_obs: bool = False  # running mean/std of observations for the policy
     normalize_reward: bool = False  # divide rewards by the std of the discounted return
     log_std_init: float = 0.0  # continuous actions: initial log std of the Gaussian
-    name: str = "ppo"  # the algorithm: a name in rlkit.algos.base.AGENTS (ppo, a2c) or an import path module:Class
+    name: str = "ppo"  # the algorithm: a name in rlkit.algos.base.AGENTS (ppo, a2c, sac, dqn) or an import path module:Class
     kwargs: dict = field(default_factory=dict)  # the algorithm's own keys (its Keys dataclass, e.g. rlkit.algos.a2c)
     # Parts in place of the built-in ones, each {type: "module:Name", kwargs: {...}} (rlkit.algos.parts):
     loss: dict | None = None  # called as type(algo, **kwargs) if a class, else used as is: the loss callable

@@ -51,8 +51,9 @@ class DQNKeys(OffPolicyKeys):
 
 
 def td_loss(q_net: nn.Module, target_net: nn.Module, batch: dict, double_q: bool):
-    """The Huber loss between Q(s, a) and r + discount * Q_target(s', a'): DQN's one loss. discount is gamma^n,
-    0 where the episode terminated; a' is the target's argmax, or the online network's with double_q."""
+    """The Huber loss between Q(s, a) and r + discount * Q_target(s', a'): DQN's one loss. discount is gamma^k,
+    k the steps summed (n_step, fewer where the episode ended inside them), 0 where it terminated; a' is the
+    target's argmax, or the online network's with double_q."""
     q = q_net(batch["obs"]).gather(1, batch["actions"].long().view(-1, 1)).squeeze(1)
     with torch.no_grad():
         next_q = target_net(batch["next_obs"])
